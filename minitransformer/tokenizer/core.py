@@ -210,8 +210,12 @@ class Tokenizer:
             raise ValueError("encode_batch takes a list of strings; for one string use encode(text)")
         return [self.encode(t, **kwargs) for t in texts]
 
-    def _encode_chunk(self, data: bytes) -> list[int]:
-        """Apply merges inside one chunk, lowest rank first, until none applies."""
+    def _encode_chunk(self, data: bytes, steps: Optional[list] = None) -> list[int]:
+        """Apply merges inside one chunk, lowest rank first, until none applies.
+
+        If ``steps`` is a list, every merge applied is appended to it as
+        ``(pair, new_id, ids_before, ids_after)`` (used by `show_work`).
+        """
         ids = list(data)
         ranks = self.ranks
         while len(ids) >= 2:
@@ -219,7 +223,10 @@ class Tokenizer:
             pair = min(pairs, key=lambda p: ranks.get(p, float("inf")))  # the earliest-learned merge
             if pair not in ranks:
                 break  # no pair here was ever merged in training
-            ids = merge(ids, pair, ranks[pair])
+            merged = merge(ids, pair, ranks[pair])
+            if steps is not None:
+                steps.append((pair, ranks[pair], ids, merged))
+            ids = merged
         return ids
 
     def _special_set(self, value: SpecialSet, arg: str) -> set[str]:
@@ -283,6 +290,24 @@ class Tokenizer:
         from .files import load_tokenizer
 
         return load_tokenizer(path)
+
+    def save_vocab(self, path) -> None:
+        """Write a readable listing: one line per token with the two tokens it was merged from."""
+        from .files import save_vocab
+
+        save_vocab(self, path)
+
+    def export_tiktoken(self, path) -> None:
+        """Write the ranks in the ``.tiktoken`` format, so tiktoken can load this vocabulary."""
+        from .files import export_tiktoken
+
+        export_tiktoken(self, path)
+
+    def show_work(self, text: str):
+        """What encoding ``text`` does, step by step: chunks, bytes, merges (see `show.show_work`)."""
+        from .show import show_work
+
+        return show_work(self, text)
 
     def __eq__(self, other) -> bool:
         return (
