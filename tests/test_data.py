@@ -1,0 +1,40 @@
+import pytest
+
+from minitransformer import data
+
+
+def test_pydoc_corpus_is_built_from_the_standard_library(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINITRANSFORMER_DATA", str(tmp_path))
+    path = data.corpus_path("pydoc")
+    assert path == tmp_path / "pydoc_topics.txt" and path.exists()
+    text = data.load_corpus("pydoc")
+    assert text == data.build_pydoc_corpus()
+    assert len(text) > 100_000 and "The \"if\" statement" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pydoc_topics.txt"]  # no temporary files left
+
+
+def test_small_texts_written_for_the_project(multilingual_text):
+    tiny = data.load_corpus("tiny")
+    assert "merges" in tiny
+    assert "\r\n" in multilingual_text  # read without newline translation
+    for sample in ("中文", "🇫🇷", "e\u0301", "한국어", "עברית", "हिन्दी"):
+        assert sample in multilingual_text
+
+
+def test_split_text_cuts_at_a_line_break():
+    text = "line one\nline two\nline three\nline four\n"
+    train, held = data.split_text(text, 0.5)
+    assert train + held == text and train.endswith("\n") and held == "line four\n"  # the cut (index 19) falls inside "line three"
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        data.split_text(text, 1.5)
+
+
+def test_unknown_corpus_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="valid corpora are pydoc"):
+        data.load_corpus("wikipedia")
+
+
+def test_missing_small_text_says_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINITRANSFORMER_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match="MINITRANSFORMER_DATA"):
+        data.load_corpus("tiny")

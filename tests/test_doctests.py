@@ -1,0 +1,27 @@
+"""Run the examples in the docstrings, so the documentation cannot drift from the code."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "minitransformer.concepts",
+    "minitransformer.data",
+    "minitransformer.tokenizer",
+    "minitransformer.tokenizer.bpe",
+    "minitransformer.tokenizer.patterns",
+    "minitransformer.tokenizer.core",
+    "minitransformer.tokenizer.train_reference",
+    "minitransformer.tokenizer.train_fast",
+    "minitransformer.tokenizer.files",
+    "minitransformer.tokenizer.show",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0, f"{name} has no docstring example"
