@@ -1,0 +1,464 @@
+"""Benchmark the BPE tokenizer: training speed, encoding throughput, parity with peers.
+
+What it measures, all in one run on the built-in ``pydoc`` corpus (~465 KB):
+
+1. Training
+   a. ``train_fast`` against ``train_reference`` at vocab 1024 on the whole
+      corpus. Reports the ratio reference / fast (target: >= 100x) and checks
+      that both trainers learn identical merge lists. The reference trainer
+      recounts every pair at every step, so it is slow (about a minute per run
+      at vocab 1024); it runs ``--ref-repeats`` times (default 1).
+   b. ``train_fast`` to vocab 4096 on the whole corpus (target: < 1.5 s).
+2. Encoding throughput. A tokenizer is trained on the training split
+   (``split_text(text)[0]``) to vocab 4096 and encodes the held-out split
+   (``split_text(text)[1]``, ~46 KB). The held-out text is repeated to about
+   ``--encode-mb`` MB (default 1) so one measurement is not timer noise.
+   - warm: the encoder remembers the ids of every chunk it has seen; warm is
+     after one encode of the held-out text (target: >= 5 MB/s).
+   - cold: a fresh ``Tokenizer(tok.merges, tok.pattern)`` encoding the 46 KB
+     held-out text for the first time (several fresh tokenizers per measurement).
+3. Peers, if installed (``pip install -e ".[bench]"``):
+   - tiktoken: an ``Encoding`` built from our ranks; reports whether its ids are
+     identical to ours on the held-out text, and its ``encode_ordinary``
+     throughput on the same text as a ratio to our warm throughput.
+   - HF tokenizers: a BPE trained to vocab 4096 on the same training text
+     (split by the same GPT-4 regex, then byte-level); only its training time is
+     compared with ours (different implementation and tie rules, so its merges
+     are not expected to match).
+
+Every figure is the median (and min) of ``--repeats`` runs (default 5) timed
+with ``time.perf_counter``; targets are judged on the median. MB = 10**6 bytes
+of UTF-8 text. Progress goes to stderr, the report to stdout.
+
+The exit code is 0 even if a performance target fails (this is a report, read
+the PASS/FAIL column). It is 1 only if a correctness check fails: the fast and
+reference trainers learned different merges.
+
+Run (from the repository root)::
+
+    python benchmarks/bench_tokenizer.py                  # full run, ~80 s (mostly the reference trainer)
+    python benchmarks/bench_tokenizer.py --ref-repeats 0  # skip the slow reference trainer
+    python benchmarks/bench_tokenizer.py --repeats 9 --json results.json
+
+Install the optional peers (tiktoken, HF tokenizers) with::
+
+    pip install -e ".[bench]"
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+try:
+    from minitransformer.data import load_corpus, split_text
+except ImportError:  # not installed: use the repository this script lives in
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from minitransformer.data import load_corpus, split_text
+
+import numpy as np
+
+from minitransformer.fileio import atomic_write
+from minitransformer.tokenizer import Tokenizer, train_fast, train_reference
+
+PEER_HINT = "pip install -e '.[bench]'"
+
+# Targets: (key in results, description, comparison, threshold)
+TARGET_REF_RATIO = 100.0  # reference / fast training time at vocab 1024, at least
+TARGET_TRAIN_4096_S = 1.5  # fast training to vocab 4096 on the whole corpus, seconds, under
+TARGET_WARM_MBPS = 5.0  # warm encoding throughput, MB/s, at least
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def measure(fn, repeats: int, setup=None):
+    """Time ``fn(arg)`` ``repeats`` times; return (list of seconds, last result).
+
+    ``setup`` (untimed) is called before each run and its value passed to ``fn``.
+    A garbage collection is forced before each run so one run's garbage is not
+    billed to the next; the collector stays enabled while timing (as in real use).
+    """
+    times, result = [], None
+    for _ in range(repeats):
+        arg = setup() if setup is not None else None
+        gc.collect()
+        t0 = time.perf_counter()
+        result = fn(arg)
+        times.append(time.perf_counter() - t0)
+    return times, result
+
+
+def stats(times: list[float], per: float = 1.0) -> dict:
+    """Median and min of ``times`` (each divided by ``per``), plus the raw runs."""
+    return {
+        "median_s": statistics.median(times) / per,
+        "min_s": min(times) / per,
+        "runs_s": [t / per for t in times],
+    }
+
+
+def machine_info() -> dict:
+    info = {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import regex
+
+        info["regex"] = regex.__version__
+    except (ImportError, AttributeError):
+        pass
+    for name in ("tiktoken", "tokenizers"):
+        try:
+            info[name] = __import__(name).__version__
+        except ImportError:
+            info[name] = None
+    return info
+
+
+# ---------------------------------------------------------------------------------- sections
+def bench_training(text: str, repeats: int, ref_repeats: int) -> dict:
+    out: dict = {}
+    log(f"[1a] train_fast, vocab 1024, whole corpus x{repeats}")
+    fast_times, fast_res = measure(lambda _: train_fast(text, 1024), repeats)
+    out["fast_1024"] = stats(fast_times) | {"merges": len(fast_res.merges)}
+
+    if ref_repeats > 0:
+        log(f"[1a] train_reference, vocab 1024, whole corpus x{ref_repeats} (slow: about a minute per run)")
+        ref_times, ref_res = measure(lambda _: train_reference(text, 1024), ref_repeats)
+        out["reference_1024"] = stats(ref_times) | {"merges": len(ref_res.merges)}
+        out["ref_over_fast"] = statistics.median(ref_times) / statistics.median(fast_times)
+        same = ref_res.merges == fast_res.merges
+        out["merges_identical"] = same
+        if not same:
+            diff = next(
+                (i for i, (a, b) in enumerate(zip(ref_res.merges, fast_res.merges)) if a != b),
+                min(len(ref_res.merges), len(fast_res.merges)),
+            )
+            out["first_merge_difference"] = diff
+    else:
+        log("[1a] reference trainer skipped (--ref-repeats 0)")
+        out["reference_1024"] = None
+        out["ref_over_fast"] = None
+        out["merges_identical"] = None
+
+    log(f"[1b] train_fast, vocab 4096, whole corpus x{repeats}")
+    t4096, res4096 = measure(lambda _: train_fast(text, 4096), repeats)
+    out["fast_4096"] = stats(t4096) | {"merges": len(res4096.merges), "reason": res4096.reason}
+    return out
+
+
+def bench_encoding(train_text: str, held_out: str, repeats: int, encode_mb: float):
+    """Train on the training split, then time encoding the held-out text; return (results, tok, big text)."""
+    out: dict = {}
+    log(f"[2] train_fast, vocab 4096, training split x{repeats} (also the baseline for HF)")
+    t_train, res = measure(lambda _: train_fast(train_text, 4096), repeats)
+    out["fast_4096_train_split"] = stats(t_train) | {"merges": len(res.merges)}
+    tok = Tokenizer(res.merges, "gpt4")
+
+    ho_bytes = len(held_out.encode("utf-8"))
+    copies = max(1, round(encode_mb * 1e6 / ho_bytes))
+    big = held_out * copies
+    big_bytes = ho_bytes * copies
+    out["held_out_bytes"] = ho_bytes
+    out["copies"] = copies
+    out["encoded_bytes"] = big_bytes
+
+    # Warm: one encode of the held-out text fills the memo, then every chunk is a lookup.
+    ids_ho = tok.encode_ordinary(held_out)
+    out["held_out_tokens"] = len(ids_ho)
+    out["bytes_per_token"] = ho_bytes / len(ids_ho)
+    log(f"[2] warm encode_ordinary of {big_bytes / 1e6:.2f} MB (held-out x{copies}) x{repeats}")
+    t_warm, ids_big = measure(lambda _: tok.encode_ordinary(big), repeats)
+    assert ids_big == ids_ho * copies, "encoding the repeated text is not the repeated encoding"
+    w = stats(t_warm)
+    out["warm"] = w | {"mbps_median": big_bytes / w["median_s"] / 1e6, "mbps_best": big_bytes / w["min_s"] / 1e6}
+
+    # Cold: fresh tokenizers (built untimed), each encoding the held-out text for the first time.
+    cold_inner = max(1, min(copies, 10))
+    log(f"[2] cold encode_ordinary of {ho_bytes / 1e3:.0f} KB, {cold_inner} fresh tokenizers per run x{repeats}")
+
+    def cold_setup():
+        return [Tokenizer(tok.merges, tok.pattern) for _ in range(cold_inner)]
+
+    def cold_run(fresh):
+        for t in fresh:
+            t.encode_ordinary(held_out)
+
+    t_cold, _ = measure(cold_run, repeats, setup=cold_setup)
+    c = stats(t_cold, per=cold_inner)
+    out["cold"] = c | {
+        "calls_per_run": cold_inner,
+        "mbps_median": ho_bytes / c["median_s"] / 1e6,
+        "mbps_best": ho_bytes / c["min_s"] / 1e6,
+    }
+    return out, tok, big
+
+
+def bench_tiktoken(tok: Tokenizer, held_out: str, big: str, ours_warm_mbps: float, repeats: int) -> dict:
+    try:
+        import tiktoken
+    except ImportError:
+        log(f"[3] tiktoken not installed ({PEER_HINT})")
+        return {"installed": False}
+    out: dict = {"installed": True, "version": tiktoken.__version__}
+    ranks_list = tok.vocab[: 256 + len(tok.merges)]
+    ranks = {b: rank for rank, b in enumerate(ranks_list)}
+    if len(ranks) != len(ranks_list):
+        out["error"] = "two tokens have the same bytes; tiktoken ranks need unique tokens"
+        return out
+    try:
+        enc = tiktoken.Encoding(name="minitransformer", pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens={})
+    except Exception as exc:  # e.g. a pattern its regex engine rejects
+        out["error"] = f"cannot build tiktoken.Encoding: {exc}"
+        return out
+    theirs = enc.encode_ordinary(held_out)
+    ours = tok.encode_ordinary(held_out)
+    out["identical_ids"] = theirs == ours
+    if theirs != ours:
+        out["first_difference"] = next(
+            (i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours))
+        )
+        out["tokens_tiktoken"], out["tokens_ours"] = len(theirs), len(ours)
+    big_bytes = len(big.encode("utf-8"))
+    log(f"[3] tiktoken encode_ordinary of {big_bytes / 1e6:.2f} MB x{repeats}")
+    enc.encode_ordinary(big)  # warm-up, symmetric with our warm figure
+    t, _ = measure(lambda _: enc.encode_ordinary(big), repeats)
+    s = stats(t)
+    out["encode"] = s | {"mbps_median": big_bytes / s["median_s"] / 1e6, "mbps_best": big_bytes / s["min_s"] / 1e6}
+    out["tiktoken_over_ours"] = out["encode"]["mbps_median"] / ours_warm_mbps
+    return out
+
+
+def bench_hf(train_text: str, pattern: str, ours_train_s: float, repeats: int) -> dict:
+    try:
+        import tokenizers
+        from tokenizers import Regex, models, pre_tokenizers, trainers
+    except ImportError:
+        log(f"[3] HF tokenizers not installed ({PEER_HINT})")
+        return {"installed": False}
+    out: dict = {"installed": True, "version": tokenizers.__version__}
+
+    def setup():
+        hf = tokenizers.Tokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(pattern), behavior="isolated"),  # the same GPT-4 chunks
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),  # bytes as symbols
+            ]
+        )
+        trainer = trainers.BpeTrainer(
+            vocab_size=4096,
+            min_frequency=0,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, like ours
+            special_tokens=[],
+        )
+        return hf, trainer
+
+    def run(arg):
+        hf, trainer = arg
+        hf.train_from_iterator([train_text], trainer=trainer)
+        return hf
+
+    log(f"[3] HF tokenizers BpeTrainer, vocab 4096, training split x{repeats}")
+    try:
+        t, hf = measure(run, repeats, setup=setup)
+    except Exception as exc:
+        out["error"] = f"HF training failed: {exc}"
+        return out
+    out["train"] = stats(t)
+    out["vocab_size"] = hf.get_vocab_size()
+    out["hf_over_ours"] = out["train"]["median_s"] / ours_train_s
+    out["threads_note"] = (
+        f"HF trains with a thread pool (up to {os.cpu_count()} cpus here); ours is single-threaded"
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------- report
+def verdict(ok) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def render(report: dict) -> str:
+    m, tr, en, tt, hf = (report[k] for k in ("machine", "training", "encoding", "tiktoken", "huggingface"))
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(name, median="", best="", target="", result=""):
+        rows.append((name, median, best, target, result))
+
+    def secs(s):
+        return f"{s['median_s']:.3f} s", f"{s['min_s']:.3f} s"
+
+    t = report["targets"]
+    row("1a fast train, vocab 1024, whole corpus", *secs(tr["fast_1024"]))
+    if tr["reference_1024"] is not None:
+        n = len(tr["reference_1024"]["runs_s"])
+        row(f"1a reference train, vocab 1024 ({n} run{'s' * (n > 1)})", *secs(tr["reference_1024"]))
+        row(
+            "1a ratio reference / fast (medians)",
+            f"{tr['ref_over_fast']:.0f}x",
+            "",
+            f">= {TARGET_REF_RATIO:.0f}x",
+            verdict(t["ref_over_fast"]["pass"]),
+        )
+        row(f"1a merges identical ({tr['fast_1024']['merges']} merges)", "yes" if tr["merges_identical"] else "NO", "", "must be yes",
+            "OK" if tr["merges_identical"] else "ERROR")
+    else:
+        row("1a reference train (skipped: --ref-repeats 0)", "", "", f">= {TARGET_REF_RATIO:.0f}x", "n/a")
+    row("1b fast train, vocab 4096, whole corpus", *secs(tr["fast_4096"]), f"< {TARGET_TRAIN_4096_S} s",
+        verdict(t["fast_train_4096"]["pass"]))
+    row("2  fast train, vocab 4096, training split", *secs(en["fast_4096_train_split"]))
+    row(
+        f"2  encode warm, {en['encoded_bytes'] / 1e6:.2f} MB (held-out x{en['copies']})",
+        f"{en['warm']['mbps_median']:.2f} MB/s",
+        f"{en['warm']['mbps_best']:.2f} MB/s",
+        f">= {TARGET_WARM_MBPS} MB/s",
+        verdict(t["warm_encode_mbps"]["pass"]),
+    )
+    row(
+        f"2  encode cold, {en['held_out_bytes'] / 1e3:.1f} KB, fresh Tokenizer",
+        f"{en['cold']['mbps_median']:.2f} MB/s",
+        f"{en['cold']['mbps_best']:.2f} MB/s",
+    )
+    row("2  held-out compression", f"{en['bytes_per_token']:.2f} B/tok", "", "", "")
+    if not tt["installed"]:
+        row(f"3  tiktoken not installed ({PEER_HINT})")
+    elif "error" in tt:
+        row(f"3  tiktoken: {tt['error']}")
+    else:
+        row("3  tiktoken ids identical on held-out", "yes" if tt["identical_ids"] else "NO")
+        e = tt["encode"]
+        row(f"3  tiktoken encode_ordinary, same {en['encoded_bytes'] / 1e6:.2f} MB",
+            f"{e['mbps_median']:.2f} MB/s", f"{e['mbps_best']:.2f} MB/s")
+        row("3  tiktoken / ours (warm, medians)", f"{tt['tiktoken_over_ours']:.2f}x")
+    if not hf["installed"]:
+        row(f"3  HF tokenizers not installed ({PEER_HINT})")
+    elif "error" in hf:
+        row(f"3  HF tokenizers: {hf['error']}")
+    else:
+        row(f"3  HF BPE train, vocab {hf['vocab_size']}, training split", *secs(hf["train"]))
+        row("3  HF time / ours (medians; time only)", f"{hf['hf_over_ours']:.2f}x")
+
+    header = ("measurement", "median", "min/best", "target", "result")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = "-" * len(fmt(header))
+    lines = [
+        "minitransformer tokenizer benchmark",
+        f"python {m['python']} ({m['implementation']}), numpy {m['numpy']}, regex {m.get('regex', '?')}, "
+        f"tiktoken {m['tiktoken'] or 'not installed'}, tokenizers {m['tokenizers'] or 'not installed'}",
+        f"platform {m['platform']}, {m['machine']}, cpu count {m['cpu_count']}",
+        f"corpus {report['settings']['corpus']!r}: {report['corpus']['chars']} chars, "
+        f"{report['corpus']['bytes']} bytes; train split {report['corpus']['train_bytes']} B, "
+        f"held-out {report['corpus']['held_out_bytes']} B",
+        f"repeats {report['settings']['repeats']} (reference: {report['settings']['ref_repeats']}); "
+        "median and min of runs, targets judged on the median; MB = 10^6 bytes",
+        line,
+        fmt(header),
+        line,
+        *[fmt(r) for r in rows],
+        line,
+    ]
+    if hf.get("installed") and "error" not in hf:
+        lines.append(f"note: {hf['threads_note']}; HF merges differ by design (own tie rules), so only time is compared.")
+    passed = [k for k, v in t.items() if v["pass"] is True]
+    failed = [k for k, v in t.items() if v["pass"] is False]
+    skipped = [k for k, v in t.items() if v["pass"] is None]
+    summary = f"targets: {len(passed)} PASS, {len(failed)} FAIL" + (f", {len(skipped)} not measured" if skipped else "")
+    if failed:
+        summary += "  <-- FAILED: " + ", ".join(failed)
+    lines.append(summary)
+    if tr.get("merges_identical") is False:
+        lines.append(
+            f"ERROR: fast and reference trainers learned different merges "
+            f"(first difference at merge {tr['first_merge_difference']})"
+        )
+    lines.append(f"total runtime {report['total_runtime_s']:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (default 5)")
+    p.add_argument("--ref-repeats", type=int, default=1,
+                   help="runs of the slow reference trainer (default 1; 0 skips it)")
+    p.add_argument("--encode-mb", type=float, default=1.0,
+                   help="repeat the held-out text to about this many MB for encoding timings (default 1)")
+    p.add_argument("--corpus", default="pydoc", help="built-in corpus name (default pydoc)")
+    p.add_argument("--json", metavar="PATH", help="also write every figure as JSON to PATH (atomic write)")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
+    if args.ref_repeats < 0:
+        p.error("--ref-repeats must be >= 0")
+    if args.encode_mb <= 0:
+        p.error("--encode-mb must be positive")
+    if args.json:
+        parent = Path(args.json).resolve().parent
+        if not parent.is_dir():  # fail now, not after minutes of benchmarking
+            p.error(f"--json: directory {parent} does not exist")
+
+    start = time.perf_counter()
+    text = load_corpus(args.corpus)
+    train_text, held_out = split_text(text)
+    Tokenizer()  # compile the split regex once (cached) so no timed run pays for it
+
+    report: dict = {
+        "machine": machine_info(),
+        "settings": {"repeats": args.repeats, "ref_repeats": args.ref_repeats, "encode_mb": args.encode_mb,
+                     "corpus": args.corpus, "timer": "time.perf_counter"},
+        "corpus": {
+            "chars": len(text),
+            "bytes": len(text.encode("utf-8")),
+            "train_bytes": len(train_text.encode("utf-8")),
+            "held_out_bytes": len(held_out.encode("utf-8")),
+        },
+    }
+    report["training"] = bench_training(text, args.repeats, args.ref_repeats)
+    enc, tok, big = bench_encoding(train_text, held_out, args.repeats, args.encode_mb)
+    report["encoding"] = enc
+    report["tiktoken"] = bench_tiktoken(tok, held_out, big, enc["warm"]["mbps_median"], args.repeats)
+    report["huggingface"] = bench_hf(train_text, tok.pattern, enc["fast_4096_train_split"]["median_s"], args.repeats)
+
+    tr = report["training"]
+    report["targets"] = {
+        "ref_over_fast": {
+            "value": tr["ref_over_fast"], "target": f">= {TARGET_REF_RATIO}",
+            "pass": None if tr["ref_over_fast"] is None else tr["ref_over_fast"] >= TARGET_REF_RATIO,
+        },
+        "fast_train_4096": {
+            "value": tr["fast_4096"]["median_s"], "target": f"< {TARGET_TRAIN_4096_S} s",
+            "pass": tr["fast_4096"]["median_s"] < TARGET_TRAIN_4096_S,
+        },
+        "warm_encode_mbps": {
+            "value": enc["warm"]["mbps_median"], "target": f">= {TARGET_WARM_MBPS} MB/s",
+            "pass": enc["warm"]["mbps_median"] >= TARGET_WARM_MBPS,
+        },
+    }
+    report["total_runtime_s"] = time.perf_counter() - start
+
+    print(render(report))
+    if args.json:
+        atomic_write(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 1 if tr.get("merges_identical") is False else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
