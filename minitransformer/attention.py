@@ -1,0 +1,250 @@
+"""Stage 4, attention (concept: retrieval): queries match keys and retrieve values.
+
+Each position asks a question (its query), compares it with the labels of the
+positions before it (their keys), and takes a weighted mix of what they hold
+(their values); the weights are the ``pattern``, a soft lookup over the keys:
+
+    scores  = q @ k.T / sqrt(D)          how well each key answers each query
+    pattern = softmax(scores + mask)     causal: a position never sees the future
+    z       = pattern @ v                what each position retrieved
+    y       = z @ W_O                    the heads' findings, mixed back into the stream
+
+Variants (Vaswani et al., 2017; Shazeer, 2019; Ainslie et al., 2023):
+
+- multi-head (MHA): every query head has its own key/value head (G = H);
+- grouped-query (GQA): G < H key/value heads, each serving H/G query heads;
+- multi-query (MQA): one key/value head for all (G = 1).
+
+The KV cache is the stored index of the retrieval: keys and values of past
+positions are kept, so a new token costs one query against T cached keys, O(T)
+instead of recomputing all T² scores. RoPE, if configured, rotates q and k here
+(`positional.rope_apply`) at their absolute positions, before k enters the cache.
+
+Dimension letters: B batch, T query positions, S key positions (T, or the cache
+length when decoding), C model width, H query heads, G key/value heads,
+R = H/G query heads per group, D head width.
+
+note: the grouping trick. Query head h uses key/value head h // R. Reshaping q
+from (B, H, T, D) to (B, G, R·T, D) puts the R heads of a group one after the
+other, so one matmul per group against its (B, G, S, D) keys serves them all,
+and keys are never copied R times. With G = H this is plain multi-head attention.
+
+Deliberately left out: attention dropout, ALiBi and sliding windows (exercises),
+and Multi-Head Latent Attention, which has its own issue and module.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from . import positional
+from .nn import linear_backward, linear_forward, want_cache
+
+
+# --------------------------------------------------------------------------- parameters
+def init(config, rng: np.random.Generator) -> dict:
+    """``W_Q`` (C, H·D), ``W_K`` and ``W_V`` (C, G·D), ``W_O`` (H·D, C), biases if ``config.bias``.
+
+    W_O is scaled by 1/sqrt(2·n_layers), GPT-2's init for projections into the
+    residual stream (each block adds two of them, and the sum should not grow with depth).
+    """
+    C, H, G, D = config.d_model, config.n_heads, config.kv_heads, config.d_head
+    std = config.init_std
+    params = {
+        "W_Q": rng.normal(0.0, std, (C, H * D)),
+        "W_K": rng.normal(0.0, std, (C, G * D)),
+        "W_V": rng.normal(0.0, std, (C, G * D)),
+        "W_O": rng.normal(0.0, std / math.sqrt(2 * config.n_layers), (H * D, C)),
+    }
+    if config.bias:
+        params.update(b_Q=np.zeros(H * D), b_K=np.zeros(G * D), b_V=np.zeros(G * D), b_O=np.zeros(C))
+    return {k: v.astype(np.float32) for k, v in params.items()}
+
+
+# --------------------------------------------------------------------------- the KV cache
+class KVCache:
+    """Keys and values of past positions, for every layer, preallocated to ``max_len``.
+
+    Arrays are (B, G, max_len, D) per layer; ``length`` positions are filled. The
+    keys are stored *after* RoPE, at their absolute positions, so they never need
+    rotating again.
+
+    >>> cache = KVCache(n_layers=2, batch_size=1, max_len=8, n_kv_heads=2, d_head=4)
+    >>> cache.length, cache.nbytes
+    (0, 0)
+    """
+
+    def __init__(self, n_layers: int, batch_size: int, max_len: int, n_kv_heads: int, d_head: int,
+                 dtype=np.float32):
+        shape = (batch_size, n_kv_heads, max_len, d_head)
+        self.k = [np.zeros(shape, dtype) for _ in range(n_layers)]
+        self.v = [np.zeros(shape, dtype) for _ in range(n_layers)]
+        self.max_len = max_len
+        self.lengths = [0] * n_layers
+
+    @classmethod
+    def for_config(cls, config, batch_size: int = 1, max_len: Optional[int] = None) -> "KVCache":
+        return cls(config.n_layers, batch_size, max_len or config.context_length, config.kv_heads, config.d_head)
+
+    @property
+    def length(self) -> int:
+        """Positions stored (the next token's absolute position)."""
+        return self.lengths[0]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of keys and values actually stored (filled positions, all layers)."""
+        per_position = 2 * self.k[0].shape[0] * self.k[0].shape[1] * self.k[0].shape[3] * self.k[0].itemsize
+        return per_position * sum(self.lengths)
+
+    @property
+    def capacity_nbytes(self) -> int:
+        """Bytes allocated (all ``max_len`` positions)."""
+        return sum(a.nbytes for a in self.k + self.v)
+
+    def append(self, layer: int, k: np.ndarray, v: np.ndarray):
+        """Store (B, G, T, D) new keys/values for ``layer``; return views of all stored ones (B, G, S, D)."""
+        start, T = self.lengths[layer], k.shape[2]
+        if start + T > self.max_len:
+            raise ValueError(f"the KV cache holds {self.max_len} positions and {start} are used: {T} more do not fit; "
+                             "call reset() or create a cache with a larger max_len (at most the context length)")
+        self.k[layer][:, :, start:start + T] = k
+        self.v[layer][:, :, start:start + T] = v
+        self.lengths[layer] = start + T
+        return self.k[layer][:, :, :start + T], self.v[layer][:, :, :start + T]
+
+    def reset(self) -> None:
+        """Forget every position (the arrays are kept for reuse)."""
+        self.lengths = [0] * len(self.lengths)
+
+    def __repr__(self) -> str:
+        B, G, L, D = self.k[0].shape
+        return f"KVCache(layers={len(self.k)}, batch={B}, kv_heads={G}, d_head={D}, length={self.length}/{L}, {self.nbytes:,} bytes)"
+
+
+# --------------------------------------------------------------------------- forward
+def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache: Optional[KVCache] = None,
+            layer: int = 0, padding_mask: Optional[np.ndarray] = None, need_cache=None, record: bool = False):
+    """Causal self-attention over ``x`` (B, T, C) at absolute ``positions`` (T,) -> y (B, T, C).
+
+    Args:
+        kv_cache: if given, this call's keys/values are appended to it and the
+            queries attend to everything stored (incremental decoding). No backward then.
+        layer: which layer of ``kv_cache`` to use.
+        padding_mask: (B, S) bool, True for real tokens; keys at False are never attended.
+        need_cache: keep what backward needs (None: unless inside ``nn.no_grad``).
+        record: also keep the pre-softmax scores (``hook_attn_scores``) for inspection.
+
+    Cache names: ``hook_q``, ``hook_k``, ``hook_v`` (B, heads, T, D); ``hook_rot_q``/``hook_rot_k``
+    with RoPE; ``hook_pattern`` (B, H, T, S); ``hook_z`` (B, T, H·D); ``hook_attn_scores`` if recorded.
+    """
+    B, T, C = x.shape
+    H, G, D = config.n_heads, config.kv_heads, config.d_head
+    R = H // G
+    q = linear_forward(x, params["W_Q"], params.get("b_Q"))[0]  # (B, T, C) -> (B, T, H*D)
+    k = linear_forward(x, params["W_K"], params.get("b_K"))[0]  # (B, T, C) -> (B, T, G*D)
+    v = linear_forward(x, params["W_V"], params.get("b_V"))[0]  # (B, T, C) -> (B, T, G*D)
+    q = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, T, H*D) -> (B, H, T, D)
+    k = k.reshape(B, T, G, D).transpose(0, 2, 1, 3)  # (B, T, G*D) -> (B, G, T, D)
+    v = v.reshape(B, T, G, D).transpose(0, 2, 1, 3)  # (B, T, G*D) -> (B, G, T, D)
+    q_in, k_in = q, k
+    if config.positional == "rope":
+        cos, sin = positional.rope_angles(positions, D, config.rope_base)  # (T, D/2) each
+        q = positional.rope_apply(q, cos, sin, config.rope_style)  # (B, H, T, D), rotated
+        k = positional.rope_apply(k, cos, sin, config.rope_style)  # (B, G, T, D), rotated
+
+    if kv_cache is not None:
+        k_all, v_all = kv_cache.append(layer, k, v)  # (B, G, S, D) with S = cached + T
+    else:
+        k_all, v_all = k, v
+    S = k_all.shape[2]
+    key_positions = np.arange(S)  # keys are stored at absolute positions 0..S-1
+
+    qg = q.reshape(B, G, R * T, D)  # (B, H, T, D) -> (B, G, R*T, D): a group's heads one after another
+    scores = qg @ k_all.transpose(0, 1, 3, 2)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, G, R*T, S)
+    scores = scores.reshape(B, H, T, S)
+    scores *= 1.0 / math.sqrt(D)  # a Python float: keeps float32
+    # causal mask: the query at absolute position p may read key j only if j <= p
+    future = key_positions[None, :] > np.asarray(positions)[:, None]  # (T, S) bool
+    mask = np.where(future, -np.inf, 0.0).astype(x.dtype)  # (T, S)
+    if padding_mask is not None:
+        padding_mask = _check_padding(padding_mask, B, S)
+        mask = mask + np.where(padding_mask, 0.0, -np.inf).astype(x.dtype)[:, None, None, :]  # (B, 1, T, S)
+    scores += mask
+    recorded = scores.copy() if record else None
+    # softmax over keys, in place (the scores array becomes the pattern)
+    with np.errstate(invalid="ignore"):  # a padded query may see no key at all: its row is all -inf
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+    pattern = scores
+    if padding_mask is not None:
+        pattern = np.nan_to_num(pattern, nan=0.0, copy=False)  # such a query retrieves nothing
+
+    z = pattern.reshape(B, G, R * T, S) @ v_all  # (B, G, R*T, S) @ (B, G, S, D) -> (B, G, R*T, D)
+    z = z.reshape(B, H, T, D).transpose(0, 2, 1, 3).reshape(B, T, H * D)  # -> (B, T, H*D)
+    y = linear_forward(z, params["W_O"], params.get("b_O"))[0]  # (B, T, H*D) -> (B, T, C)
+
+    if not (want_cache(need_cache) or record):
+        return y, None
+    cache = {"x": x, "hook_q": q_in, "hook_k": k_in, "hook_v": v, "hook_pattern": pattern, "hook_z": z,
+             "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None}
+    if config.positional == "rope":
+        cache.update(hook_rot_q=q, hook_rot_k=k, rope=(cos, sin))
+    if record:
+        cache["hook_attn_scores"] = recorded
+    cache["heads"] = (H, G, D, config.positional == "rope", config.rope_style)
+    return y, cache
+
+
+def _check_padding(padding_mask, B: int, S: int) -> np.ndarray:
+    padding_mask = np.asarray(padding_mask)
+    if padding_mask.shape != (B, S) or padding_mask.dtype != bool:
+        raise ValueError(f"padding_mask must be a bool array of shape (batch, keys) = ({B}, {S}), "
+                         f"got {padding_mask.dtype} {padding_mask.shape}")
+    return padding_mask
+
+
+# --------------------------------------------------------------------------- backward
+def backward(params: dict, cache: dict, dy: np.ndarray):
+    """Gradients of `forward` (without a KV cache). Returns ``(dx, grads)`` with the keys of ``params``."""
+    if cache["uses_kv_cache"]:
+        raise ValueError("attention.backward does not support a forward that used a KV cache (inference only); "
+                         "run the forward on the whole sequence without kv_cache to train")
+    H, G, D, rope, rope_style = cache["heads"]
+    x, pattern, z, v = cache["x"], cache["hook_pattern"], cache["hook_z"], cache["hook_v"]
+    q = cache.get("hook_rot_q", cache["hook_q"])
+    k = cache.get("hook_rot_k", cache["hook_k"])
+    B, T, C = x.shape
+    R = H // G
+    has_bias = "b_O" in params
+    grads = {}
+
+    dz, grads["W_O"], db_O = linear_backward(dy, z, params["W_O"], has_bias)  # (B, T, C) -> (B, T, H*D)
+    dz = dz.reshape(B, T, H, D).transpose(0, 2, 1, 3).reshape(B, G, R * T, D)  # -> (B, G, R*T, D)
+    pg = pattern.reshape(B, G, R * T, T)  # (B, H, T, S) -> (B, G, R*T, S), here S = T
+    dv = pg.transpose(0, 1, 3, 2) @ dz  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D): sums the R heads
+    dpattern = dz @ v.transpose(0, 1, 3, 2)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, G, R*T, S)
+    # softmax backward: dscores = pattern * (dpattern - rowsum(dpattern * pattern)); masked entries have pattern 0
+    dscores = pg * (dpattern - (dpattern * pg).sum(axis=-1, keepdims=True))
+    dscores *= 1.0 / math.sqrt(D)
+    dq = dscores @ k  # (B, G, R*T, S) @ (B, G, S, D) -> (B, G, R*T, D)
+    dk = dscores.transpose(0, 1, 3, 2) @ q.reshape(B, G, R * T, D)  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D)
+    dq = dq.reshape(B, H, T, D)
+    if rope:
+        cos, sin = cache["rope"]
+        dq = positional.rope_backward(dq, cos, sin, rope_style)
+        dk = positional.rope_backward(dk, cos, sin, rope_style)
+
+    dq = dq.transpose(0, 2, 1, 3).reshape(B, T, H * D)  # (B, H, T, D) -> (B, T, H*D)
+    dk = dk.transpose(0, 2, 1, 3).reshape(B, T, G * D)  # (B, G, T, D) -> (B, T, G*D)
+    dv = dv.transpose(0, 2, 1, 3).reshape(B, T, G * D)
+    dx_q, grads["W_Q"], db_Q = linear_backward(dq, x, params["W_Q"], has_bias)
+    dx_k, grads["W_K"], db_K = linear_backward(dk, x, params["W_K"], has_bias)
+    dx_v, grads["W_V"], db_V = linear_backward(dv, x, params["W_V"], has_bias)
+    if has_bias:
+        grads.update(b_Q=db_Q, b_K=db_K, b_V=db_V, b_O=db_O)
+    return dx_q + dx_k + dx_v, grads

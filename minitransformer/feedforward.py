@@ -1,0 +1,262 @@
+"""Stage 5, feed-forward & output (IR concept: processing).
+
+After attention has retrieved what each position needs, the MLP processes every
+position on its own: widen from C to F, apply a non-linearity, narrow back to C
+(Vaswani et al., 2017, "position-wise feed-forward"; Geva et al., 2021, read its
+two matrices as keys and values of a memory). The output head then turns the
+residual stream into logits over the vocabulary, and `sample` picks the next id.
+
+    >>> import numpy as np
+    >>> from minitransformer.config import ModelConfig
+    >>> cfg = ModelConfig.preset("toy", ffn="swiglu")
+    >>> params = init(cfg, np.random.default_rng(0))
+    >>> sorted(params), params["W_in"].shape
+    (['W_gate', 'W_in', 'W_out', 'b_gate', 'b_in', 'b_out'], (32, 88))
+    >>> y, cache = forward(params, np.ones((2, 5, 32), np.float32), cfg)
+    >>> y.shape, y.dtype, cache["hook_post"].shape
+    ((2, 5, 32), dtype('float32'), (2, 5, 88))
+
+Variants (``config.ffn``): ``"gelu"``, GPT-2's MLP (Radford et al., 2019), and
+``"swiglu"``, a gated MLP (Shazeer, 2020, "GLU Variants Improve Transformer").
+The head is a separate ``W_U`` or, with ``tie_embeddings``, the embedding matrix
+``W_E`` transposed (Press & Wolf, 2017). Sampling offers temperature, top-k
+(Fan et al., 2018) and nucleus / top-p (Holtzman et al., 2019).
+
+Deliberately left out: mixture-of-experts MLPs, dropout (the model applies it on
+the residual stream), beam search, repetition penalties and min-p sampling.
+
+Dimension letters: B batch, T time, C model width, F hidden width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from . import nn
+from .config import FFN
+
+VARIANTS = FFN  # ("gelu", "swiglu"): named once, in config.py
+
+
+# --------------------------------------------------------------------------- the MLP
+def init(config, rng: np.random.Generator) -> dict:
+    """Weights ~ N(0, init_std) in float32, biases zero (only if ``config.bias``).
+
+    Returns ``{"W_in": (C, F), "W_out": (F, C)}`` plus ``"W_gate": (C, F)`` for SwiGLU,
+    and ``b_in``/``b_out`` (and ``b_gate``) when the config has biases.
+    """
+    if config.ffn not in VARIANTS:
+        raise ValueError(f"ffn={config.ffn!r} is not a feed-forward variant; choose one of {', '.join(map(repr, VARIANTS))}")
+    C, F, std = config.d_model, config.ff_width, float(config.init_std)
+    # note: W_out writes into the residual stream, which sums 2 * n_layers such writes
+    # (attention and MLP per block); GPT-2 scales these projections by 1/sqrt(2 * n_layers)
+    # so the stream's variance at init does not grow with depth.
+    out_std = std / math.sqrt(2 * config.n_layers)
+    params = {"W_in": rng.standard_normal((C, F), dtype=np.float32) * std,  # (C, F)
+              "W_out": rng.standard_normal((F, C), dtype=np.float32) * out_std}  # (F, C)
+    if config.ffn == "swiglu":
+        params["W_gate"] = rng.standard_normal((C, F), dtype=np.float32) * std  # (C, F)
+    if config.bias:
+        params["b_in"], params["b_out"] = np.zeros(F, np.float32), np.zeros(C, np.float32)
+        if config.ffn == "swiglu":
+            params["b_gate"] = np.zeros(F, np.float32)
+    return params
+
+
+def forward(params: dict, x: np.ndarray, config, need_cache: Optional[bool] = None):
+    """Process every position on its own: ``x (B, T, C) -> y (B, T, C)``, same dtype.
+
+    gelu:   ``y = gelu(x @ W_in + b_in) @ W_out + b_out``
+    swiglu: ``y = (silu(x @ W_gate) * (x @ W_in)) @ W_out``  (plus biases if present)
+
+    Returns ``(y, cache)``. The cache names the activations ``hook_pre`` (what goes into
+    the non-linearity; for SwiGLU the gate), ``hook_pre_linear`` (SwiGLU's ungated branch)
+    and ``hook_post`` (the hidden vector that ``W_out`` reads), all (B, T, F). It is None
+    when `nn.want_cache` says no (``need_cache=False``, or None inside `nn.no_grad`).
+    """
+    if x.shape[-1] != params["W_in"].shape[0]:
+        raise ValueError(f"x has width {x.shape[-1]} on its last axis, but the MLP expects d_model={params['W_in'].shape[0]}")
+    if ("W_gate" in params) != (config.ffn == "swiglu"):
+        raise ValueError(f"config.ffn={config.ffn!r} does not match these params (keys {sorted(params)}); "
+                         "build them with init(config, rng) for the same config")
+    if config.ffn == "swiglu":
+        gate, _ = nn.linear_forward(x, params["W_gate"], params.get("b_gate"))  # (B, T, C) -> (B, T, F)
+        up, _ = nn.linear_forward(x, params["W_in"], params.get("b_in"))  # (B, T, C) -> (B, T, F)
+        act, (_, sig) = nn.silu_forward(gate)  # (B, T, F)
+        # the gate decides, per hidden unit, how much of the linear branch passes
+        post = act * up  # (B, T, F)
+        cache = {"x": x, "hook_pre": gate, "hook_pre_linear": up, "sigmoid": sig, "hook_post": post}
+    elif config.ffn == "gelu":
+        pre, _ = nn.linear_forward(x, params["W_in"], params.get("b_in"))  # (B, T, C) -> (B, T, F)
+        post, (_, tanh) = nn.gelu_forward(pre)  # (B, T, F)
+        cache = {"x": x, "hook_pre": pre, "tanh": tanh, "hook_post": post}
+    else:
+        raise ValueError(f"ffn={config.ffn!r} is not a feed-forward variant; choose one of {', '.join(map(repr, VARIANTS))}")
+    y, _ = nn.linear_forward(post, params["W_out"], params.get("b_out"))  # (B, T, F) -> (B, T, C)
+    return y, (cache if nn.want_cache(need_cache) else None)
+
+
+def backward(params: dict, cache: dict, dy: np.ndarray):
+    """Backward of `forward`. Returns ``(dx (B, T, C), grads)`` with the keys of ``params``.
+
+    note: the variant and the biases are read from the keys of ``params`` (``W_gate``,
+    ``b_in``), so backward needs no config.
+    """
+    _need(cache)
+    has_bias = "b_out" in params
+    grads = {}
+    dpost, grads["W_out"], db = nn.linear_backward(dy, cache["hook_post"], params["W_out"], has_bias)  # (B, T, C) -> (B, T, F)
+    if has_bias:
+        grads["b_out"] = db
+    if "W_gate" in params:
+        gate, up = cache["hook_pre"], cache["hook_pre_linear"]
+        act = gate * cache["sigmoid"]  # silu(gate), recomputed: cheaper than caching it, (B, T, F)
+        dgate = nn.silu_backward(dpost * up, (gate, cache["sigmoid"]))  # product rule, gate side
+        dx_gate, grads["W_gate"], db = nn.linear_backward(dgate, cache["x"], params["W_gate"], has_bias)  # (B, T, F) -> (B, T, C)
+        if has_bias:
+            grads["b_gate"] = db
+        dup = dpost * act  # product rule, linear side
+    else:
+        dup = nn.gelu_backward(dpost, (cache["hook_pre"], cache["tanh"]))  # (B, T, F)
+    dx, grads["W_in"], db = nn.linear_backward(dup, cache["x"], params["W_in"], has_bias)  # (B, T, F) -> (B, T, C)
+    if has_bias:
+        grads["b_in"] = db
+    if "W_gate" in params:
+        dx += dx_gate  # subtle: x feeds both branches of SwiGLU, so its gradient is the sum of both
+    return dx, grads
+
+
+# --------------------------------------------------------------------------- the output head
+def head_init(config, rng: np.random.Generator) -> dict:
+    """``{"W_U": (C, V)}`` ~ N(0, init_std) float32, or ``{}`` when the head is tied to ``W_E``."""
+    if config.tie_embeddings:
+        return {}
+    return {"W_U": rng.standard_normal((config.d_model, config.vocab_size), dtype=np.float32) * float(config.init_std)}
+
+
+def head_forward(params: dict, x: np.ndarray, W_E: Optional[np.ndarray] = None, need_cache: Optional[bool] = None):
+    """Logits ``x @ W_U`` (untied) or ``x @ W_E.T`` (tied): ``x (B, T, C) -> (B, T, V)``.
+
+    A tied head has no parameters of its own; the model passes the embedding ``W_E (V, C)``,
+    so the vector that reads a token in is the one that scores it on the way out.
+    """
+    W = _head_weight(params, W_E)  # (C, V)
+    if x.shape[-1] != W.shape[0]:
+        raise ValueError(f"x has width {x.shape[-1]} on its last axis, but the head expects d_model={W.shape[0]}")
+    logits, _ = nn.linear_forward(x, W)  # (B, T, C) @ (C, V) -> (B, T, V)
+    return logits, ({"x": x} if nn.want_cache(need_cache) else None)
+
+
+def head_backward(params: dict, cache: dict, dlogits: np.ndarray, W_E: Optional[np.ndarray] = None):
+    """Backward of `head_forward`. Returns ``(dx (B, T, C), grads)``.
+
+    Untied: ``grads = {"W_U": (C, V)}``. Tied: ``grads = {"W_E": (V, C)}``, the head's share
+    of the embedding gradient, which the model adds to what the embedding's own backward
+    returns (a tied weight gets the sum of the gradients of both its uses).
+    """
+    _need(cache)
+    dx, dW, _ = nn.linear_backward(dlogits, cache["x"], _head_weight(params, W_E))  # (B, T, V) -> (B, T, C)
+    return dx, ({"W_U": dW} if "W_U" in params else {"W_E": dW.T})  # dW (C, V); tied: .T -> (V, C)
+
+
+def _head_weight(params: dict, W_E: Optional[np.ndarray]) -> np.ndarray:
+    if "W_U" in params:
+        if W_E is not None:
+            raise ValueError("this head is untied (it has its own W_U); pass W_E only when config.tie_embeddings is True")
+        return params["W_U"]
+    if W_E is None:
+        raise ValueError("this head is tied to the embedding (no W_U): pass W_E=<the embedding's W_E (V, C)>")
+    return W_E.T  # (V, C) -> (C, V), a view
+
+
+def _need(cache) -> None:
+    if cache is None:
+        raise ValueError("backward needs the cache of forward, but it is None: run forward with "
+                         "need_cache=True (and outside nn.no_grad())")
+
+
+# --------------------------------------------------------------------------- logits -> next token
+def probabilities(logits: np.ndarray, temperature: float = 1.0, top_k: Optional[int] = None,
+                  top_p: Optional[float] = None) -> np.ndarray:
+    """The distribution `sample` draws from: ``logits (..., V) -> probs (..., V)``, same dtype.
+
+    In order: divide by ``temperature`` (0 means greedy: all mass on the argmax), keep the
+    ``top_k`` largest logits, softmax, keep the smallest set of tokens whose mass reaches
+    ``top_p`` (always at least the top one), renormalise.
+
+    >>> logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
+    >>> probabilities(logits, top_k=2).round(3)
+    array([[0.625, 0.375, 0.   , 0.   ]])
+    >>> probabilities(logits, top_p=0.85).round(3)
+    array([[0.526, 0.316, 0.158, 0.   ]])
+    """
+    logits = np.asarray(logits)
+    if logits.ndim == 0 or not np.issubdtype(logits.dtype, np.floating):
+        raise ValueError(f"logits must be a float array (..., V), got dtype {logits.dtype} and shape {logits.shape}")
+    V = logits.shape[-1]
+    _check_sampling_args(V, temperature, top_k, top_p)
+    if temperature == 0:
+        # greedy; top-k and top-p always keep the top token, so they change nothing here
+        probs = np.zeros_like(logits)  # (..., V)
+        np.put_along_axis(probs, logits.argmax(axis=-1)[..., None], 1.0, axis=-1)
+        return probs
+    # note: float64 inside (a (B, V) array, tiny next to the model), and the max is subtracted
+    # before dividing, so a tiny temperature gives -inf and 0, never inf - inf = nan.
+    z = np.asarray(logits, np.float64)
+    z = (z - z.max(axis=-1, keepdims=True)) / float(temperature)  # (..., V)
+    if top_k is not None:
+        kth = np.partition(z, V - top_k, axis=-1)[..., V - top_k, None]  # k-th largest, (..., 1)
+        z = np.where(z < kth, -np.inf, z)  # note: ties with the k-th value are all kept
+    probs = nn.softmax(z)  # (..., V)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-probs, axis=-1, kind="stable")  # most likely first, (..., V)
+        p_sorted = np.take_along_axis(probs, order, axis=-1)
+        # keep a token if the mass before it has not yet reached top_p: the top token
+        # (mass 0 before it) always stays, and so does the one that crosses top_p
+        keep_sorted = (np.cumsum(p_sorted, axis=-1) - p_sorted) < top_p  # (..., V)
+        keep = np.empty_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=-1)  # back to vocabulary order
+        probs = np.where(keep, probs, 0.0)
+        probs /= probs.sum(axis=-1, keepdims=True)
+    return probs.astype(logits.dtype, copy=False)
+
+
+def sample(logits: np.ndarray, rng: Optional[np.random.Generator], temperature: float = 1.0,
+           top_k: Optional[int] = None, top_p: Optional[float] = None) -> np.ndarray:
+    """Draw the next id of each row: ``logits (B, V) -> ids (B,) int64``.
+
+    Draws from `probabilities` with the explicit generator ``rng`` (same seed, same ids);
+    ``temperature=0`` is greedy and needs no generator.
+
+    >>> sample(np.array([[0.1, 2.0, 0.3]], np.float32), rng=None, temperature=0)
+    array([1])
+    """
+    logits = np.asarray(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"sample expects logits of shape (B, V), got {logits.shape}; "
+                         "for a (B, T, V) model output pass the last position, logits[:, -1, :]")
+    probs = probabilities(logits, temperature, top_k, top_p)  # (B, V)
+    if temperature == 0:
+        return probs.argmax(axis=-1).astype(np.int64)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"sampling with temperature={temperature} needs rng=np.random.default_rng(seed), got {rng!r}")
+    # inverse CDF, all rows at once: the id is the number of cumulative masses <= u.
+    # subtle: `<=` (not `<`) so a token of probability 0 can never be chosen, even for u = 0
+    cdf = np.cumsum(probs, axis=-1, dtype=np.float64)  # (B, V)
+    u = rng.random((len(cdf), 1)) * cdf[:, -1:]  # (B, 1), scaled by the total in case of rounding
+    return (cdf <= u).sum(axis=-1).astype(np.int64)  # (B, V) -> (B,)
+
+
+def _check_sampling_args(V: int, temperature, top_k, top_p) -> None:
+    def number(v) -> bool:
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not number(temperature) or temperature < 0:
+        raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (0 means greedy)")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= V):
+        raise ValueError(f"top_k={top_k!r} must be an int in 1..{V} (the vocabulary size), or None to keep all")
+    if top_p is not None and (not number(top_p) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p={top_p!r} must be a number in (0, 1], or None to keep all")

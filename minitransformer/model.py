@@ -1,0 +1,287 @@
+"""The GPT model: the five stages composed into one pipeline, forward and backward.
+
+    ids (B, T)
+      -> embedding.forward           x = W_E[ids]                      (classification)
+      -> positional.forward          x = x + W_pos[positions]          (indexing; RoPE acts inside attention)
+      -> n_layers blocks, each pre-norm with a residual around each sub-layer:
+             x = x + attention(norm1(x))                               (retrieval)
+             x = x + feedforward(norm2(x))                             (processing)
+      -> ln_final, then the output head: logits = x @ W_U (or W_E.T)   (processing)
+    logits (B, T, V)
+
+The functions `forward` and `backward` are the whole model; the `GPT` class only
+owns the config and the parameter tree and remembers the last cache so that
+``model.loss(ids, targets); model.backward()`` reads like a training loop.
+
+Parameters are one nested dict (``params["blocks"][0]["attn"]["W_Q"]``) whose
+dotted names (``blocks.0.attn.W_Q``) are used in checkpoints, caches and figures.
+
+Dimension letters: B batch, T time, C width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+
+from . import attention, embedding, feedforward, nn, positional
+from .config import ModelConfig
+
+
+# --------------------------------------------------------------------------- parameters
+def init_params(config: ModelConfig, rng: np.random.Generator) -> dict:
+    """Build the nested parameter dict for ``config``, float32, from an explicit generator."""
+    C = config.d_model
+
+    def norm():
+        p = {"w": np.ones(C, np.float32)}
+        if config.norm == "layernorm":
+            p["b"] = np.zeros(C, np.float32)
+        return p
+
+    params = {"embed": embedding.init(config, rng), "pos": positional.init(config, rng), "blocks": []}
+    for _ in range(config.n_layers):
+        params["blocks"].append(
+            {"ln1": norm(), "attn": attention.init(config, rng), "ln2": norm(), "mlp": feedforward.init(config, rng)}
+        )
+    params["ln_final"] = norm()
+    params["unembed"] = feedforward.head_init(config, rng)
+    return params
+
+
+def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
+    """``{"blocks.0.attn.W_Q": array, ...}`` for a nested dict/list tree of arrays (views, not copies)."""
+    out = {}
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, list)):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def unflatten_like(flat: dict, template):
+    """The inverse of `flatten`, shaped like ``template`` (used when loading checkpoints)."""
+    def build(node, prefix):
+        if isinstance(node, dict):
+            return {k: build(v, f"{prefix}{k}.") for k, v in node.items()}
+        if isinstance(node, list):
+            return [build(v, f"{prefix}{i}.") for i, v in enumerate(node)]
+        return flat[prefix[:-1]]
+    return build(template, "")
+
+
+# --------------------------------------------------------------------------- norms by name
+def _norm_forward(config, p, x):
+    if config.norm == "layernorm":
+        return nn.layernorm_forward(x, p["w"], p["b"], config.norm_eps)
+    return nn.rmsnorm_forward(x, p["w"], config.norm_eps)
+
+
+def _norm_backward(config, cache, dy):
+    if config.norm == "layernorm":
+        dx, dw, db = nn.layernorm_backward(dy, cache)
+        return dx, {"w": dw, "b": db}
+    dx, dw = nn.rmsnorm_backward(dy, cache)
+    return dx, {"w": dw}
+
+
+# --------------------------------------------------------------------------- forward and backward
+def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarray] = None,
+            kv_cache: Optional[attention.KVCache] = None, need_cache=None, record: bool = False,
+            rng: Optional[np.random.Generator] = None, train: bool = False):
+    """Run the pipeline: ids (B, T) -> logits (B, T, V), and the cache backward needs.
+
+    Args:
+        positions: absolute positions (T,) of the ids; default ``kv_cache.length + arange(T)``
+            (so a prefill then single tokens continue where the cache stopped).
+        kv_cache: decode incrementally (inference only).
+        need_cache: keep activations for backward (None: unless inside ``nn.no_grad``).
+        record: also keep activations only inspection needs (pre-softmax scores).
+        rng, train: dropout, when ``config.dropout > 0`` and ``train`` is True.
+    """
+    ids = embedding.check_ids(ids, config.vocab_size)
+    B, T = ids.shape
+    start = kv_cache.length if kv_cache is not None else 0
+    if positions is None:
+        positions = np.arange(start, start + T)
+    if start + T > config.context_length:
+        raise ValueError(f"sequence of {start + T} positions is longer than the context window "
+                         f"(context_length={config.context_length}); crop the input to its last "
+                         f"{config.context_length} tokens, or use a config with a longer context")
+    keep = nn.want_cache(need_cache) or record
+    drop = config.dropout if train else 0.0
+    cache: dict = {"blocks": []}
+
+    x, cache["embed"] = embedding.forward(params["embed"], ids, need_cache=keep)  # (B, T) -> (B, T, C)
+    x, cache["pos"] = positional.forward(params["pos"], x, positions, config, need_cache=keep)
+    x, cache["embed_drop"] = nn.dropout_forward(x, drop, rng, train)
+    for i, p in enumerate(params["blocks"]):
+        c: dict = {"hook_resid_pre": x}
+        h, c["ln1"] = _norm_forward(config, p["ln1"], x)
+        a, c["attn"] = attention.forward(p["attn"], h, config, positions, kv_cache=kv_cache, layer=i,
+                                         need_cache=keep, record=record)
+        a, c["attn_drop"] = nn.dropout_forward(a, drop, rng, train)
+        x = x + a  # (B, T, C): the residual stream after attention
+        c["hook_resid_mid"] = x
+        h, c["ln2"] = _norm_forward(config, p["ln2"], x)
+        m, c["mlp"] = feedforward.forward(p["mlp"], h, config, need_cache=keep)
+        m, c["mlp_drop"] = nn.dropout_forward(m, drop, rng, train)
+        x = x + m  # (B, T, C): the residual stream after the block
+        c["hook_resid_post"] = x
+        cache["blocks"].append(c)
+    h, cache["ln_final"] = _norm_forward(config, params["ln_final"], x)
+    W_E = params["embed"]["W_E"] if config.tie_embeddings else None
+    logits, cache["head"] = feedforward.head_forward(params["unembed"], h, W_E=W_E, need_cache=keep)  # (B, T, V)
+    return logits, (cache if keep else None)
+
+
+def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray) -> dict:
+    """Gradients of every parameter, as a nested dict shaped like ``params``."""
+    grads: dict = {"blocks": [None] * len(params["blocks"])}
+    W_E = params["embed"]["W_E"] if config.tie_embeddings else None
+    dx, grads["unembed"] = feedforward.head_backward(params["unembed"], cache["head"], dlogits, W_E=W_E)
+    dW_E_head = grads["unembed"].pop("W_E", None)  # tied head: W_E also gets the head's gradient
+    dx, grads["ln_final"] = _norm_backward(config, cache["ln_final"], dx)
+    for i in reversed(range(len(params["blocks"]))):
+        p, c, g = params["blocks"][i], cache["blocks"][i], {}
+        dm = nn.dropout_backward(dx, c["mlp_drop"])  # the residual copies dx to both branches
+        dh, g["mlp"] = feedforward.backward(p["mlp"], c["mlp"], dm)
+        dx_ln2, g["ln2"] = _norm_backward(config, c["ln2"], dh)
+        dx = dx + dx_ln2
+        da = nn.dropout_backward(dx, c["attn_drop"])
+        dh, g["attn"] = attention.backward(p["attn"], c["attn"], da)
+        dx_ln1, g["ln1"] = _norm_backward(config, c["ln1"], dh)
+        dx = dx + dx_ln1
+        grads["blocks"][i] = g
+    dx = nn.dropout_backward(dx, cache["embed_drop"])
+    dx, grads["pos"] = positional.backward(params["pos"], cache["pos"], dx)
+    _, grads["embed"] = embedding.backward(params["embed"], cache["embed"], dx)
+    if dW_E_head is not None:
+        grads["embed"]["W_E"] = grads["embed"]["W_E"] + dW_E_head
+    return grads
+
+
+# --------------------------------------------------------------------------- the model object
+class GPT:
+    """A GPT-style language model in numpy.
+
+    >>> model = GPT(ModelConfig.preset("toy"), seed=0)
+    >>> ids = np.array([[1, 2, 3, 4]])
+    >>> model.forward(ids).shape
+    (1, 4, 64)
+    >>> loss = model.loss(ids[:, :-1], ids[:, 1:])
+    >>> grads = model.backward()
+    >>> sorted(grads) == sorted(model.params)
+    True
+    """
+
+    def __init__(self, config: Union[ModelConfig, str], seed: Union[int, np.random.Generator] = 0,
+                 params: Optional[dict] = None):
+        self.config = ModelConfig.preset(config) if isinstance(config, str) else config
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.params = params if params is not None else init_params(self.config, rng)
+        self._last = None  # (cache, loss cache) of the last `loss` call, for `backward`
+
+    # ---------------------------------------------------------------- running
+    def forward(self, ids, **kwargs) -> np.ndarray:
+        """Logits (B, T, V) for ids (B, T); keeps nothing (inference)."""
+        return forward(self.params, self.config, ids, need_cache=False, **kwargs)[0]
+
+    __call__ = forward
+
+    def loss(self, ids, targets, ignore_index: int = -100, rng: Optional[np.random.Generator] = None,
+             train: bool = False) -> float:
+        """Mean cross-entropy of ``targets`` (B, T) given ``ids`` (B, T); remembers what `backward` needs."""
+        targets = np.asarray(targets)
+        if targets.shape != np.shape(ids):
+            raise ValueError(f"targets have shape {targets.shape} but ids have {np.shape(ids)}; they must match")
+        logits, cache = forward(self.params, self.config, ids, need_cache=True, rng=rng, train=train)
+        loss, loss_cache = nn.cross_entropy_forward(logits, targets, ignore_index)
+        self._last = (cache, loss_cache)
+        return loss
+
+    def backward(self) -> dict:
+        """Gradients of the last `loss` w.r.t. every parameter (nested like ``params``)."""
+        if self._last is None:
+            raise ValueError("call model.loss(ids, targets) before model.backward()")
+        cache, loss_cache = self._last
+        self._last = None  # free the activations
+        return backward(self.params, self.config, cache, nn.cross_entropy_backward(loss_cache))
+
+    # ---------------------------------------------------------------- parameters
+    def parameters(self) -> dict:
+        """The nested parameter dict itself (not a copy)."""
+        return self.params
+
+    def named_parameters(self) -> dict[str, np.ndarray]:
+        """``{"blocks.0.attn.W_Q": array, ...}``."""
+        return flatten(self.params)
+
+    @property
+    def num_params(self) -> int:
+        return sum(a.size for a in flatten(self.params).values())
+
+    # ---------------------------------------------------------------- generation
+    def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: Optional[int] = None,
+                 top_p: Optional[float] = None, seed: Union[int, np.random.Generator, None] = 0,
+                 use_cache: bool = True, crop: bool = False) -> np.ndarray:
+        """Continue ``prompt_ids`` (B, T) by ``max_new_tokens`` tokens; returns (B, T + max_new_tokens).
+
+        With ``use_cache`` (the default) the prompt is run once to fill a KV cache and
+        each new token costs one position of work, O(T), instead of the O(T²) of
+        recomputing the whole sequence (``use_cache=False``); both give the same tokens.
+
+        Args:
+            crop: allow prompts and continuations longer than the context window by keeping
+                only its last ``context_length`` tokens (recomputed, without a cache, once
+                the window is full). Without it, such input is an error.
+        """
+        ids = embedding.check_ids(np.asarray(prompt_ids), self.config.vocab_size)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+        if ids.shape[1] == 0:
+            raise ValueError("the prompt is empty: give at least one token (e.g. an <|endoftext|> id)")
+        L = self.config.context_length
+        if not crop and ids.shape[1] + max_new_tokens > L:
+            raise ValueError(f"prompt ({ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds the context "
+                             f"window ({L}); shorten them, or pass crop=True to slide the window")
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        out = ids
+        window = ids[:, -L:]
+        kv = attention.KVCache.for_config(self.config, batch_size=ids.shape[0]) if use_cache else None
+        with nn.no_grad():
+            logits = forward(self.params, self.config, window, kv_cache=kv)[0]  # prefill
+            for step in range(max_new_tokens):
+                next_id = feedforward.sample(logits[:, -1], rng, temperature, top_k, top_p)  # (B,)
+                out = np.concatenate([out, next_id[:, None]], axis=1)
+                if step == max_new_tokens - 1:
+                    break
+                if kv is not None and kv.length < L:
+                    logits = forward(self.params, self.config, next_id[:, None], kv_cache=kv)[0]  # O(T) step
+                else:  # no cache, or the window is full: recompute the last L tokens
+                    logits = forward(self.params, self.config, out[:, -L:])[0]
+        return out
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"GPT({self.num_params:,} parameters: {c.n_layers} layers, d_model={c.d_model}, {c.n_heads} heads, "
+                f"vocab {c.vocab_size}, context {c.context_length}, {c.positional} positions, {c.ffn} MLP, {c.norm})")
+
+
+def estimate_flops_per_token(config: ModelConfig, seq_len: Optional[int] = None) -> int:
+    """Forward FLOPs per token (2 per multiply-add): matmuls of every layer plus attention over ``seq_len``.
+
+    Training (forward + backward) costs about three times this.
+    """
+    T = seq_len or config.context_length
+    C, F, L, V = config.d_model, config.ff_width, config.n_layers, config.vocab_size
+    D, H, G = config.d_head, config.n_heads, config.kv_heads
+    proj = C * H * D + 2 * C * G * D + H * D * C  # q, k, v, o
+    mlp = (3 if config.ffn == "swiglu" else 2) * C * F
+    attn = H * D * T  # scores and weighted sum: each ~T*D per head, averaged over causal positions ~ T/2, twice
+    return 2 * (L * (proj + mlp + attn) + C * V)
+

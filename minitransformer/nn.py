@@ -1,0 +1,246 @@
+"""The shared mechanics every stage is built from, each with its hand-written backward.
+
+Every operation is a pair of plain functions, side by side:
+
+    y, cache = op_forward(x, params...)      # cache holds exactly what backward needs
+    dx, grads... = op_backward(dy, cache)    # gradients of the loss w.r.t. the inputs
+
+Nothing is stored on objects, so a student can call any forward on a toy array,
+read its cache, and check its backward with `minitransformer.testing.gradcheck`.
+
+Dimension letters used in shape comments throughout the package:
+
+    B  batch size              T  sequence length (time)
+    C  model width (d_model)   H  query heads,  G  key/value heads (groups)
+    D  head width (d_head)     F  feed-forward hidden width
+    V  vocabulary size         N  B*T, rows of a flattened batch
+
+Numbers: float32 everywhere except gradient checks (float64). A float64 scalar
+silently promotes a float32 array (``x / np.sqrt(d)`` is float64), so scales are
+Python floats and every function returns the dtype it was given.
+
+Deliberately left out: autograd. The chain rule is written out by hand, one
+function at a time, which is the point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Optional
+
+import numpy as np
+
+# --------------------------------------------------------------------------- inference mode
+_GRAD = {"enabled": True}
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block forwards keep no caches (``need_cache`` defaults to False).
+
+    >>> with no_grad():
+    ...     grad_enabled()
+    False
+    """
+    previous = _GRAD["enabled"]
+    _GRAD["enabled"] = False
+    try:
+        yield
+    finally:
+        _GRAD["enabled"] = previous
+
+
+def grad_enabled() -> bool:
+    return _GRAD["enabled"]
+
+
+def want_cache(need_cache: Optional[bool]) -> bool:
+    """Resolve a ``need_cache`` argument: None means "unless inside `no_grad`"."""
+    return grad_enabled() if need_cache is None else need_cache
+
+
+# --------------------------------------------------------------------------- linear
+def linear_forward(x: np.ndarray, W: np.ndarray, b: Optional[np.ndarray] = None):
+    """``y = x @ W + b``. W is stored (in, out) so the product reads left to right.
+
+    Shapes: x (..., I), W (I, O), b (O,) -> y (..., O).
+    note: the leading dims are flattened to one 2-D product (N, I) @ (I, O), the
+    shape numpy's BLAS spreads over both cores.
+    """
+    y = x.reshape(-1, x.shape[-1]) @ W  # (N, I) @ (I, O) -> (N, O)
+    if b is not None:
+        y += b
+    return y.reshape(*x.shape[:-1], W.shape[1]), x
+
+
+def linear_backward(dy: np.ndarray, x: np.ndarray, W: np.ndarray, has_bias: bool = False):
+    """Backward of `linear_forward` (cache = x). Returns ``(dx, dW, db)``; db is None without bias."""
+    dy2 = dy.reshape(-1, dy.shape[-1])  # (N, O)
+    x2 = x.reshape(-1, x.shape[-1])  # (N, I)
+    dW = x2.T @ dy2  # (I, N) @ (N, O) -> (I, O)
+    dx = (dy2 @ W.T).reshape(x.shape)  # (N, O) @ (O, I) -> (..., I)
+    db = dy2.sum(axis=0) if has_bias else None  # (O,)
+    return dx, dW, db
+
+
+# --------------------------------------------------------------------------- norms
+def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5):
+    """LayerNorm over the last axis (Ba, Kiros & Hinton, 2016): normalise, then scale and shift.
+
+    Shapes: x (..., C), gamma (C,), beta (C,) -> y (..., C).
+    """
+    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    xc = x - mean
+    rstd = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+    xhat = xc * rstd
+    return xhat * gamma + beta, (xhat, rstd, gamma)
+
+
+def layernorm_backward(dy: np.ndarray, cache):
+    """Backward of `layernorm_forward`. Returns ``(dx, dgamma, dbeta)``.
+
+    With g = dy * gamma, the gradient through the normalisation is
+    ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))``: the two means remove
+    the directions that the mean subtraction and the scaling took away.
+    """
+    xhat, rstd, gamma = cache
+    lead = tuple(range(dy.ndim - 1))
+    dgamma = (dy * xhat).sum(axis=lead)  # (C,)
+    dbeta = dy.sum(axis=lead)  # (C,)
+    g = dy * gamma
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    return dx, dgamma, dbeta
+
+
+def rmsnorm_forward(x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6):
+    """RMSNorm (Zhang & Sennrich, 2019): LayerNorm without the mean subtraction and the shift.
+
+    Shapes: x (..., C), gamma (C,) -> y (..., C).
+    """
+    rstd = 1.0 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+    xhat = x * rstd
+    return xhat * gamma, (xhat, rstd, gamma)
+
+
+def rmsnorm_backward(dy: np.ndarray, cache):
+    """Backward of `rmsnorm_forward`. Returns ``(dx, dgamma)``."""
+    xhat, rstd, gamma = cache
+    dgamma = (dy * xhat).sum(axis=tuple(range(dy.ndim - 1)))  # (C,)
+    g = dy * gamma
+    dx = rstd * (g - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    return dx, dgamma
+
+
+# --------------------------------------------------------------------------- activations
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def gelu_forward(x: np.ndarray):
+    """GELU, tanh approximation as in GPT-2 (Hendrycks & Gimpel, 2016):
+    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
+    t = np.tanh(_GELU_C * (x + 0.044715 * x * x * x))
+    return 0.5 * x * (1.0 + t), (x, t)
+
+
+def gelu_backward(dy: np.ndarray, cache) -> np.ndarray:
+    x, t = cache
+    dinner = _GELU_C * (1.0 + 3 * 0.044715 * x * x)  # d(inner)/dx
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner)
+
+
+def silu_forward(x: np.ndarray):
+    """SiLU / swish: ``x * sigmoid(x)`` (used by SwiGLU)."""
+    s = sigmoid(x)
+    return x * s, (x, s)
+
+
+def silu_backward(dy: np.ndarray, cache) -> np.ndarray:
+    x, s = cache
+    return dy * s * (1.0 + x * (1.0 - s))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function (no overflow warning for large |x|)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- softmax and loss
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax: subtracting the max changes nothing mathematically and
+    keeps ``exp`` from overflowing.
+
+    >>> softmax(np.array([1000.0, 1000.0]))
+    array([0.5, 0.5])
+    """
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(dp: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Backward of softmax given its output p: ``dx = p * (dp - sum(dp * p))``."""
+    return p * (dp - (dp * p).sum(axis=axis, keepdims=True))
+
+
+def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``log(softmax(x))`` without forming the softmax (stable for very negative logits)."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100):
+    """Mean negative log-likelihood of ``targets`` under ``softmax(logits)``.
+
+    Shapes: logits (..., V) float, targets (...) int -> scalar loss (a Python float).
+    Positions whose target is ``ignore_index`` (padding) are left out of the mean.
+
+    Raises:
+        ValueError: if a target is outside ``0..V-1`` and not ``ignore_index``.
+    """
+    V = logits.shape[-1]
+    flat = logits.reshape(-1, V)  # (N, V)
+    t = np.asarray(targets).reshape(-1)  # (N,)
+    if flat.shape[0] != t.shape[0]:
+        raise ValueError(f"targets have shape {np.shape(targets)}, logits {logits.shape}: they must match on all but the last axis")
+    keep = t != ignore_index
+    bad = keep & ((t < 0) | (t >= V))
+    if bad.any():
+        raise ValueError(f"target id {int(t[bad][0])} is outside the vocabulary 0..{V - 1} (and is not ignore_index={ignore_index})")
+    logp = log_softmax(flat)  # (N, V)
+    rows = np.nonzero(keep)[0]
+    count = max(len(rows), 1)
+    loss = -float(logp[rows, t[rows]].sum()) / count
+    return loss, (logp, t, keep, count, logits.shape)
+
+
+def cross_entropy_backward(cache, dloss: float = 1.0) -> np.ndarray:
+    """Gradient of the mean loss w.r.t. the logits: ``(softmax - onehot) / count`` on kept rows."""
+    logp, t, keep, count, shape = cache
+    dlogits = np.exp(logp)  # softmax, (N, V)
+    rows = np.nonzero(keep)[0]
+    dlogits[rows, t[rows]] -= 1.0
+    dlogits[~keep] = 0.0
+    dlogits *= dloss / count
+    return dlogits.reshape(shape)
+
+
+# --------------------------------------------------------------------------- dropout
+def dropout_forward(x: np.ndarray, p: float, rng: Optional[np.random.Generator], train: bool = True):
+    """Inverted dropout: zero each element with probability ``p``, scale the rest by ``1/(1-p)``.
+
+    The generator is explicit, so the same seed drops the same elements. With
+    ``train=False`` or ``p == 0`` it is the identity (cache None).
+    """
+    if not train or p == 0.0:
+        return x, None
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if rng is None:
+        raise ValueError("dropout needs an explicit np.random.Generator (rng=np.random.default_rng(seed))")
+    mask = (rng.random(x.shape, dtype=np.float32) >= p).astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return x * mask, mask
+
+
+def dropout_backward(dy: np.ndarray, mask) -> np.ndarray:
+    return dy if mask is None else dy * mask

@@ -1,0 +1,375 @@
+"""Training: AdamW, a warmup + cosine schedule, clipping, accumulation, the loop, checkpoints.
+
+The optimizer keeps its state outside the model. For speed it owns one flat
+float32 buffer holding *every* parameter: the model's arrays become views into
+it, so an AdamW step is a handful of vectorised operations over one long array
+instead of a Python loop over dozens of small ones (at toy sizes that loop, not
+the arithmetic, would be the cost).
+
+Resuming is exact: a checkpoint stores the parameters, the optimizer's moments,
+the step, and the state of every random generator, so a run that stops and
+resumes produces bit-for-bit the losses of a run that never stopped.
+
+Deliberately left out: mixed precision, learning-rate finders, distributed
+training (see the scale-out notebook for how that works on real clusters).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from .config import ModelConfig
+from .fileio import atomic_write
+from .model import GPT, flatten
+
+CHECKPOINT_FORMAT = "minitransformer-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- the optimizer
+class AdamW:
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), over one flat buffer.
+
+    Weight decay applies to matrices (2-D arrays: weights and embeddings), never to
+    biases or norm gains, as in GPT-2 and nanoGPT.
+
+    Args:
+        params: the model's nested parameter dict; its arrays are replaced, in place,
+            by views into the optimizer's buffer (values unchanged).
+    """
+
+    def __init__(self, params: dict, lr: float = 3e-4, betas=(0.9, 0.95), eps: float = 1e-8,
+                 weight_decay: float = 0.1):
+        flat = flatten(params)
+        # decayed arrays first, so decay is one slice: buffer[:n_decay]
+        self.names = sorted(flat, key=lambda n: (flat[n].ndim < 2, n))
+        self.shapes = {n: flat[n].shape for n in self.names}
+        sizes = [flat[n].size for n in self.names]
+        self.offsets = dict(zip(self.names, np.cumsum([0] + sizes[:-1]).tolist()))
+        self.n_decay = sum(flat[n].size for n in self.names if flat[n].ndim >= 2)
+        self.buffer = np.concatenate([flat[n].reshape(-1) for n in self.names]).astype(np.float32)
+        for n in self.names:  # make the model's arrays views of the buffer
+            _set_path(params, n, self.view(self.buffer, n))
+        self.m = np.zeros_like(self.buffer)
+        self.v = np.zeros_like(self.buffer)
+        self.t = 0
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self._g = np.zeros_like(self.buffer)
+        self._tmp = np.zeros_like(self.buffer)
+
+    def view(self, flat_array: np.ndarray, name: str) -> np.ndarray:
+        o = self.offsets[name]
+        return flat_array[o:o + math.prod(self.shapes[name])].reshape(self.shapes[name])
+
+    def gather(self, grads: dict, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Copy a nested gradient dict into one flat array in buffer order."""
+        out = np.empty_like(self.buffer) if out is None else out
+        flat = flatten(grads)
+        missing = set(self.names) - set(flat)
+        if missing:
+            raise ValueError(f"gradients are missing for {sorted(missing)[:5]}: does every stage have a backward?")
+        for n in self.names:
+            o = self.offsets[n]
+            out[o:o + flat[n].size] = flat[n].reshape(-1)
+        return out
+
+    def step(self, grad: np.ndarray, lr: Optional[float] = None) -> None:
+        """One update from a flat gradient (see `gather`). All operations are in place."""
+        lr = self.lr if lr is None else lr
+        b1, b2 = self.betas
+        self.t += 1
+        self.m *= b1
+        self.m += (1.0 - b1) * grad
+        np.multiply(grad, grad, out=self._tmp)
+        self.v *= b2
+        self.v += (1.0 - b2) * self._tmp
+        # bias correction folded into the step size and epsilon (same maths, fewer passes)
+        c1, c2 = 1.0 - b1 ** self.t, 1.0 - b2 ** self.t
+        np.sqrt(self.v, out=self._tmp)
+        self._tmp *= 1.0 / math.sqrt(c2)
+        self._tmp += self.eps
+        np.divide(self.m, self._tmp, out=self._tmp)
+        if self.weight_decay:
+            self.buffer[: self.n_decay] *= 1.0 - lr * self.weight_decay  # decoupled: not part of the gradient
+        self._tmp *= lr / c1
+        self.buffer -= self._tmp
+
+    def state_dict(self) -> dict:
+        return {"m": self.m, "v": self.v, "t": self.t}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("m", "v"):
+            if state[key].shape != self.buffer.shape:
+                raise ValueError(f"optimizer state {key!r} has {state[key].size} values, the model {self.buffer.size}")
+            getattr(self, key)[:] = state[key]
+        self.t = int(state["t"])
+
+
+def _set_path(tree, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    node = tree
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def clip_grad_norm(grad: np.ndarray, max_norm: float) -> float:
+    """Scale the flat gradient in place so its L2 norm is at most ``max_norm``; return the norm before."""
+    norm = float(np.sqrt(np.dot(grad, grad)))
+    if max_norm and norm > max_norm:
+        grad *= max_norm / (norm + 1e-6)
+    return norm
+
+
+def lr_at(step: int, max_lr: float, warmup: int, total: int, min_lr: float = 0.0) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine decay from ``max_lr`` to ``min_lr`` at ``total``.
+
+    >>> [round(lr_at(s, 1.0, 2, 10), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+    if step < warmup:
+        return max_lr * (step + 1) / warmup
+    if step >= total:
+        return min_lr
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+# --------------------------------------------------------------------------- batches
+def get_batch(tokens: np.ndarray, batch_size: int, context: int, rng: np.random.Generator):
+    """Random windows of ``context + 1`` tokens: inputs (B, T) and next-token targets (B, T)."""
+    if len(tokens) < context + 2:
+        raise ValueError(f"the token stream has {len(tokens)} tokens, too few for windows of {context + 1}; "
+                         "use more text or a shorter context")
+    starts = rng.integers(0, len(tokens) - context - 1, size=batch_size)
+    idx = starts[:, None] + np.arange(context + 1)  # (B, T+1)
+    window = tokens[idx]
+    return window[:, :-1], window[:, 1:]
+
+
+# --------------------------------------------------------------------------- the loop
+@dataclass
+class TrainConfig:
+    """Everything about a training run that is not the model's shape."""
+
+    steps: int = 1000
+    batch_size: int = 16
+    context: Optional[int] = None  # None: the model's context_length
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup: int = 50
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.95)
+    grad_clip: float = 1.0
+    accum_steps: int = 1
+    eval_every: int = 100
+    eval_batches: int = 8
+    seed: int = 0
+    checkpoint_every: int = 0  # 0: only at the end (if a path is given)
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "accum_steps", "eval_batches"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name}={v!r} must be a positive int")
+        if not (self.lr > 0 and self.min_lr >= 0):
+            raise ValueError(f"lr={self.lr} must be > 0 and min_lr={self.min_lr} >= 0")
+
+
+@dataclass
+class TrainState:
+    """What changes as training runs (saved in checkpoints)."""
+
+    step: int = 0
+    losses: list = field(default_factory=list)  # (step, train loss)
+    evals: list = field(default_factory=list)  # (step, validation loss)
+    tokens_seen: int = 0
+
+
+class Trainer:
+    """Trains a `GPT` on a stream of token ids.
+
+    >>> from minitransformer.config import ModelConfig
+    >>> model = GPT(ModelConfig.preset("toy"), seed=0)
+    >>> tokens = np.random.default_rng(0).integers(0, 64, 2000)
+    >>> t = Trainer(model, tokens, config=TrainConfig(steps=3, batch_size=2, eval_every=0), log=None)
+    >>> state = t.run()
+    >>> state.step, len(state.losses)
+    (3, 3)
+    """
+
+    def __init__(self, model: GPT, train_tokens: np.ndarray, val_tokens: Optional[np.ndarray] = None,
+                 config: Optional[TrainConfig] = None, log: Optional[Callable[[str], None]] = print):
+        self.model, self.config = model, config or TrainConfig()
+        self.train_tokens = np.asarray(train_tokens)
+        self.val_tokens = None if val_tokens is None else np.asarray(val_tokens)
+        self.context = self.config.context or model.config.context_length
+        if self.context > model.config.context_length:
+            raise ValueError(f"training context {self.context} is longer than the model's context_length "
+                             f"{model.config.context_length}")
+        c = self.config
+        self.opt = AdamW(model.params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+        self.state = TrainState()
+        self.batch_rng = np.random.default_rng([c.seed, 1])  # the data order
+        self.dropout_rng = np.random.default_rng([c.seed, 2])
+        self.eval_rng_seed = [c.seed, 3]  # the same validation batches at every evaluation
+        self.log = log
+        self._grad = np.zeros_like(self.opt.buffer)
+
+    def train_step(self) -> float:
+        """One optimizer step (``accum_steps`` micro-batches); returns the mean loss."""
+        c, model = self.config, self.model
+        total = 0.0
+        for micro in range(c.accum_steps):
+            x, y = get_batch(self.train_tokens, c.batch_size, self.context, self.batch_rng)
+            loss = model.loss(x, y, rng=self.dropout_rng, train=True)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss became {loss} at step {self.state.step}: training diverged. Lower the learning "
+                    f"rate (now {c.lr}), keep grad_clip on, or resume from the last checkpoint")
+            if micro == 0:
+                self.opt.gather(model.backward(), out=self._grad)
+            else:  # accumulate: the optimizer's scratch array is free between steps
+                self._grad += self.opt.gather(model.backward(), out=self.opt._tmp)
+            total += loss
+        if c.accum_steps > 1:
+            self._grad *= 1.0 / c.accum_steps
+        clip_grad_norm(self._grad, c.grad_clip)
+        self.opt.step(self._grad, lr=lr_at(self.state.step, c.lr, c.warmup, c.steps, c.min_lr))
+        self.state.step += 1
+        self.state.tokens_seen += c.accum_steps * c.batch_size * self.context
+        return total / c.accum_steps
+
+    def evaluate(self) -> float:
+        """Mean loss on ``eval_batches`` fixed batches of the validation tokens."""
+        from .nn import cross_entropy_forward, no_grad
+
+        tokens = self.val_tokens if self.val_tokens is not None else self.train_tokens
+        rng = np.random.default_rng(self.eval_rng_seed)
+        losses = []
+        with no_grad():
+            for _ in range(self.config.eval_batches):
+                x, y = get_batch(tokens, self.config.batch_size, self.context, rng)
+                losses.append(cross_entropy_forward(self.model.forward(x), y)[0])
+        return float(np.mean(losses))
+
+    def run(self, checkpoint_path=None) -> TrainState:
+        """Train until ``config.steps``, evaluating and checkpointing as configured."""
+        c = self.config
+        t0, tokens0 = time.perf_counter(), self.state.tokens_seen
+        while self.state.step < c.steps:
+            loss = self.train_step()
+            self.state.losses.append((self.state.step, loss))
+            s = self.state.step
+            if c.eval_every and (s % c.eval_every == 0 or s == c.steps):
+                self.state.evals.append((s, self.evaluate()))
+            if self.log and (s % max(1, c.steps // 20) == 0 or s == c.steps):
+                rate = (self.state.tokens_seen - tokens0) / max(time.perf_counter() - t0, 1e-9)
+                val = f"  val {self.state.evals[-1][1]:.3f}" if self.state.evals else ""
+                self.log(f"step {s:>5}/{c.steps}  loss {loss:.3f}{val}  {rate:,.0f} tokens/s")
+            if checkpoint_path and c.checkpoint_every and s % c.checkpoint_every == 0:
+                save_checkpoint(checkpoint_path, self)
+        if checkpoint_path:
+            save_checkpoint(checkpoint_path, self)
+        return self.state
+
+
+# --------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path, trainer: Trainer, extra: Optional[dict] = None) -> Path:
+    """Write ``path`` (.npz: parameters and optimizer moments) and ``path.json`` (config and state).
+
+    Both writes are atomic; nothing is pickled.
+    """
+    path = Path(path)
+    arrays = {f"params.{n}": a for n, a in trainer.model.named_parameters().items()}
+    arrays["opt.m"], arrays["opt.v"] = trainer.opt.m, trainer.opt.v
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model_config": trainer.model.config.to_dict(),
+        "train_config": asdict(trainer.config),
+        "state": asdict(trainer.state),
+        "opt_t": trainer.opt.t,
+        "rng": {"batch": trainer.batch_rng.bit_generator.state, "dropout": trainer.dropout_rng.bit_generator.state},
+        "extra": extra or {},
+    }
+    atomic_write(path, buf.getvalue())
+    atomic_write(_meta_path(path), json.dumps(meta, indent=1))
+    return path
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_suffix(path.suffix + ".json")
+
+
+def load_model(path) -> GPT:
+    """Load only the model from a checkpoint (for inference)."""
+    meta, arrays = _read_checkpoint(path)
+    return _model_from(meta, arrays, path)
+
+
+def resume(path, train_tokens, val_tokens=None, log=print) -> Trainer:
+    """Rebuild a `Trainer` exactly as it was when ``path`` was saved."""
+    meta, arrays = _read_checkpoint(path)
+    model = _model_from(meta, arrays, path)
+    tc = dict(meta["train_config"])
+    tc["betas"] = tuple(tc["betas"])
+    trainer = Trainer(model, train_tokens, val_tokens, TrainConfig(**tc), log=log)
+    trainer.opt.load_state_dict({"m": arrays["opt.m"], "v": arrays["opt.v"], "t": meta["opt_t"]})
+    st = meta["state"]
+    trainer.state = TrainState(st["step"], [tuple(x) for x in st["losses"]], [tuple(x) for x in st["evals"]],
+                               st["tokens_seen"])
+    trainer.batch_rng.bit_generator.state = meta["rng"]["batch"]
+    trainer.dropout_rng.bit_generator.state = meta["rng"]["dropout"]
+    return trainer
+
+
+def _read_checkpoint(path):
+    path = Path(path)
+    meta_path = _meta_path(path)
+    for p in (path, meta_path):
+        if not p.exists():
+            raise ValueError(f"checkpoint file {p} is missing (a checkpoint is a .npz plus its .json)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{meta_path} is not a minitransformer checkpoint")
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{meta_path} has checkpoint version {meta.get('version')!r}; this version reads "
+                         f"{CHECKPOINT_VERSION}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path} is not a readable .npz checkpoint: {exc}") from None
+    return meta, arrays
+
+
+def _model_from(meta, arrays, path) -> GPT:
+    config = ModelConfig.from_dict(meta["model_config"])
+    model = GPT(config, seed=0)
+    expected = model.named_parameters()
+    for name, arr in expected.items():
+        key = f"params.{name}"
+        if key not in arrays:
+            raise ValueError(f"{path} has no array {name!r}; it does not match its config")
+        if arrays[key].shape != arr.shape or arrays[key].dtype != arr.dtype:
+            raise ValueError(f"{path}: {name} has shape {arrays[key].shape} {arrays[key].dtype}, "
+                             f"expected {arr.shape} {arr.dtype}")
+        arr[...] = arrays[key]
+    return model

@@ -1,0 +1,145 @@
+"""Training: AdamW against a plain per-array reference, schedule, clipping, accumulation, resume."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from minitransformer.config import ModelConfig
+from minitransformer.model import GPT, flatten
+from minitransformer.train import AdamW, TrainConfig, Trainer, clip_grad_norm, get_batch, load_model, lr_at, resume
+
+
+def reference_adamw(params, grads, state, lr, b1=0.9, b2=0.95, eps=1e-8, wd=0.1):
+    """Textbook AdamW, one array at a time (Loshchilov & Hutter, Algorithm 2)."""
+    state["t"] = state.get("t", 0) + 1
+    t = state["t"]
+    for n, p in params.items():
+        g = grads[n]
+        m = state.setdefault(("m", n), np.zeros_like(p))
+        v = state.setdefault(("v", n), np.zeros_like(p))
+        m[:] = b1 * m + (1 - b1) * g
+        v[:] = b2 * v + (1 - b2) * g * g
+        mhat, vhat = m / (1 - b1**t), v / (1 - b2**t)
+        if p.ndim >= 2:
+            p *= 1 - lr * wd
+        p -= lr * mhat / (np.sqrt(vhat) + eps)
+
+
+def test_adamw_matches_the_textbook_update():
+    rng = np.random.default_rng(0)
+    tree = {"W": rng.normal(size=(3, 4)), "b": rng.normal(size=4), "blocks": [{"g": rng.normal(size=2)}]}
+    ref = {k: v.copy() for k, v in flatten(tree).items()}
+    opt = AdamW(tree, lr=0.01)
+    state = {}
+    for step in range(5):
+        grads = {k: rng.normal(size=v.shape) for k, v in ref.items()}
+        nested = {"W": grads["W"], "b": grads["b"], "blocks": [{"g": grads["blocks.0.g"]}]}
+        opt.step(opt.gather(nested).astype(np.float32), lr=0.01)
+        reference_adamw(ref, grads, state, 0.01)
+    for n, a in flatten(tree).items():
+        assert np.allclose(a, ref[n], atol=1e-5), n
+    assert opt.n_decay == 12  # only the matrix is decayed
+
+
+def test_model_arrays_become_views_of_the_optimizer_buffer():
+    m = GPT("toy", seed=0)
+    before = {n: a.copy() for n, a in m.named_parameters().items()}
+    opt = AdamW(m.params)
+    for n, a in m.named_parameters().items():
+        assert np.array_equal(a, before[n]) and np.shares_memory(a, opt.buffer)
+
+
+def test_schedule_and_clipping():
+    assert lr_at(0, 1.0, 10, 100) == pytest.approx(0.1)
+    assert lr_at(9, 1.0, 10, 100) == 1.0
+    assert lr_at(55, 1.0, 10, 100, min_lr=0.1) == pytest.approx(0.55)
+    assert lr_at(100, 1.0, 10, 100, min_lr=0.1) == 0.1
+    g = np.array([3.0, 4.0], np.float32)
+    assert clip_grad_norm(g, 1.0) == pytest.approx(5.0) and np.linalg.norm(g) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_batches_are_windows_with_shifted_targets():
+    tokens = np.arange(100)
+    x, y = get_batch(tokens, 4, 8, np.random.default_rng(0))
+    assert x.shape == y.shape == (4, 8) and np.array_equal(y, x + 1)
+    with pytest.raises(ValueError, match="too few"):
+        get_batch(np.arange(5), 1, 8, np.random.default_rng(0))
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+    m = GPT("toy", seed=1)
+    opt = AdamW(m.params)
+    ids = np.random.default_rng(2).integers(0, 64, (4, 9))
+    m.loss(ids[:, :-1], ids[:, 1:])
+    full = opt.gather(m.backward())
+    halves = []
+    for part in (ids[:2], ids[2:]):
+        m.loss(part[:, :-1], part[:, 1:])
+        halves.append(opt.gather(m.backward()))
+    assert np.allclose((halves[0] + halves[1]) / 2, full, atol=1e-6)
+
+
+def periodic_tokens(n=4000, period=7):
+    return np.tile(np.arange(period) * 3 % 64, n // period + 1)[:n]
+
+
+def test_training_learns_a_periodic_sequence():
+    m = GPT(ModelConfig.preset("toy"), seed=0)
+    t = Trainer(m, periodic_tokens(), config=TrainConfig(steps=60, batch_size=8, lr=1e-2, warmup=5, eval_every=30), log=None)
+    state = t.run()
+    assert state.losses[0][1] > 3.5 and state.evals[-1][1] < 0.5  # from log(64) to nearly certain
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    cfg = TrainConfig(steps=12, batch_size=4, lr=5e-3, warmup=2, eval_every=6, accum_steps=2)
+    tokens = np.random.default_rng(0).integers(0, 64, 3000)
+    whole = Trainer(GPT(ModelConfig.preset("toy", dropout=0.1), seed=0), tokens, config=cfg, log=None).run()
+
+    first = Trainer(GPT(ModelConfig.preset("toy", dropout=0.1), seed=0), tokens, config=cfg, log=None)
+    while first.state.step < 5:
+        first.state.losses.append((first.state.step + 1, first.train_step()))
+    from minitransformer.train import save_checkpoint
+
+    save_checkpoint(tmp_path / "ckpt.npz", first)
+    rest = resume(tmp_path / "ckpt.npz", tokens, log=None).run()
+    assert [l for _, l in rest.losses[5:]] == [l for _, l in whole.losses[5:]]  # bit for bit
+    assert np.array_equal(load_model(tmp_path / "ckpt.npz").named_parameters()["embed.W_E"],
+                          first.model.named_parameters()["embed.W_E"])
+
+
+def test_nan_guard_stops_with_a_clear_message():
+    m = GPT("toy", seed=0)
+    m.params["ln_final"]["w"][:] = np.nan
+    t = Trainer(m, periodic_tokens(), config=TrainConfig(steps=3, batch_size=2, eval_every=0), log=None)
+    with pytest.raises(FloatingPointError, match="training diverged. Lower the learning rate"):
+        t.run()
+
+
+def test_checkpoint_files_are_validated(tmp_path):
+    t = Trainer(GPT("toy"), periodic_tokens(), config=TrainConfig(steps=1, batch_size=2, eval_every=0), log=None)
+    t.run(checkpoint_path=tmp_path / "c.npz")
+    meta_path = tmp_path / "c.npz.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["format"] == "minitransformer-checkpoint" and meta["version"] == 1
+    meta["version"] = 7
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="checkpoint version 7"):
+        load_model(tmp_path / "c.npz")
+    meta["version"] = 1
+    meta["model_config"]["d_model"] = 64
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="has shape"):
+        load_model(tmp_path / "c.npz")
+    (tmp_path / "c.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        load_model(tmp_path / "c.npz")
+    with pytest.raises(ValueError, match="missing"):
+        load_model(tmp_path / "nothing.npz")
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="steps=0 must be a positive int"):
+        TrainConfig(steps=0)
+    assert math.isclose(TrainConfig().lr, 3e-3)
