@@ -98,6 +98,67 @@ def tokenizer_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def train(args: argparse.Namespace) -> int:
+    """Train a model on the built-in corpus with a stage-1 tokenizer; save both under ``--out``."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from .config import ModelConfig
+    from .model import GPT
+    from .train import TrainConfig, Trainer, resume, unigram_loss
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = {} if args.vocab_size is None else {"vocab_size": args.vocab_size}
+    config = ModelConfig.preset(args.preset, **overrides)
+    text = data.load_corpus(args.corpus)
+    train_text, val_text = data.split_text(text)
+    tok_path, ckpt = out / "tokenizer.json", out / "model.npz"
+    if args.resume and tok_path.exists():
+        tok = Tokenizer.load(tok_path)
+    else:  # the tokenizer's vocabulary (merges + one special token) is the model's
+        tok = Tokenizer.train(train_text, config.vocab_size - 1, special_tokens=["<|endoftext|>"])
+        tok.save(tok_path)
+    train_ids = np.array(tok.encode_ordinary(train_text), dtype=np.int64)
+    val_ids = np.array(tok.encode_ordinary(val_text), dtype=np.int64)
+    baseline = unigram_loss(train_ids, val_ids, config.vocab_size)
+    print(f"corpus {args.corpus!r}: {len(train_ids):,} training tokens, {len(val_ids):,} validation tokens "
+          f"(vocab {tok.vocab_size}); unigram baseline {baseline:.3f} nats/token")
+    if args.resume and ckpt.exists():
+        trainer = resume(ckpt, train_ids, val_ids)
+        print(f"resumed at step {trainer.state.step}")
+    else:
+        tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         eval_every=max(1, args.steps // 10), checkpoint_every=args.checkpoint_every)
+        trainer = Trainer(GPT(config, seed=args.seed), train_ids, val_ids, tc)
+        print(trainer.model)
+    state = trainer.run(checkpoint_path=ckpt)
+    final = state.evals[-1][1] if state.evals else trainer.evaluate()
+    print(f"validation loss {final:.3f} nats/token vs unigram baseline {baseline:.3f}; saved {ckpt} and {tok_path}")
+    prompt = np.array([tok.encode_ordinary(args.prompt)])
+    sample = trainer.model.generate(prompt, 60, temperature=0.8, top_k=40, seed=args.seed, crop=True)
+    print(f"sample: {tok.decode(sample[0])!r}")
+    return 0
+
+
+def generate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .train import load_model
+
+    model = load_model(args.checkpoint)
+    tok = Tokenizer.load(args.tokenizer)
+    if tok.vocab_size != model.config.vocab_size:
+        raise ValueError(f"tokenizer has {tok.vocab_size} ids but the model {model.config.vocab_size}: "
+                         "use the tokenizer.json saved next to the checkpoint")
+    ids = np.array([tok.encode(args.prompt, allowed_special="all")])
+    out = model.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                         top_p=args.top_p, seed=args.seed, crop=True)
+    print(tok.decode(out[0]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minitransformer", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -109,6 +170,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--text", default=None, help="the sentence to step through")
     d.add_argument("--color", default="auto", choices=["auto", "always", "never"])
     d.set_defaults(func=demo)
+
+    tr = sub.add_parser("train", help="train a model (and its tokenizer) on the built-in corpus")
+    tr.add_argument("--preset", default="tiny", help="model preset: toy, tiny or small (default tiny)")
+    tr.add_argument("--corpus", default=data.DEFAULT_CORPUS, choices=sorted(data.CORPORA))
+    tr.add_argument("--vocab-size", type=int, default=None, help="override the preset's vocabulary size")
+    tr.add_argument("--steps", type=int, default=600)
+    tr.add_argument("--batch-size", type=int, default=16)
+    tr.add_argument("--lr", type=float, default=3e-3)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps (0: only at the end)")
+    tr.add_argument("--out", default="runs/tiny", help="directory for model.npz, model.npz.json, tokenizer.json")
+    tr.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    tr.add_argument("--prompt", default="The ", help="prompt for the sample printed at the end")
+    tr.set_defaults(func=train)
+
+    g = sub.add_parser("generate", help="continue a prompt with a trained model")
+    g.add_argument("--checkpoint", default="runs/tiny/model.npz")
+    g.add_argument("--tokenizer", default="runs/tiny/tokenizer.json")
+    g.add_argument("--prompt", default="The ")
+    g.add_argument("--max-new-tokens", type=int, default=100)
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--top-k", type=int, default=40)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=generate)
 
     t = sub.add_parser("tokenizer", help="train or use a BPE tokenizer")
     tsub = t.add_subparsers(dest="action", required=True)

@@ -26,6 +26,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import attention, embedding, feedforward, nn, positional
+from ._malloc import keep_freed_memory
 from .config import ModelConfig
 
 
@@ -182,6 +183,7 @@ class GPT:
     def __init__(self, config: Union[ModelConfig, str], seed: Union[int, np.random.Generator] = 0,
                  params: Optional[dict] = None):
         self.config = ModelConfig.preset(config) if isinstance(config, str) else config
+        keep_freed_memory()  # reuse freed numpy temporaries instead of fresh pages (see _malloc.py)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.params = params if params is not None else init_params(self.config, rng)
         self._last = None  # (cache, loss cache) of the last `loss` call, for `backward`

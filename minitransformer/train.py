@@ -158,6 +158,17 @@ def get_batch(tokens: np.ndarray, batch_size: int, context: int, rng: np.random.
     return window[:, :-1], window[:, 1:]
 
 
+def unigram_loss(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int) -> float:
+    """Cross-entropy on ``val_tokens`` of the unigram model of ``train_tokens`` (add-one smoothing).
+
+    The baseline a language model must beat: it knows how frequent each token is,
+    and nothing about context.
+    """
+    counts = np.bincount(np.asarray(train_tokens), minlength=vocab_size).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    return float(-logp[np.asarray(val_tokens)].mean())
+
+
 # --------------------------------------------------------------------------- the loop
 @dataclass
 class TrainConfig:

@@ -40,3 +40,20 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: vocab_size must be an int >= 256") and "Traceback" not in err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_train_and_generate_commands_on_the_toy_preset(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "toy", "--corpus", "tiny", "--vocab-size", "300", "--steps", "20",
+                 "--batch-size", "4", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "unigram baseline" in text and "sample:" in text
+    assert sorted(p.name for p in out.iterdir()) == ["model.npz", "model.npz.json", "tokenizer.json"]
+    assert main(["generate", "--checkpoint", str(out / "model.npz"), "--tokenizer", str(out / "tokenizer.json"),
+                 "--prompt", "A token", "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("A token")
+    # resuming a finished run trains no further and keeps the files valid
+    assert main(["train", "--preset", "toy", "--corpus", "tiny", "--vocab-size", "300", "--steps", "20",
+                 "--batch-size", "4", "--out", str(out), "--resume"]) == 0
+    assert "resumed at step 20" in capsys.readouterr().out
