@@ -14,6 +14,7 @@ held-out text.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from typing import Optional, Sequence
@@ -136,6 +137,13 @@ def train(args: argparse.Namespace) -> int:
     state = trainer.run(checkpoint_path=ckpt)
     final = state.evals[-1][1] if state.evals else trainer.evaluate()
     print(f"validation loss {final:.3f} nats/token vs unigram baseline {baseline:.3f}; saved {ckpt} and {tok_path}")
+    from .fileio import atomic_write
+    from .viz import loss_curves
+
+    fig = loss_curves(state.losses, state.evals, baseline, title=f"{args.preset} on {args.corpus!r}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    atomic_write(out / "loss.png", buf.getvalue())
     prompt = np.array([tok.encode_ordinary(args.prompt)])
     sample = trainer.model.generate(prompt, 60, temperature=0.8, top_k=40, seed=args.seed, crop=True)
     print(f"sample: {tok.decode(sample[0])!r}")

@@ -275,25 +275,45 @@ class Trainer:
                 losses.append(cross_entropy_forward(self.model.forward(x), y)[0])
         return float(np.mean(losses))
 
-    def run(self, checkpoint_path=None) -> TrainState:
-        """Train until ``config.steps``, evaluating and checkpointing as configured."""
+    def run(self, checkpoint_path=None, progress: bool = False) -> TrainState:
+        """Train until ``config.steps``, evaluating and checkpointing as configured.
+
+        Args:
+            checkpoint_path: save here every ``checkpoint_every`` steps and at the end.
+            progress: draw a tqdm progress bar (``tqdm.auto``: a widget in notebooks) with the
+                loss and tokens/s, if tqdm is installed; otherwise report through ``log``.
+        """
         c = self.config
         t0, tokens0 = time.perf_counter(), self.state.tokens_seen
+        bar = _progress_bar(c.steps, self.state.step) if progress else None
         while self.state.step < c.steps:
             loss = self.train_step()
             self.state.losses.append((self.state.step, loss))
             s = self.state.step
             if c.eval_every and (s % c.eval_every == 0 or s == c.steps):
                 self.state.evals.append((s, self.evaluate()))
-            if self.log and (s % max(1, c.steps // 20) == 0 or s == c.steps):
-                rate = (self.state.tokens_seen - tokens0) / max(time.perf_counter() - t0, 1e-9)
-                val = f"  val {self.state.evals[-1][1]:.3f}" if self.state.evals else ""
+            rate = (self.state.tokens_seen - tokens0) / max(time.perf_counter() - t0, 1e-9)
+            val = f"  val {self.state.evals[-1][1]:.3f}" if self.state.evals else ""
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"loss {loss:.3f}{val}  {rate:,.0f} tok/s")
+            elif self.log and (s % max(1, c.steps // 20) == 0 or s == c.steps):
                 self.log(f"step {s:>5}/{c.steps}  loss {loss:.3f}{val}  {rate:,.0f} tokens/s")
             if checkpoint_path and c.checkpoint_every and s % c.checkpoint_every == 0:
                 save_checkpoint(checkpoint_path, self)
+        if bar is not None:
+            bar.close()
         if checkpoint_path:
             save_checkpoint(checkpoint_path, self)
         return self.state
+
+
+def _progress_bar(total: int, initial: int):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional (the notebooks extra installs it)
+        return None
+    return tqdm(total=total, initial=initial, unit="step")
 
 
 # --------------------------------------------------------------------------- checkpoints

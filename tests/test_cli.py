@@ -49,7 +49,7 @@ def test_train_and_generate_commands_on_the_toy_preset(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "unigram baseline" in text and "sample:" in text
-    assert sorted(p.name for p in out.iterdir()) == ["model.npz", "model.npz.json", "tokenizer.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["loss.png", "model.npz", "model.npz.json", "tokenizer.json"]
     assert main(["generate", "--checkpoint", str(out / "model.npz"), "--tokenizer", str(out / "tokenizer.json"),
                  "--prompt", "A token", "--max-new-tokens", "5"]) == 0
     assert capsys.readouterr().out.startswith("A token")

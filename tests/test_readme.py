@@ -38,10 +38,12 @@ def test_extras_named_in_readme_exist_in_pyproject():
         assert re.search(rf"^{extra} = \[", pyproject, re.M)
 
 
-def test_python_example_runs(tmp_path, monkeypatch, capsys):
-    block = re.search(r"```python\n(.+?)\n```", README, re.S).group(1)
-    monkeypatch.chdir(tmp_path)  # the example writes tok.json etc. into the current directory
-    exec(compile(block, "README.md", "exec"), {})
+def test_python_examples_run(tmp_path, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.+?)\n```", README, re.S)
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)  # the examples write tok.json etc. into the current directory
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "[4096]" in out and "not allowed" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.json", "tok.tiktoken", "tok.vocab"]

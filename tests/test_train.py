@@ -143,3 +143,11 @@ def test_train_config_validation():
     with pytest.raises(ValueError, match="steps=0 must be a positive int"):
         TrainConfig(steps=0)
     assert math.isclose(TrainConfig().lr, 3e-3)
+
+
+def test_progress_bar_or_log_lines(capsys):
+    lines = []
+    t = Trainer(GPT("toy"), periodic_tokens(), config=TrainConfig(steps=4, batch_size=2, eval_every=2), log=lines.append)
+    state = t.run(progress=True)  # tqdm if installed, otherwise the log lines
+    assert state.step == 4 and len(state.evals) == 2
+    assert lines or "step" in capsys.readouterr().err
