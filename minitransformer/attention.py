@@ -144,12 +144,14 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     B, T, C = x.shape
     H, G, D = config.n_heads, config.kv_heads, config.d_head
     R = H // G
-    q = linear_forward(x, params["W_Q"], params.get("b_Q"))[0]  # (B, T, C) -> (B, T, H*D)
-    k = linear_forward(x, params["W_K"], params.get("b_K"))[0]  # (B, T, C) -> (B, T, G*D)
-    v = linear_forward(x, params["W_V"], params.get("b_V"))[0]  # (B, T, C) -> (B, T, G*D)
-    q = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, T, H*D) -> (B, H, T, D)
-    k = k.reshape(B, T, G, D).transpose(0, 2, 1, 3)  # (B, T, G*D) -> (B, G, T, D)
-    v = v.reshape(B, T, G, D).transpose(0, 2, 1, 3)  # (B, T, G*D) -> (B, G, T, D)
+    scale = 1.0 / math.sqrt(D)  # a Python float: keeps float32
+    # note: one matmul for q, k and v together (x @ [W_Q | W_K | W_V]) is faster than three
+    # narrow ones; the weights keep their own names and are only concatenated here.
+    W_qkv, b_qkv = _fused_qkv(params)  # (C, (H + 2G) * D)
+    qkv = linear_forward(x, W_qkv, b_qkv)[0].reshape(B, T, H + 2 * G, D)  # (B, T, C) -> (B, T, H+2G, D)
+    q = qkv[:, :, :H].transpose(0, 2, 1, 3)  # (B, T, H, D) -> (B, H, T, D), a view
+    k = qkv[:, :, H:H + G].transpose(0, 2, 1, 3)  # -> (B, G, T, D)
+    v = qkv[:, :, H + G:].transpose(0, 2, 1, 3)  # -> (B, G, T, D)
     q_in, k_in = q, k
     if config.positional == "rope":
         cos, sin = positional.rope_angles(positions, D, config.rope_base)  # (T, D/2) each
@@ -159,16 +161,18 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     if kv_cache is not None:
         k_all, v_all = kv_cache.append(layer, k, v)  # (B, G, S, D) with S = cached + T
     else:
-        k_all, v_all = k, v
+        k_all, v_all = np.ascontiguousarray(k), np.ascontiguousarray(v)
     S = k_all.shape[2]
-    key_positions = np.arange(S)  # keys are stored at absolute positions 0..S-1
 
-    qg = q.reshape(B, G, R * T, D)  # (B, H, T, D) -> (B, G, R*T, D): a group's heads one after another
-    scores = qg @ k_all.transpose(0, 1, 3, 2)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, G, R*T, S)
-    scores = scores.reshape(B, H, T, S)
-    scores *= 1.0 / math.sqrt(D)  # a Python float: keeps float32
+    # note: the scale is applied to q (B, H, T, D), not to the scores (B, H, T, S), which are
+    # T/D times larger; the copy also lays a group's R heads out one after another.
+    qg = np.multiply(q, scale, dtype=x.dtype).reshape(B, G, R * T, D)  # (B, H, T, D) -> (B, G, R*T, D)
+    kT = k_all.transpose(0, 1, 3, 2)  # (B, G, S, D) -> (B, G, D, S), a view
+    if T > 1:  # note: numpy's stacked matmul is faster on a contiguous copy, except for one query row
+        kT = np.ascontiguousarray(kT)
+    scores = (qg @ kT).reshape(B, H, T, S)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, H, T, S)
     # causal mask: the query at absolute position p may read key j only if j <= p
-    future = key_positions[None, :] > np.asarray(positions)[:, None]  # (T, S) bool
+    future = np.arange(S)[None, :] > np.asarray(positions)[:, None]  # (T, S) bool; key j sits at position j
     mask = np.where(future, -np.inf, 0.0).astype(x.dtype)  # (T, S)
     if padding_mask is not None:
         padding_mask = _check_padding(padding_mask, B, S)
@@ -191,13 +195,21 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     if not (want_cache(need_cache) or record):
         return y, None
     cache = {"x": x, "hook_q": q_in, "hook_k": k_in, "hook_v": v, "hook_pattern": pattern, "hook_z": z,
-             "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None}
+             "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None,
+             "q_scaled": qg, "k_all": k_all, "v_all": v_all, "W_qkv": W_qkv}
     if config.positional == "rope":
         cache.update(hook_rot_q=q, hook_rot_k=k, rope=(cos, sin))
     if record:
         cache["hook_attn_scores"] = recorded
     cache["heads"] = (H, G, D, config.positional == "rope", config.rope_style)
     return y, cache
+
+
+def _fused_qkv(params: dict):
+    """``[W_Q | W_K | W_V]`` (C, (H+2G)·D) and the matching bias (or None)."""
+    W = np.concatenate([params["W_Q"], params["W_K"], params["W_V"]], axis=1)
+    b = np.concatenate([params["b_Q"], params["b_K"], params["b_V"]]) if "b_Q" in params else None
+    return W, b
 
 
 def _check_padding(padding_mask, B: int, S: int) -> np.ndarray:
@@ -215,36 +227,43 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
         raise ValueError("attention.backward does not support a forward that used a KV cache (inference only); "
                          "run the forward on the whole sequence without kv_cache to train")
     H, G, D, rope, rope_style = cache["heads"]
-    x, pattern, z, v = cache["x"], cache["hook_pattern"], cache["hook_z"], cache["hook_v"]
-    q = cache.get("hook_rot_q", cache["hook_q"])
-    k = cache.get("hook_rot_k", cache["hook_k"])
+    x, pattern, z = cache["x"], cache["hook_pattern"], cache["hook_z"]
+    qg, k, v = cache["q_scaled"], cache["k_all"], cache["v_all"]  # (B, G, R*T, D), (B, G, S, D) x 2
     B, T, C = x.shape
     R = H // G
+    scale = 1.0 / math.sqrt(D)
     has_bias = "b_O" in params
     grads = {}
 
     dz, grads["W_O"], db_O = linear_backward(dy, z, params["W_O"], has_bias)  # (B, T, C) -> (B, T, H*D)
-    dz = dz.reshape(B, T, H, D).transpose(0, 2, 1, 3).reshape(B, G, R * T, D)  # -> (B, G, R*T, D)
+    dz4 = dz.reshape(B, T, H, D)
+    # note: rowsum(dpattern * pattern) equals rowsum(dz * z) per head (because z = pattern @ v),
+    # a (B, T, H, D) product instead of a (B, H, T, S) one: the trick FlashAttention uses.
+    delta = np.einsum("bthd,bthd->bht", dz4, z.reshape(B, T, H, D)).reshape(B, G, R * T, 1)
+    dzg = np.ascontiguousarray(dz4.transpose(0, 2, 1, 3)).reshape(B, G, R * T, D)  # -> (B, G, R*T, D)
     pg = pattern.reshape(B, G, R * T, T)  # (B, H, T, S) -> (B, G, R*T, S), here S = T
-    dv = pg.transpose(0, 1, 3, 2) @ dz  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D): sums the R heads
-    dpattern = dz @ v.transpose(0, 1, 3, 2)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, G, R*T, S)
-    # softmax backward: dscores = pattern * (dpattern - rowsum(dpattern * pattern)); masked entries have pattern 0
-    dscores = pg * (dpattern - (dpattern * pg).sum(axis=-1, keepdims=True))
-    dscores *= 1.0 / math.sqrt(D)
-    dq = dscores @ k  # (B, G, R*T, S) @ (B, G, S, D) -> (B, G, R*T, D)
-    dk = dscores.transpose(0, 1, 3, 2) @ q.reshape(B, G, R * T, D)  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D)
-    dq = dq.reshape(B, H, T, D)
+    dv = pg.transpose(0, 1, 3, 2) @ dzg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D): sums the R heads
+    vT = np.ascontiguousarray(v.transpose(0, 1, 3, 2))  # (B, G, D, S)
+    dscores = dzg @ vT  # d pattern: (B, G, R*T, D) @ (B, G, D, S) -> (B, G, R*T, S)
+    # softmax backward, in place: dscores = pattern * (dpattern - rowsum(dpattern * pattern))
+    dscores -= delta
+    dscores *= pg  # masked entries have pattern 0, so they get no gradient
+    dq = (dscores @ k).reshape(B, H, T, D)  # (B, G, R*T, S) @ (B, G, S, D) -> (B, H, T, D)
+    dq *= scale  # the scale was applied to q
+    dk = dscores.transpose(0, 1, 3, 2) @ qg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D)
     if rope:
         cos, sin = cache["rope"]
         dq = positional.rope_backward(dq, cos, sin, rope_style)
         dk = positional.rope_backward(dk, cos, sin, rope_style)
 
-    dq = dq.transpose(0, 2, 1, 3).reshape(B, T, H * D)  # (B, H, T, D) -> (B, T, H*D)
-    dk = dk.transpose(0, 2, 1, 3).reshape(B, T, G * D)  # (B, G, T, D) -> (B, T, G*D)
-    dv = dv.transpose(0, 2, 1, 3).reshape(B, T, G * D)
-    dx_q, grads["W_Q"], db_Q = linear_backward(dq, x, params["W_Q"], has_bias)
-    dx_k, grads["W_K"], db_K = linear_backward(dk, x, params["W_K"], has_bias)
-    dx_v, grads["W_V"], db_V = linear_backward(dv, x, params["W_V"], has_bias)
+    # gather the three gradients into the fused layout, then one backward through x @ W_qkv
+    dqkv = np.empty((B, T, H + 2 * G, D), dtype=dz.dtype)  # (B, T, H+2G, D)
+    dqkv[:, :, :H] = dq.transpose(0, 2, 1, 3)
+    dqkv[:, :, H:H + G] = dk.transpose(0, 2, 1, 3)
+    dqkv[:, :, H + G:] = dv.transpose(0, 2, 1, 3)
+    dx, dW, db = linear_backward(dqkv.reshape(B, T, -1), x, cache["W_qkv"], has_bias)
+    HD, GD = H * D, G * D
+    grads.update(W_Q=dW[:, :HD], W_K=dW[:, HD:HD + GD], W_V=dW[:, HD + GD:])
     if has_bias:
-        grads.update(b_Q=db_Q, b_K=db_K, b_V=db_V, b_O=db_O)
-    return dx_q + dx_k + dx_v, grads
+        grads.update(b_Q=db[:HD], b_K=db[HD:HD + GD], b_V=db[HD + GD:], b_O=db_O)
+    return dx, grads
