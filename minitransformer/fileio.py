@@ -16,6 +16,12 @@ from typing import Union
 PathLike = Union[str, os.PathLike]
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read the umask is to set it and restore it
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: PathLike, data: Union[str, bytes]) -> Path:
     """Write ``data`` (text is written as UTF-8) to ``path`` atomically; return the path.
 
@@ -33,6 +39,7 @@ def atomic_write(path: PathLike, data: Union[str, bytes]) -> Path:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

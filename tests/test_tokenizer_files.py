@@ -134,3 +134,12 @@ def test_tiktoken_export_refuses_duplicate_tokens(tmp_path):
     with pytest.raises(ValueError, match="tokens 258 and 259 have the same bytes b'abc'"):
         tok.export_tiktoken(tmp_path / "dup.tiktoken")
     assert not (tmp_path / "dup.tiktoken").exists()
+
+
+def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
