@@ -127,7 +127,8 @@ class KVCache:
 
 # --------------------------------------------------------------------------- forward
 def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache: Optional[KVCache] = None,
-            layer: int = 0, padding_mask: Optional[np.ndarray] = None, need_cache=None, record: bool = False):
+            layer: int = 0, padding_mask: Optional[np.ndarray] = None, need_cache=None, record: bool = False,
+            hook=None):
     """Causal self-attention over ``x`` (B, T, C) at absolute ``positions`` (T,) -> y (B, T, C).
 
     Args:
@@ -137,9 +138,12 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
         padding_mask: (B, S) bool, True for real tokens; keys at False are never attended.
         need_cache: keep what backward needs (None: unless inside ``nn.no_grad``).
         record: also keep the pre-softmax scores (``hook_attn_scores``) for inspection.
+        hook: optional ``hook(name, array) -> array`` called with ``"hook_pattern"`` (B, H, T, S) and
+            ``"hook_z"`` (B, T, H, D); its result replaces the activation (to ablate or patch a head).
 
     Cache names: ``hook_q``, ``hook_k``, ``hook_v`` (B, heads, T, D); ``hook_rot_q``/``hook_rot_k``
-    with RoPE; ``hook_pattern`` (B, H, T, S); ``hook_z`` (B, T, H·D); ``hook_attn_scores`` if recorded.
+    with RoPE; ``hook_pattern`` (B, H, T, S); ``hook_z`` (B, T, H·D, the heads side by side);
+    ``hook_attn_scores`` if recorded.
     """
     B, T, C = x.shape
     H, G, D = config.n_heads, config.kv_heads, config.d_head
@@ -187,9 +191,14 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     pattern = scores
     if padding_mask is not None:
         pattern = np.nan_to_num(pattern, nan=0.0, copy=False)  # such a query retrieves nothing
+    if hook is not None:
+        pattern = hook("hook_pattern", pattern)
 
     z = pattern.reshape(B, G, R * T, S) @ v_all  # (B, G, R*T, S) @ (B, G, S, D) -> (B, G, R*T, D)
-    z = z.reshape(B, H, T, D).transpose(0, 2, 1, 3).reshape(B, T, H * D)  # -> (B, T, H*D)
+    z = z.reshape(B, H, T, D).transpose(0, 2, 1, 3)  # -> (B, T, H, D): what each head retrieved
+    if hook is not None:
+        z = hook("hook_z", z)
+    z = z.reshape(B, T, H * D)  # (B, T, H, D) -> (B, T, H*D), the heads side by side
     y = linear_forward(z, params["W_O"], params.get("b_O"))[0]  # (B, T, H*D) -> (B, T, C)
 
     if not (want_cache(need_cache) or record):

@@ -22,7 +22,7 @@ from typing import Optional
 
 POSITIONAL = ("learned", "sinusoidal", "rope", "none")
 ROPE_STYLES = ("half", "interleaved")
-ATTENTION = ("mha",)  # grouped-query and multi-query attention are "mha" with n_kv_heads < n_heads
+ATTENTION = ("mha", "mla")  # grouped-query and multi-query attention are "mha" with n_kv_heads < n_heads
 FFN = ("gelu", "swiglu")
 NORM = ("layernorm", "rmsnorm")
 
@@ -46,7 +46,19 @@ class ModelConfig:
         rope_style: ``"half"`` (rotate the two halves of a head) or ``"interleaved"``
             (rotate neighbouring pairs); the same rotation up to a permutation.
         rope_base: the RoPE frequency base (10000 in the paper).
-        attention: ``"mha"``; the multi-head latent attention option comes with its own issue.
+        attention: ``"mha"`` (multi-, grouped- or multi-query attention) or ``"mla"``
+            (DeepSeek-V2's Multi-Head Latent Attention, `attention_mla`; bias-free, so
+            ``bias`` then applies to the other layers only).
+        d_latent: MLA only: d_c, the width of the cached key/value latent c_KV
+            (None = 4·d_head, DeepSeek-V2's ratio).
+        d_latent_q: MLA only: d_c', the width of the query latent c_Q; None or 0 = no
+            query compression (a direct ``W_Q``, as in DeepSeek-V2-Lite).
+        d_rope: MLA only: d_R, the width of the decoupled RoPE channel (per-head q_R and
+            the one shared k_R). Even; set (> 0) only with ``positional="rope"``, and
+            None means d_head/2 with RoPE and 0 without.
+        latent_norm: MLA only: RMSNorm on the latents c_KV and c_Q (on, as in DeepSeek).
+        softmax_scale_mult: MLA only: multiplies the softmax scale 1/sqrt(d_head + d_R)
+            (the hook where YaRN's mscale² would go; 1.0 = none).
         ffn: ``"gelu"`` (GPT-2's MLP) or ``"swiglu"`` (Shazeer, 2020).
         norm: ``"layernorm"`` or ``"rmsnorm"``, applied before each sub-layer (pre-norm).
         tie_embeddings: use ``W_E`` transposed as the output head instead of a separate ``W_U``.
@@ -74,6 +86,11 @@ class ModelConfig:
     dropout: float = 0.0
     norm_eps: float = 1e-5
     init_std: float = 0.02
+    d_latent: Optional[int] = None
+    d_latent_q: Optional[int] = None
+    d_rope: Optional[int] = None
+    latent_norm: bool = True
+    softmax_scale_mult: float = 1.0
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads"):
@@ -104,8 +121,59 @@ class ModelConfig:
         for name in ("tie_embeddings", "bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
+        self._check_mla()
+
+    def _check_mla(self) -> None:
+        """The Multi-Head Latent Attention fields: meaningful only with ``attention="mla"``."""
+        if not isinstance(self.latent_norm, bool):
+            raise ValueError(f"latent_norm={self.latent_norm!r} must be True or False")
+        m = self.softmax_scale_mult
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0:
+            raise ValueError(f"softmax_scale_mult={m!r} must be a positive number (1.0 = the plain 1/sqrt(d) scale)")
+        if self.attention != "mla":
+            for name in ("d_latent", "d_latent_q", "d_rope"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}={getattr(self, name)!r} is a Multi-Head Latent Attention size; "
+                                     f"it needs attention='mla' (got attention={self.attention!r}), or leave it None")
+            return
+        if self.d_latent is not None:
+            _positive_int("d_latent", self.d_latent)
+        if self.d_latent_q is not None and not (isinstance(self.d_latent_q, int) and not isinstance(self.d_latent_q, bool)
+                                                and self.d_latent_q >= 0):
+            raise ValueError(f"d_latent_q={self.d_latent_q!r} must be a positive int, or 0/None for no query compression")
+        if self.n_kv_heads is not None and self.n_kv_heads != self.n_heads:
+            raise ValueError(f"n_kv_heads={self.n_kv_heads} does not apply to attention='mla': every head reads "
+                             "the one shared latent; leave n_kv_heads None")
+        if self.d_rope is not None:
+            if isinstance(self.d_rope, bool) or not isinstance(self.d_rope, int) or self.d_rope < 0:
+                raise ValueError(f"d_rope={self.d_rope!r} must be a non-negative int")
+            if self.d_rope % 2:
+                raise ValueError(f"RoPE rotates pairs of dimensions, so d_rope={self.d_rope} must be even")
+            if self.d_rope > 0 and self.positional != "rope":
+                raise ValueError(f"d_rope={self.d_rope} is the decoupled RoPE channel and needs positional='rope' "
+                                 f"(got {self.positional!r}); use d_rope=0 or None without RoPE")
+            if self.d_rope == 0 and self.positional == "rope":
+                raise ValueError("positional='rope' with attention='mla' needs d_rope > 0 (the decoupled RoPE "
+                                 "channel carries all position information); use positional='none' for no positions")
 
     # ---------------------------------------------------------------- derived sizes
+    @property
+    def latent_dim(self) -> int:
+        """d_c, the width of the MLA key/value latent actually used."""
+        return self.d_latent if self.d_latent is not None else 4 * self.d_head
+
+    @property
+    def latent_q_dim(self) -> int:
+        """d_c', the width of the MLA query latent (0: no query compression)."""
+        return self.d_latent_q or 0
+
+    @property
+    def rope_dim(self) -> int:
+        """d_R, the width of the MLA decoupled RoPE channel (0 without RoPE)."""
+        if self.d_rope is not None:
+            return self.d_rope
+        return max(2, self.d_head // 2 // 2 * 2) if self.positional == "rope" else 0
+
     @property
     def d_head(self) -> int:
         """D, the width of one attention head."""

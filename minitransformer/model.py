@@ -21,13 +21,30 @@ Dimension letters: B batch, T time, C width, V vocabulary.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
-from . import attention, embedding, feedforward, nn, positional
+from . import attention, attention_mla, embedding, feedforward, nn, positional
 from ._malloc import keep_freed_memory
 from .config import ModelConfig
+
+
+# --------------------------------------------------------------------------- attention by name
+# config.attention -> the module with that variant's init/forward/backward (the same stage contract)
+ATTENTION_MODULES = {"mha": attention, "mla": attention_mla}
+
+
+def attention_module(config):
+    """The attention stage chosen by ``config.attention`` (``attention`` or ``attention_mla``)."""
+    return ATTENTION_MODULES[config.attention]
+
+
+def new_kv_cache(config, batch_size: int = 1, max_len: Optional[int] = None):
+    """An empty cache of the right kind: `attention.KVCache`, or `attention_mla.LatentKVCache` for MLA."""
+    if config.attention == "mla":
+        return attention_mla.LatentKVCache.for_config(config, batch_size=batch_size, max_len=max_len)
+    return attention.KVCache.for_config(config, batch_size=batch_size, max_len=max_len)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -44,7 +61,7 @@ def init_params(config: ModelConfig, rng: np.random.Generator) -> dict:
     params = {"embed": embedding.init(config, rng), "pos": positional.init(config, rng), "blocks": []}
     for _ in range(config.n_layers):
         params["blocks"].append(
-            {"ln1": norm(), "attn": attention.init(config, rng), "ln2": norm(), "mlp": feedforward.init(config, rng)}
+            {"ln1": norm(), "attn": attention_module(config).init(config, rng), "ln2": norm(), "mlp": feedforward.init(config, rng)}
         )
     params["ln_final"] = norm()
     params["unembed"] = feedforward.head_init(config, rng)
@@ -93,7 +110,7 @@ def _norm_backward(config, cache, dy):
 # --------------------------------------------------------------------------- forward and backward
 def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarray] = None,
             kv_cache: Optional[attention.KVCache] = None, need_cache=None, record: bool = False,
-            rng: Optional[np.random.Generator] = None, train: bool = False):
+            rng: Optional[np.random.Generator] = None, train: bool = False, hook: Optional[Hook] = None):
     """Run the pipeline: ids (B, T) -> logits (B, T, V), and the cache backward needs.
 
     Args:
@@ -103,8 +120,13 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         need_cache: keep activations for backward (None: unless inside ``nn.no_grad``).
         record: also keep activations only inspection needs (pre-softmax scores).
         rng, train: dropout, when ``config.dropout > 0`` and ``train`` is True.
+        hook: ``hook(name, array) -> array`` is called at every hook point (names as in
+            `trace.HOOK_POINTS`, e.g. ``blocks.0.attn.hook_z``); what it returns replaces the
+            activation. For reading and patching activations at inference (`trace.run_with_hooks`);
+            a backward after a hook changed something would not match the forward.
     """
     ids = embedding.check_ids(ids, config.vocab_size)
+    hook = hook or _no_hook
     B, T = ids.shape
     start = kv_cache.length if kv_cache is not None else 0
     if positions is None:
@@ -118,26 +140,45 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
     cache: dict = {"blocks": []}
 
     x, cache["embed"] = embedding.forward(params["embed"], ids, need_cache=keep)  # (B, T) -> (B, T, C)
+    x = hook("hook_embed", x)
     x, cache["pos"] = positional.forward(params["pos"], x, positions, config, need_cache=keep)
     x, cache["embed_drop"] = nn.dropout_forward(x, drop, rng, train)
     for i, p in enumerate(params["blocks"]):
+        x = hook(f"blocks.{i}.hook_resid_pre", x)
         c: dict = {"hook_resid_pre": x}
         h, c["ln1"] = _norm_forward(config, p["ln1"], x)
-        a, c["attn"] = attention.forward(p["attn"], h, config, positions, kv_cache=kv_cache, layer=i,
-                                         need_cache=keep, record=record)
+        a, c["attn"] = attention_module(config).forward(p["attn"], h, config, positions, kv_cache=kv_cache, layer=i,
+                                         need_cache=keep, record=record, hook=_prefixed(hook, f"blocks.{i}.attn."))
         a, c["attn_drop"] = nn.dropout_forward(a, drop, rng, train)
+        c["hook_attn_out"] = a = hook(f"blocks.{i}.hook_attn_out", a)  # what attention adds to the stream
         x = x + a  # (B, T, C): the residual stream after attention
-        c["hook_resid_mid"] = x
+        c["hook_resid_mid"] = x = hook(f"blocks.{i}.hook_resid_mid", x)
         h, c["ln2"] = _norm_forward(config, p["ln2"], x)
         m, c["mlp"] = feedforward.forward(p["mlp"], h, config, need_cache=keep)
         m, c["mlp_drop"] = nn.dropout_forward(m, drop, rng, train)
+        c["hook_mlp_out"] = m = hook(f"blocks.{i}.hook_mlp_out", m)  # what the MLP adds
         x = x + m  # (B, T, C): the residual stream after the block
-        c["hook_resid_post"] = x
+        c["hook_resid_post"] = x = hook(f"blocks.{i}.hook_resid_post", x)
         cache["blocks"].append(c)
     h, cache["ln_final"] = _norm_forward(config, params["ln_final"], x)
     W_E = params["embed"]["W_E"] if config.tie_embeddings else None
     logits, cache["head"] = feedforward.head_forward(params["unembed"], h, W_E=W_E, need_cache=keep)  # (B, T, V)
+    logits = hook("hook_logits", logits)
     return logits, (cache if keep else None)
+
+
+Hook = Callable[[str, np.ndarray], np.ndarray]
+
+
+def _no_hook(name: str, array: np.ndarray) -> np.ndarray:
+    return array
+
+
+def _prefixed(hook: Hook, prefix: str) -> Optional[Hook]:
+    """The model's hook as seen from inside one stage, which names its activations without the prefix."""
+    if hook is _no_hook:
+        return None
+    return lambda name, array: hook(prefix + name, array)
 
 
 def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray) -> dict:
@@ -154,7 +195,7 @@ def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray
         dx_ln2, g["ln2"] = _norm_backward(config, c["ln2"], dh)
         dx = dx + dx_ln2
         da = nn.dropout_backward(dx, c["attn_drop"])
-        dh, g["attn"] = attention.backward(p["attn"], c["attn"], da)
+        dh, g["attn"] = attention_module(config).backward(p["attn"], c["attn"], da)
         dx_ln1, g["ln1"] = _norm_backward(config, c["ln1"], dh)
         dx = dx + dx_ln1
         grads["blocks"][i] = g
@@ -214,6 +255,19 @@ class GPT:
         self._last = None  # free the activations
         return backward(self.params, self.config, cache, nn.cross_entropy_backward(loss_cache))
 
+    # ---------------------------------------------------------------- seeing inside
+    def run_with_cache(self, ids, names_filter=None):
+        """``(logits, ActivationCache)``: every activation under its published name (see `trace`)."""
+        from .trace import run_with_cache
+
+        return run_with_cache(self, ids, names_filter)
+
+    def run_with_hooks(self, ids, hooks: dict) -> np.ndarray:
+        """Logits of a run in which ``hooks = {name: fn}`` read or replace activations (see `trace`)."""
+        from .trace import run_with_hooks
+
+        return run_with_hooks(self, ids, hooks)
+
     # ---------------------------------------------------------------- parameters
     def parameters(self) -> dict:
         """The nested parameter dict itself (not a copy)."""
@@ -254,7 +308,7 @@ class GPT:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         out = ids
         window = ids[:, -L:]
-        kv = attention.KVCache.for_config(self.config, batch_size=ids.shape[0]) if use_cache else None
+        kv = new_kv_cache(self.config, batch_size=ids.shape[0]) if use_cache else None
         with nn.no_grad():
             logits = forward(self.params, self.config, window, kv_cache=kv)[0]  # prefill
             for step in range(max_new_tokens):

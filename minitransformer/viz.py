@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
+import numpy as np
 
 FIGSIZE = (6, 3.5)  # inches; with the default dpi this keeps notebook PNGs small and legible
 
@@ -163,5 +164,108 @@ def loss_curves(losses, evals=(), baseline: float | None = None, title: str = "t
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title(title)
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------- the pipeline (stages 1-5)
+def token_boundaries(labels: list, ids: list, title: str = "tokens") -> Figure:
+    """The text as a row of coloured boxes, one per token, with its id underneath."""
+    fig = Figure(figsize=(min(12, 1 + 0.7 * len(labels)), 1.6))
+    ax = fig.add_subplot()
+    colours = ["#fde2e4", "#dbeafe", "#dcfce7", "#fef9c3", "#ede9fe", "#ffedd5"]
+    for t, (label, i) in enumerate(zip(labels, ids)):
+        ax.add_patch(_box(t, colours[t % len(colours)]))
+        ax.text(t + 0.5, 0.62, _visible(label).replace("\n", "\\n"), ha="center", va="center", fontsize=9,
+                family="monospace")
+        ax.text(t + 0.5, 0.18, str(i), ha="center", va="center", fontsize=7, color="#555")
+    ax.set_xlim(0, max(len(labels), 1))
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    ax.set_title(title)
+    return fig
+
+
+def _box(x, colour):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x + 0.04, 0.02), 0.92, 0.96, facecolor=colour, edgecolor="#999")
+
+
+def embedding_map(W_E, highlight_ids: list, vocab_labels: list, n_background: int = 400,
+                  title: str = "embedding rows, first two principal components") -> Figure:
+    """``W_E`` projected to 2-D by PCA: the tokens of a text highlighted among a sample of the vocabulary."""
+    import numpy as np
+
+    X = W_E - W_E.mean(axis=0)  # (V, C), centred
+    _, _, Vt = np.linalg.svd(X, full_matrices=False)  # principal directions
+    P = X @ Vt[:2].T  # (V, 2)
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    step = max(1, len(P) // n_background)
+    ax.scatter(P[::step, 0], P[::step, 1], s=4, color="#bbb", label="other tokens")
+    for i in dict.fromkeys(highlight_ids):
+        ax.scatter(P[i, 0], P[i, 1], s=18, color="C0")
+        ax.annotate(_visible(vocab_labels[i]), P[i], fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def positional_heatmap(config, n_positions: int, title: str | None = None) -> Figure:
+    """The position signal: sinusoidal or RoPE frequencies as position x dimension, or learned rows."""
+    from . import positional
+
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    if config.positional == "rope":
+        cos, _ = positional.rope_angles(np.arange(n_positions), config.d_head, config.rope_base)
+        data, label = cos, "cos(angle) per rotated pair"
+    else:
+        data, label = positional.sinusoidal_table(n_positions, config.d_model), "sinusoidal value"
+    im = ax.imshow(data, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, interpolation="nearest")
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_xlabel("dimension (pair)" if config.positional == "rope" else "dimension")
+    ax.set_ylabel("position")
+    ax.set_title(title or f"position codes ({'rope' if config.positional == 'rope' else 'sinusoidal'})")
+    fig.tight_layout()
+    return fig
+
+
+def attention_patterns(patterns, labels: list, title: str = "attention patterns") -> Figure:
+    """A layers x heads grid of patterns (L, H, T, T), query positions down, keys across."""
+    patterns = np.asarray(patterns)
+    L, H = patterns.shape[:2]
+    fig = Figure(figsize=(2.2 * H + 0.5, 2.2 * L + 0.6))
+    axes = fig.subplots(L, H, squeeze=False)
+    short = [_visible(s)[:6] for s in labels]
+    for layer in range(L):
+        for h in range(H):
+            ax = axes[layer][h]
+            ax.imshow(patterns[layer, h], cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(f"L{layer} H{h}", fontsize=8)
+            if len(short) <= 16:
+                ax.set_xticks(range(len(short)), short, rotation=90, fontsize=6)
+                ax.set_yticks(range(len(short)), short, fontsize=6)
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def next_token_bars(probs, vocab_labels: list, k: int = 10, title: str = "next-token probabilities") -> Figure:
+    """The ``k`` most likely next tokens."""
+    probs = np.asarray(probs, dtype=float)
+    top = np.argsort(-probs, kind="stable")[:k]
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    ax.barh(range(len(top))[::-1], probs[top], color="C0")
+    ax.set_yticks(range(len(top))[::-1], [repr(vocab_labels[i]) for i in top], fontsize=8)
+    ax.set_xlabel("probability")
+    ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -17,6 +17,8 @@ MODULES = [
     "minitransformer.feedforward",
     "minitransformer.model",
     "minitransformer.train",
+    "minitransformer.trace",
+    "minitransformer.viz",
     "minitransformer.tokenizer",
     "minitransformer.tokenizer.bpe",
     "minitransformer.tokenizer.patterns",

@@ -224,3 +224,10 @@ def test_same_chunks_as_gpt2_and_cl100k_patterns_in_tiktoken(multilingual_text, 
         enc = tiktoken.Encoding(name + "-bytes", pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens={})
         for text in (multilingual_text, held_out[:5000]):
             assert enc.encode_ordinary(text) == tok.encode_ordinary(text)
+
+
+def test_decode_accepts_numpy_integer_scalars(tok):
+    ids = np.array(tok.encode("hello"), dtype=np.int32)
+    assert tok.decode(list(ids)) == "hello"  # a list of np.int32, as iterating an array gives
+    with pytest.raises(ValueError, match="must be an int"):
+        tok.decode([True])

@@ -27,6 +27,7 @@ dropout/regularised BPE, and normalisation (NFC etc.): text is taken as given.
 from __future__ import annotations
 
 import codecs
+import operator
 from collections.abc import Collection, Iterable, Sequence
 from typing import Literal, Optional, Union
 
@@ -362,7 +363,9 @@ def _as_id_list(ids) -> list:
         return ids.tolist()
     if isinstance(ids, (str, bytes)):
         raise ValueError(f"ids must be a sequence of ints, got {type(ids).__name__}")
-    return list(ids)
+    # numpy integer scalars (e.g. from iterating an array) count as ints; bools and floats do not
+    return [i if type(i) is int or isinstance(i, bool) or not hasattr(i, "__index__") else operator.index(i)
+            for i in ids]
 
 
 def _check_merges(merges) -> list[Pair]:
