@@ -169,6 +169,29 @@ def unigram_loss(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: i
     return float(-logp[np.asarray(val_tokens)].mean())
 
 
+def evaluate_tokens(model: GPT, tokens: np.ndarray, context: Optional[int] = None, batch_size: int = 16) -> float:
+    """Mean next-token loss over ``tokens`` cut into consecutive windows (deterministic, every token once).
+
+    Unlike `Trainer.evaluate` (a few random batches), this reads the whole stream, so the
+    same model and tokens always give the same figure: the one recorded with the course model.
+    """
+    from .nn import cross_entropy_forward, no_grad
+
+    T = context or model.config.context_length
+    tokens = np.asarray(tokens)
+    n = (len(tokens) - 1) // T
+    if n == 0:
+        raise ValueError(f"{len(tokens)} tokens are too few for one window of {T} + 1")
+    x = tokens[: n * T].reshape(n, T)
+    y = tokens[1: n * T + 1].reshape(n, T)
+    total = 0.0
+    with no_grad():
+        for start in range(0, n, batch_size):  # batches of windows, to bound memory
+            logits = model.forward(x[start:start + batch_size])
+            total += cross_entropy_forward(logits, y[start:start + batch_size])[0] * len(logits)
+    return total / n
+
+
 # --------------------------------------------------------------------------- the loop
 @dataclass
 class TrainConfig:
@@ -342,6 +365,26 @@ def save_checkpoint(path, trainer: Trainer, extra: Optional[dict] = None) -> Pat
     return path
 
 
+def save_model(path, model: GPT, extra: Optional[dict] = None) -> Path:
+    """Write only the model (no optimizer state): ``path`` (.npz) and ``path.json``. Load with `load_model`.
+
+    A third of the size of a training checkpoint; used for the course model in ``data/course``.
+    """
+    path = Path(path)
+    buf = io.BytesIO()
+    np.savez(buf, **{f"params.{n}": a for n, a in model.named_parameters().items()})
+    meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "weights_only": True,
+            "model_config": model.config.to_dict(), "extra": extra or {}}
+    atomic_write(path, buf.getvalue())
+    atomic_write(_meta_path(path), json.dumps(meta, indent=1))
+    return path
+
+
+def read_metadata(path) -> dict:
+    """The JSON half of a checkpoint or saved model (config, training state, ``extra``)."""
+    return _read_checkpoint(path)[0]
+
+
 def _meta_path(path: Path) -> Path:
     return path.with_suffix(path.suffix + ".json")
 
@@ -355,6 +398,9 @@ def load_model(path) -> GPT:
 def resume(path, train_tokens, val_tokens=None, log=print) -> Trainer:
     """Rebuild a `Trainer` exactly as it was when ``path`` was saved."""
     meta, arrays = _read_checkpoint(path)
+    if meta.get("weights_only"):
+        raise ValueError(f"{path} holds only model weights (saved with save_model), not a training state; "
+                         "resume needs a checkpoint written during training (save_checkpoint)")
     model = _model_from(meta, arrays, path)
     tc = dict(meta["train_config"])
     tc["betas"] = tuple(tc["betas"])

@@ -269,3 +269,131 @@ def next_token_bars(probs, vocab_labels: list, k: int = 10, title: str = "next-t
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def rope_rotations(positions, d_head: int = 8, base: float = 10000.0, title: str = "RoPE: one vector, rotated by position") -> Figure:
+    """Each rotated pair of a RoPE head as a clock hand: the unit vector [1, 0] of every pair,
+    rotated to each of ``positions``; fast pairs spin, slow pairs barely move."""
+    from . import positional
+
+    positions = np.asarray(positions)
+    cos, sin = positional.rope_angles(positions, d_head, base)  # (P, D/2)
+    n_pairs = cos.shape[1]
+    fig = Figure(figsize=(2.0 * n_pairs, 2.3))
+    axes = fig.subplots(1, n_pairs, squeeze=False)[0]
+    for i, ax in enumerate(axes):
+        for p in range(len(positions)):
+            ax.plot([0, cos[p, i]], [0, sin[p, i]], color=f"C{p % 10}", lw=1)
+            ax.annotate(str(positions[p]), (cos[p, i], sin[p, i]), fontsize=6)
+        ax.set_xlim(-1.2, 1.2)
+        ax.set_ylim(-1.2, 1.2)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"pair {i}", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_vs_distance(vectors, title: str = "position codes: similarity against distance") -> Figure:
+    """Cosine similarity of position vectors (P, C) to position 0 and to the middle position,
+    against the distance between positions: nearby positions look alike."""
+    V = np.asarray(vectors, dtype=float)
+    U = V / np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    for ref in (0, len(U) // 2):
+        sims = U @ U[ref]
+        ax.plot(np.arange(len(U)) - ref, sims, label=f"against position {ref}")
+    ax.set_xlabel("distance (positions)")
+    ax.set_ylabel("cosine similarity")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def kv_cache_size(rows: Mapping, contexts, title: str = "KV-cache size against context length") -> Figure:
+    """Bytes of cache against context length, one line per variant: ``rows = {label: bytes_per_token}``."""
+    contexts = np.asarray(list(contexts))
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    for label, per_token in rows.items():
+        ax.plot(contexts, contexts * per_token / 2**20, marker="o", ms=3, label=label)
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("cache size (MiB)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def mlp_histograms(pre, post, layer: int = 0, title: str | None = None) -> Figure:
+    """Distribution of an MLP's hidden units before and after the non-linearity (``hook_pre``, ``hook_post``)."""
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    ax.hist(np.asarray(pre).ravel(), bins=80, alpha=0.6, label="hook_pre (before the activation)")
+    ax.hist(np.asarray(post).ravel(), bins=80, alpha=0.6, label="hook_post (after)")
+    ax.set_yscale("log")
+    ax.set_xlabel("activation value")
+    ax.set_ylabel("count")
+    ax.set_title(title or f"MLP activations, layer {layer}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def sampling_effects(logits, vocab_labels: list, settings=None, k: int = 8,
+                     title: str = "how temperature, top-k and top-p reshape the next-token distribution") -> Figure:
+    """The same logits turned into probabilities under several sampling settings, side by side.
+
+    ``settings`` is a list of dicts of `feedforward.probabilities` arguments
+    (default: temperature 1, 0.5, 2, and top-p 0.9).
+    """
+    from .feedforward import probabilities
+
+    settings = settings or [{"temperature": 1.0}, {"temperature": 0.5}, {"temperature": 2.0}, {"top_p": 0.9}]
+    base = probabilities(np.asarray(logits, dtype=float))
+    top = np.argsort(-base, kind="stable")[:k]
+    fig = Figure(figsize=(2.3 * len(settings), 3.0))
+    axes = fig.subplots(1, len(settings), sharey=True, squeeze=False)[0]
+    for ax, s in zip(axes, settings):
+        p = probabilities(np.asarray(logits, dtype=float), **s)
+        ax.barh(range(k)[::-1], p[top], color="C1")
+        ax.set_title(", ".join(f"{a}={b}" for a, b in s.items()), fontsize=8)
+        ax.set_xlim(0, 1)
+    axes[0].set_yticks(range(k)[::-1], [repr(vocab_labels[i]) for i in top], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def pipeline_diagram(title: str = "minitransformer: five stages, five retrieval concepts") -> Figure:
+    """The pipeline as five boxes, each with its stage, module, concept and the data it hands on
+    (read from `concepts.STAGES`, so the picture cannot disagree with the code)."""
+    from matplotlib.patches import FancyBboxPatch
+
+    from .concepts import STAGES
+
+    fig = Figure(figsize=(11, 2.9))
+    ax = fig.add_subplot()
+    colours = ["#fde2e4", "#dbeafe", "#dcfce7", "#fef9c3", "#ede9fe"]
+    w, gap = 2.0, 0.45
+    for k, s in enumerate(STAGES):
+        x = k * (w + gap)
+        ax.add_patch(FancyBboxPatch((x, 0.35), w, 1.3, boxstyle="round,pad=0.05", facecolor=colours[k], edgecolor="#666"))
+        ax.text(x + w / 2, 1.38, f"{s.number}. {s.name}", ha="center", fontsize=8.5, weight="bold")
+        ax.text(x + w / 2, 1.05, s.concept, ha="center", fontsize=11, style="italic", color="#333")
+        ax.text(x + w / 2, 0.6, f"{s.module}", ha="center", fontsize=8, family="monospace", color="#555")
+        if k < len(STAGES) - 1:
+            ax.annotate("", xy=(x + w + gap - 0.05, 1.0), xytext=(x + w + 0.08, 1.0),
+                        arrowprops=dict(arrowstyle="->", color="#444"))
+        ax.text(x + w / 2, 0.05, s.data_out.split(" (or")[0].split(" ->")[0], ha="center", fontsize=7, color="#444")
+    ax.text(-0.1, 1.0, "text", ha="right", va="center", fontsize=9)
+    ax.set_xlim(-0.6, len(STAGES) * (w + gap))
+    ax.set_ylim(-0.1, 1.9)
+    ax.axis("off")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
