@@ -19,6 +19,7 @@ MODULES = [
     "minitransformer.train",
     "minitransformer.trace",
     "minitransformer.viz",
+    "minitransformer.compare",
     "minitransformer.tokenizer",
     "minitransformer.tokenizer.bpe",
     "minitransformer.tokenizer.patterns",
