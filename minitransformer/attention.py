@@ -175,8 +175,12 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     if T > 1:  # note: numpy's stacked matmul is faster on a contiguous copy, except for one query row
         kT = np.ascontiguousarray(kT)
     scores = (qg @ kT).reshape(B, H, T, S)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, H, T, S)
-    # causal mask: the query at absolute position p may read key j only if j <= p
-    future = np.arange(S)[None, :] > np.asarray(positions)[:, None]  # (T, S) bool; key j sits at position j
+    # causal mask: the query at absolute position p may read a key only if the key's position is <= p.
+    # subtle: the S keys are the S consecutive positions ending at the last query's (with a cache:
+    # everything stored, from position 0; without one: the queries' own positions, which need not start at 0).
+    positions = np.asarray(positions)
+    key_positions = np.arange(S) + (positions[-1] + 1 - S)  # (S,)
+    future = key_positions[None, :] > positions[:, None]  # (T, S) bool
     mask = np.where(future, -np.inf, 0.0).astype(x.dtype)  # (T, S)
     if padding_mask is not None:
         padding_mask = _check_padding(padding_mask, B, S)

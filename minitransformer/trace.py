@@ -60,15 +60,33 @@ def hook_table(config) -> list[dict]:
     rows += [
         ("blocks.{i}.hook_resid_pre", "(B, T, C)", "attention", True, "the residual stream entering block i"),
         ("blocks.{i}.ln1.hook_normalized", "(B, T, C)", "attention", False, "the stream normalised for attention (before the gain)"),
-        ("blocks.{i}.attn.hook_q", "(B, H, T, D)", "attention", False, "queries: what each position looks for"),
-        ("blocks.{i}.attn.hook_k", "(B, G, T, D)", "attention", False, "keys: how each position can be found"),
-        ("blocks.{i}.attn.hook_v", "(B, G, T, D)", "attention", False, "values: what each position holds"),
     ]
-    if config.positional == "rope":
+    if config.attention == "mla":
         rows += [
-            ("blocks.{i}.attn.hook_rot_q", "(B, H, T, D)", "positional", False, "queries rotated to their positions (RoPE)"),
-            ("blocks.{i}.attn.hook_rot_k", "(B, G, T, D)", "positional", False, "keys rotated to their positions (RoPE)"),
+            ("blocks.{i}.attn.hook_latent", "(B, T, Dc)", "attention", False,
+             "MLA: the compressed index entry c_KV of each position (what the cache stores)"),
         ]
+        if config.latent_q_dim:
+            rows.append(("blocks.{i}.attn.hook_latent_q", "(B, T, Dq)", "attention", False, "MLA: the query latent c_Q"))
+        rows += [
+            ("blocks.{i}.attn.hook_q", "(B, H, T, D)", "attention", False, "MLA: content queries"),
+            ("blocks.{i}.attn.hook_rot_q", "(B, H, T, Dr)", "positional", False, "MLA: per-head rotated queries (decoupled RoPE)"),
+            ("blocks.{i}.attn.hook_rot_k", "(B, T, Dr)", "positional", False,
+             "MLA: the one rotated key shared by all heads (cached)"),
+            ("blocks.{i}.attn.hook_k", "(B, H, T, D)", "attention", False, "MLA: content keys rebuilt from the latent"),
+            ("blocks.{i}.attn.hook_v", "(B, H, T, D)", "attention", False, "MLA: values rebuilt from the latent"),
+        ]
+    else:
+        rows += [
+            ("blocks.{i}.attn.hook_q", "(B, H, T, D)", "attention", False, "queries: what each position looks for"),
+            ("blocks.{i}.attn.hook_k", "(B, G, T, D)", "attention", False, "keys: how each position can be found"),
+            ("blocks.{i}.attn.hook_v", "(B, G, T, D)", "attention", False, "values: what each position holds"),
+        ]
+        if config.positional == "rope":
+            rows += [
+                ("blocks.{i}.attn.hook_rot_q", "(B, H, T, D)", "positional", False, "queries rotated to their positions (RoPE)"),
+                ("blocks.{i}.attn.hook_rot_k", "(B, G, T, D)", "positional", False, "keys rotated to their positions (RoPE)"),
+            ]
     rows += [
         ("blocks.{i}.attn.hook_attn_scores", "(B, H, T, T)", "attention", False, "scaled query-key scores, -inf on the future"),
         ("blocks.{i}.attn.hook_pattern", "(B, H, T, T)", "attention", True, "softmax of the scores: how much each key is retrieved"),
@@ -116,6 +134,8 @@ def hooks_document() -> str:
     base = hook_table_markdown(ModelConfig.preset("toy"))
     variant = hook_table_markdown(ModelConfig.preset("toy", positional="rope", ffn="swiglu")).splitlines()
     extra = variant[:2] + [line for line in variant[2:] if line not in base]
+    mla = hook_table_markdown(ModelConfig.preset("toy", attention="mla", positional="rope", d_latent_q=16)).splitlines()
+    mla = mla[:2] + [line for line in mla[2:] if "MLA" in line]
     return "\n".join([
         "# Activation names",
         "",
@@ -134,6 +154,12 @@ def hooks_document() -> str:
         '## Extra names with `positional="rope"` and `ffn="swiglu"`',
         "",
         *extra,
+        "",
+        '## With `attention="mla"` (Multi-Head Latent Attention), instead of the attention rows above',
+        "",
+        "Dc is the latent width, Dq the query latent's, Dr the decoupled RoPE width.",
+        "",
+        *mla,
         "",
         "The tokenizer shows its work under `tokenize.hook_chunks`, `tokenize.hook_bytes`,",
         "`tokenize.hook_merges` and `tokenize.hook_ids` (`Tokenizer.show_work(text).hooks()`).",

@@ -182,3 +182,14 @@ def test_backward_refuses_a_kv_cache_forward():
     _, cache = attention.forward(params, np.ones((1, 2, 16), np.float32), cfg, np.arange(2), kv_cache=kv, need_cache=True)
     with pytest.raises(ValueError, match="KV cache"):
         attention.backward(params, cache, np.ones((1, 2, 16), np.float32))
+
+
+def test_causal_mask_follows_positions_that_do_not_start_at_zero():
+    cfg = config()
+    params = attention.init(cfg, np.random.default_rng(6))
+    x = np.random.default_rng(7).normal(size=(1, 6, 16)).astype(np.float32)
+    _, cache = attention.forward(params, x, cfg, np.arange(3, 9))
+    pattern = cache["hook_pattern"][0]
+    assert np.all(np.triu(np.ones((6, 6)), 1)[None] * pattern == 0)  # nothing above the diagonal
+    # and the output does not depend on where the window starts when positions are learned elsewhere
+    assert np.allclose(attention.forward(params, x, cfg, np.arange(6))[0], attention.forward(params, x, cfg, np.arange(3, 9))[0], atol=1e-6)

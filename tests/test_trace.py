@@ -14,7 +14,8 @@ from minitransformer.tokenizer import Tokenizer
 from minitransformer.trace import ActivationCache, Pipeline, hook_table, logit_lens
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = [dict(), dict(positional="rope", ffn="swiglu", n_kv_heads=2), dict(positional="none", norm="rmsnorm")]
+VARIANTS = [dict(), dict(positional="rope", ffn="swiglu", n_kv_heads=2), dict(positional="none", norm="rmsnorm"),
+            dict(attention="mla", positional="rope", d_latent_q=16), dict(attention="mla", positional="rope")]
 IDS = np.array([[5, 9, 2, 7, 1]])
 
 
