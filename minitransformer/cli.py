@@ -1,14 +1,17 @@
-"""The command line: ``minitransformer demo`` and the tokenizer commands.
+"""The command line. Every command has ``--help``; bad input prints one ``error:`` line and exits 2.
 
-    minitransformer demo                      # run the pipeline's built stages on the built-in corpus
+    minitransformer demo                        # the course model traced through the five stages, then a continuation
+    minitransformer demo --train                # the same with a freshly trained tiny model
+    minitransformer trace "some text" --figures figs
+    minitransformer train --preset tiny --steps 600 --out runs/tiny
+    minitransformer generate --checkpoint runs/tiny/model.npz --tokenizer runs/tiny/tokenizer.json
     minitransformer tokenizer train --vocab-size 4096 --out tok.json
     minitransformer tokenizer encode --tokenizer tok.json "some text"
 
-The demo shows the pipeline's five stages with their concepts (from
-`concepts.py`) and steps through each stage that exists. Today that is stage 1,
-tokenization: train on the built-in corpus, show the first merges, encode a
-sentence step by step, colour its token boundaries, and measure compression on
-held-out text.
+The demo prints the pipeline's five stages with their concepts (from
+`concepts.py`), then steps through each one on the prompt with the course model
+shipped in ``data/course``, shows the next-token distribution, generates a
+continuation, and writes one figure per step into a folder.
 """
 
 from __future__ import annotations
@@ -16,66 +19,147 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import time
 from typing import Optional, Sequence
 
 from . import data
 from .concepts import STAGES
 from .tokenizer import PATTERNS, Tokenizer
-from .tokenizer.files import render_token
-from .tokenizer.show import compression, show_work, token_spans
 
-BUILT_STAGES = {"tokenization"}  # stages the demo can run today
-DEMO_SENTENCE = "The tokenizer doesn't see letters: it sees 1234567 bytes, merged into tokens."
+DEMO_PROMPT = "The return statement"
+COURSE_DIR = "course"  # under data/: the course model and its tokenizer
+
+
+def _course_files():
+    d = data.data_dir() / COURSE_DIR
+    return d / "model.npz", d / "tokenizer.json"
+
+
+def load_course_model():
+    """The course model shipped in ``data/course`` and its tokenizer: ``(model, tokenizer, metadata)``."""
+    from .train import load_model, read_metadata
+
+    model_path, tok_path = _course_files()
+    if not model_path.exists() or not tok_path.exists():
+        raise ValueError(f"the course model is missing ({model_path}); run `minitransformer demo --train` to train "
+                         "a fresh one, or rebuild it with the command in data/README.md")
+    return load_model(model_path), Tokenizer.load(tok_path), read_metadata(model_path)
+
+
+def _train_fresh(args):
+    """Train a tokenizer and a tiny model on the built-in corpus, with a progress bar."""
+    import numpy as np
+
+    from .config import ModelConfig
+    from .model import GPT
+    from .train import TrainConfig, Trainer, unigram_loss
+
+    config = ModelConfig.preset("tiny")
+    train_text, val_text = data.split_text(data.load_corpus(args.corpus))
+    tok = Tokenizer.train(train_text, config.vocab_size - 1, special_tokens=["<|endoftext|>"])
+    config = config.replace(vocab_size=tok.vocab_size)  # a small corpus may stop training before 1,024 ids
+    train_ids = np.array(tok.encode_ordinary(train_text))
+    val_ids = np.array(tok.encode_ordinary(val_text))
+    if len(val_ids) < config.context_length + 2:  # a small corpus: evaluate on the training tokens
+        print(f"note: corpus {args.corpus!r} is too small for a held-out set; validation uses the training text",
+              file=sys.stdout)
+        val_ids = train_ids
+    trainer = Trainer(GPT(config, seed=args.seed), train_ids, val_ids,
+                      TrainConfig(steps=args.steps, eval_every=max(1, args.steps // 4), seed=args.seed))
+    state = trainer.run(progress=True)
+    meta = {"extra": {"val_loss": state.evals[-1][1], "unigram_baseline": unigram_loss(train_ids, val_ids, config.vocab_size),
+                      "steps": state.step, "corpus": args.corpus}}
+    return trainer.model, tok, meta
+
+
+def _save_figure(fig, path) -> None:
+    from .fileio import atomic_write
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    atomic_write(path, buf.getvalue())
+
+
+def _trace_and_print(model, tok, prompt: str, figures, color: bool, out) -> list:
+    """Print every step of the pipeline on ``prompt``; save its figure into ``figures`` (if given)."""
+    from .tokenizer.show import token_spans
+    from .trace import Pipeline
+
+    written = []
+    for k, step in enumerate(Pipeline(tok, model).steps(prompt), start=1):
+        print(f"\n== step {k}: stage {step.stage.number}, {step.stage.name} -> {step.concept} ==", file=out)
+        print(step.describe(), file=out)
+        if k == 1:
+            spans = token_spans(tok, prompt)
+            print("token boundaries:", spans.ansi() if color else str(spans), file=out)
+        if figures is not None:
+            path = figures / f"{k:02d}_{step.stage.key}.png"
+            _save_figure(step.show(), path)
+            written.append(path)
+    return written
 
 
 def demo(args: argparse.Namespace) -> int:
+    """The main job: the course model traced through the five stages on a prompt, then a continuation."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from .feedforward import probabilities
+
     out = sys.stdout
     color = args.color == "always" or (args.color == "auto" and out.isatty())
     print("minitransformer: five stages, five retrieval concepts\n", file=out)
     for s in STAGES:
-        status = "runs below" if s.key in BUILT_STAGES else "coming next"
-        print(f"  {s.number}. {s.name:<22} {s.concept:<15} {s.data_in} -> {s.data_out}   [{status}]", file=out)
+        print(f"  {s.number}. {s.name:<22} {s.concept:<15} {s.data_in} -> {s.data_out}", file=out)
 
-    s = STAGES[0]
-    print(f"\n== Stage {s.number}: {s.name} (concept: {s.concept}) ==", file=out)
-    print(f"{s.question}\n{s.summary}\n", file=out)
+    if args.train:
+        print(f"\nTraining a fresh tokenizer and `tiny` model on corpus {args.corpus!r} ({args.steps} steps)...", file=out)
+        model, tok, meta = _train_fresh(args)
+    else:
+        model, tok, meta = load_course_model()
+    extra = meta.get("extra", {})
+    print(f"\nmodel: {model}", file=out)
+    if "val_loss" in extra:
+        print(f"trained on {extra.get('corpus', '?')!r} for {extra.get('steps', '?')} steps: validation loss "
+              f"{extra['val_loss']:.3f} nats/token (unigram baseline {extra.get('unigram_baseline', float('nan')):.3f})",
+              file=out)
 
-    text = data.load_corpus(args.corpus)
-    train_text, held_out = data.split_text(text)
-    t0 = time.perf_counter()
-    tok = Tokenizer.train(train_text, args.vocab_size, pattern=args.pattern, special_tokens=["<|endoftext|>"])
-    seconds = time.perf_counter() - t0
-    print(
-        f"Trained byte-level BPE on corpus {args.corpus!r} ({len(train_text.encode()):,} bytes, "
-        f"pattern {args.pattern!r}) in {seconds:.2f} s: {tok.train_result}.",
-        file=out,
-    )
-    print("The first merges (the most frequent neighbours in the corpus):", file=out)
-    for r, (a, b) in enumerate(tok.merges[:10]):
-        left, right, new = (render_token(tok.vocab[i]) for i in (a, b, 256 + r))
-        print(f"  {256 + r}: [{left}] + [{right}] -> [{new}]   seen {tok.train_result.counts[r]:,} times", file=out)
+    figures = Path(args.figures)
+    figures.mkdir(parents=True, exist_ok=True)
+    written = _trace_and_print(model, tok, args.prompt, figures, color, out)
 
-    sentence = args.text or DEMO_SENTENCE
-    work = show_work(tok, sentence)
-    print(f"\nEncoding {sentence!r} step by step:", file=out)
-    print(work.describe(tok, max_steps=12), file=out)
-    spans = token_spans(tok, sentence)
-    print("\nToken boundaries:", spans.ansi() if color else str(spans), file=out)
-    print(f"ids: {work.ids}", file=out)
-    assert tok.decode(work.ids) == sentence  # the round trip is lossless
+    ids = np.array([tok.encode(args.prompt)[-model.config.context_length:]])
+    logits = model.forward(ids)[0, -1]
+    print("\n== the next-token distribution ==", file=out)
+    for temperature in (1.0, 0.5):
+        p = probabilities(logits, temperature=temperature)
+        top = np.argsort(-p, kind="stable")[:8]
+        print(f"  temperature {temperature}: " + ", ".join(f"{tok.decode([int(i)])!r} {p[i]:.1%}" for i in top), file=out)
+    sample = model.generate(ids, args.max_new_tokens, temperature=0.8, top_k=40, seed=args.seed, crop=True)
+    print(f"\n== a continuation (temperature 0.8, top-k 40, seed {args.seed}) ==\n{tok.decode(sample[0])}", file=out)
+    print(f"\n{len(written)} figures written to {figures.resolve()}/", file=out)
+    return 0
 
-    stats = compression(tok, held_out)
-    print(
-        f"\nOn held-out text ({stats['bytes']:,} bytes, never seen in training): {stats['tokens']:,} tokens, "
-        f"{stats['bytes_per_token']:.2f} bytes per token.",
-        file=out,
-    )
-    try:
-        tok.encode("user text with <|endoftext|> inside")
-    except ValueError as exc:
-        print(f"Special tokens are guarded: {exc}", file=out)
-    print("\nNext: stages 2-5 turn these ids into vectors, positions, retrieval and predictions.", file=out)
+
+def trace_command(args: argparse.Namespace) -> int:
+    """Trace text through the pipeline with the course model (or a saved one)."""
+    from pathlib import Path
+
+    from .train import load_model
+
+    if args.checkpoint:
+        if not args.tokenizer:
+            raise ValueError("--checkpoint needs --tokenizer (the tokenizer.json saved next to it)")
+        model, tok = load_model(args.checkpoint), Tokenizer.load(args.tokenizer)
+    else:
+        model, tok, _ = load_course_model()
+    figures = None
+    if args.figures:
+        figures = Path(args.figures)
+        figures.mkdir(parents=True, exist_ok=True)
+    written = _trace_and_print(model, tok, args.text, figures, args.color == "always", sys.stdout)
+    if written:
+        print(f"\n{len(written)} figures written to {figures.resolve()}/")
     return 0
 
 
@@ -144,6 +228,20 @@ def train(args: argparse.Namespace) -> int:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     atomic_write(out / "loss.png", buf.getvalue())
+    if args.export:
+        from .train import save_model
+
+        export = Path(args.export)
+        export.mkdir(parents=True, exist_ok=True)
+        from .train import evaluate_tokens
+
+        save_model(export / "model.npz", trainer.model, extra={
+            "val_loss": final, "val_loss_all_windows": evaluate_tokens(trainer.model, val_ids),
+            "unigram_baseline": baseline, "corpus": args.corpus, "steps": state.step,
+            "python": sys.version.split()[0],
+            "command": "minitransformer train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else ""})
+        tok.save(export / "tokenizer.json")
+        print(f"exported the model (weights only) and its tokenizer to {export}")
     prompt = np.array([tok.encode_ordinary(args.prompt)])
     sample = trainer.model.generate(prompt, 60, temperature=0.8, top_k=40, seed=args.seed, crop=True)
     print(f"sample: {tok.decode(sample[0])!r}")
@@ -171,13 +269,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minitransformer", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="step through the pipeline on the built-in corpus")
+    d = sub.add_parser("demo", help="trace a prompt through the five stages with the course model, then generate")
+    d.add_argument("--prompt", default=DEMO_PROMPT, help=f"the text to trace (default {DEMO_PROMPT!r})")
+    d.add_argument("--train", action="store_true", help="train a fresh tiny model instead of loading the course model")
+    d.add_argument("--steps", type=int, default=300, help="training steps with --train (default 300)")
     d.add_argument("--corpus", default=data.DEFAULT_CORPUS, choices=sorted(data.CORPORA))
-    d.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size (default 1024)")
-    d.add_argument("--pattern", default="gpt4", help=f"split pattern: {', '.join(PATTERNS)} or a regex")
-    d.add_argument("--text", default=None, help="the sentence to step through")
+    d.add_argument("--figures", default="demo_figures", help="folder for the figures (default demo_figures)")
+    d.add_argument("--max-new-tokens", type=int, default=60)
+    d.add_argument("--seed", type=int, default=0)
     d.add_argument("--color", default="auto", choices=["auto", "always", "never"])
     d.set_defaults(func=demo)
+
+    tc = sub.add_parser("trace", help="print every step of the pipeline on a text (course model by default)")
+    tc.add_argument("text")
+    tc.add_argument("--checkpoint", default=None, help="a model saved by `train` (default: the course model)")
+    tc.add_argument("--tokenizer", default=None, help="its tokenizer.json (with --checkpoint)")
+    tc.add_argument("--figures", default=None, help="also write one figure per step into this folder")
+    tc.add_argument("--color", default="never", choices=["always", "never"])
+    tc.set_defaults(func=trace_command)
 
     tr = sub.add_parser("train", help="train a model (and its tokenizer) on the built-in corpus")
     tr.add_argument("--preset", default="tiny", help="model preset: toy, tiny or small (default tiny)")
@@ -191,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default="runs/tiny", help="directory for model.npz, model.npz.json, tokenizer.json")
     tr.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     tr.add_argument("--prompt", default="The ", help="prompt for the sample printed at the end")
+    tr.add_argument("--export", default=None, help="also write the weights alone and the tokenizer here "
+                    "(how data/course is made)")
     tr.set_defaults(func=train)
 
     g = sub.add_parser("generate", help="continue a prompt with a trained model")

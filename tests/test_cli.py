@@ -4,23 +4,39 @@ import sys
 from minitransformer.cli import main
 
 
-def test_demo_steps_through_the_tokenizer_stage(capsys):
-    assert main(["demo", "--color", "never", "--vocab-size", "512"]) == 0
+def test_demo_traces_the_course_model_through_the_five_stages(tmp_path, capsys):
+    figs = tmp_path / "figs"
+    assert main(["demo", "--color", "never", "--figures", str(figs), "--max-new-tokens", "10"]) == 0
     out = capsys.readouterr().out
     for concept in ("distinction", "classification", "indexing", "retrieval", "processing"):
-        assert concept in out
-    assert "Stage 1: BPE tokenization (concept: distinction)" in out
-    assert "learned 256 merges" in out
-    assert "bytes per token" in out and "Special tokens are guarded" in out
+        assert f"-> {concept} ==" in out
+    assert "validation loss" in out and "temperature 0.5" in out and "a continuation" in out
+    names = sorted(p.name for p in figs.iterdir())
+    assert names[0] == "01_tokenization.png" and names[-1].endswith("_feedforward.png")
+    assert f"{len(names)} figures written to" in out
 
 
-def test_demo_runs_as_the_installed_command():
+def test_demo_runs_as_the_installed_command(tmp_path):
     # the README's first set-up command runs `minitransformer demo`; the module form is the same entry point
     result = subprocess.run(
-        [sys.executable, "-m", "minitransformer", "demo", "--color", "never"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "minitransformer", "demo", "--color", "never", "--figures", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "Token boundaries:" in result.stdout
+    assert "== step 1: stage 1, BPE tokenization -> distinction ==" in result.stdout
+
+
+def test_demo_can_train_a_fresh_model(tmp_path, capsys):
+    assert main(["demo", "--train", "--steps", "4", "--corpus", "tiny", "--figures", str(tmp_path),
+                 "--max-new-tokens", "3", "--color", "never"]) == 0
+    assert "Training a fresh tokenizer" in capsys.readouterr().out
+
+
+def test_trace_command_and_missing_files(tmp_path, capsys):
+    assert main(["trace", "def f(x):", "--figures", str(tmp_path / "t")]) == 0
+    assert "stage 4, attention -> retrieval" in capsys.readouterr().out
+    assert main(["trace", "x", "--checkpoint", str(tmp_path / "none.npz"), "--tokenizer", str(tmp_path / "none.json")]) == 2
+    assert "missing" in capsys.readouterr().err
 
 
 def test_tokenizer_train_and_encode_commands(tmp_path, capsys):
