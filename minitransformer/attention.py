@@ -40,7 +40,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import positional
+from . import positional, registry
 from .nn import linear_backward, linear_forward, want_cache
 
 
@@ -186,6 +186,9 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
         padding_mask = _check_padding(padding_mask, B, S)
         mask = mask + np.where(padding_mask, 0.0, -np.inf).astype(x.dtype)[:, None, None, :]  # (B, 1, T, S)
     scores += mask
+    score_bias = registry.get("positional", config.positional).extras.get("score_bias")
+    if score_bias is not None:  # a positional variant that biases scores by distance (e.g. ALiBi)
+        scores += np.asarray(score_bias(positions, key_positions, config), dtype=x.dtype)  # (H, T, S)
     recorded = scores.copy() if record else None
     # softmax over keys, in place (the scores array becomes the pattern)
     with np.errstate(invalid="ignore"):  # a padded query may see no key at all: its row is all -inf
@@ -280,3 +283,8 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     if has_bias:
         grads.update(b_Q=db[:HD], b_K=db[HD:HD + GD], b_V=db[HD + GD:], b_O=db_O)
     return dx, grads
+
+
+# --------------------------------------------------------------------------- the built-in variant, by name
+registry.register("attention", "mha", init=init, forward=forward, backward=backward, builtin=True,
+                  make_cache=lambda config, batch_size=1, max_len=None: KVCache.for_config(config, batch_size, max_len))

@@ -83,7 +83,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import positional
+from . import positional, registry
 from .nn import linear_backward, linear_forward, rmsnorm_backward, rmsnorm_forward, want_cache
 
 IMPLS = ("naive", "absorbed")
@@ -517,3 +517,9 @@ def from_deepseek_layout(packed: dict, config) -> dict:
         if name in packed:
             params[name] = packed[name]
     return {k: np.ascontiguousarray(v) for k, v in params.items()}
+
+
+# --------------------------------------------------------------------------- the built-in variant, by name
+registry.register("attention", "mla", init=init, forward=forward, backward=backward, builtin=True,
+                  make_cache=lambda config, batch_size=1, max_len=None: LatentKVCache.for_config(
+                      config, batch_size=batch_size, max_len=max_len))

@@ -98,8 +98,14 @@ class ModelConfig:
         for name in ("n_kv_heads", "d_ff"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
-        for name, valid in (("positional", POSITIONAL), ("rope_style", ROPE_STYLES), ("attention", ATTENTION),
-                            ("ffn", FFN), ("norm", NORM)):
+        from . import registry  # lazily: the registry imports the stage modules, which import this one
+
+        for name in ("positional", "attention", "ffn"):
+            valid = registry.names(name)
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(map(repr, valid))} "
+                                 f"(or register your own with minitransformer.registry.register_{name})")
+        for name, valid in (("rope_style", ROPE_STYLES), ("norm", NORM)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(map(repr, valid))}")
         if self.d_model % self.n_heads:

@@ -35,7 +35,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import nn
+from . import nn, registry
 from .config import FFN
 
 VARIANTS = FFN  # ("gelu", "swiglu"): named once, in config.py
@@ -260,3 +260,8 @@ def _check_sampling_args(V: int, temperature, top_k, top_p) -> None:
         raise ValueError(f"top_k={top_k!r} must be an int in 1..{V} (the vocabulary size), or None to keep all")
     if top_p is not None and (not number(top_p) or not 0 < top_p <= 1):
         raise ValueError(f"top_p={top_p!r} must be a number in (0, 1], or None to keep all")
+
+
+# --------------------------------------------------------------------------- the built-in variants, by name
+for _name in VARIANTS:
+    registry.register("ffn", _name, init=init, forward=forward, backward=backward, builtin=True)

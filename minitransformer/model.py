@@ -25,26 +25,31 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from . import attention, attention_mla, embedding, feedforward, nn, positional
+from . import attention, embedding, feedforward, nn, registry
 from ._malloc import keep_freed_memory
 from .config import ModelConfig
 
 
-# --------------------------------------------------------------------------- attention by name
-# config.attention -> the module with that variant's init/forward/backward (the same stage contract)
-ATTENTION_MODULES = {"mha": attention, "mla": attention_mla}
+# --------------------------------------------------------------------------- stages by name
+# config.positional / .attention / .ffn name a registered variant (see registry.py): the built-ins,
+# or a student's own, all with the same stage contract.
+def stage(kind: str, config) -> registry.Variant:
+    """The registered variant that ``config`` chooses for ``kind`` ("positional", "attention", "ffn")."""
+    return registry.get(kind, getattr(config, kind))
 
 
-def attention_module(config):
-    """The attention stage chosen by ``config.attention`` (``attention`` or ``attention_mla``)."""
-    return ATTENTION_MODULES[config.attention]
+def attention_module(config) -> registry.Variant:
+    """The attention variant chosen by ``config.attention`` (``mha``, ``mla``, or one registered)."""
+    return stage("attention", config)
 
 
 def new_kv_cache(config, batch_size: int = 1, max_len: Optional[int] = None):
     """An empty cache of the right kind: `attention.KVCache`, or `attention_mla.LatentKVCache` for MLA."""
-    if config.attention == "mla":
-        return attention_mla.LatentKVCache.for_config(config, batch_size=batch_size, max_len=max_len)
-    return attention.KVCache.for_config(config, batch_size=batch_size, max_len=max_len)
+    make = attention_module(config).extras.get("make_cache")
+    if make is None:
+        raise ValueError(f"the attention variant {config.attention!r} has no KV cache (register it with "
+                         "make_cache=...); generate with use_cache=False")
+    return make(config, batch_size=batch_size, max_len=max_len)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -58,10 +63,10 @@ def init_params(config: ModelConfig, rng: np.random.Generator) -> dict:
             p["b"] = np.zeros(C, np.float32)
         return p
 
-    params = {"embed": embedding.init(config, rng), "pos": positional.init(config, rng), "blocks": []}
+    params = {"embed": embedding.init(config, rng), "pos": stage("positional", config).init(config, rng), "blocks": []}
     for _ in range(config.n_layers):
         params["blocks"].append(
-            {"ln1": norm(), "attn": attention_module(config).init(config, rng), "ln2": norm(), "mlp": feedforward.init(config, rng)}
+            {"ln1": norm(), "attn": attention_module(config).init(config, rng), "ln2": norm(), "mlp": stage("ffn", config).init(config, rng)}
         )
     params["ln_final"] = norm()
     params["unembed"] = feedforward.head_init(config, rng)
@@ -141,7 +146,7 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
 
     x, cache["embed"] = embedding.forward(params["embed"], ids, need_cache=keep)  # (B, T) -> (B, T, C)
     x = hook("hook_embed", x)
-    x, cache["pos"] = positional.forward(params["pos"], x, positions, config, need_cache=keep)
+    x, cache["pos"] = stage("positional", config).forward(params["pos"], x, positions, config, need_cache=keep)
     x, cache["embed_drop"] = nn.dropout_forward(x, drop, rng, train)
     for i, p in enumerate(params["blocks"]):
         x = hook(f"blocks.{i}.hook_resid_pre", x)
@@ -154,7 +159,7 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         x = x + a  # (B, T, C): the residual stream after attention
         c["hook_resid_mid"] = x = hook(f"blocks.{i}.hook_resid_mid", x)
         h, c["ln2"] = _norm_forward(config, p["ln2"], x)
-        m, c["mlp"] = feedforward.forward(p["mlp"], h, config, need_cache=keep)
+        m, c["mlp"] = stage("ffn", config).forward(p["mlp"], h, config, need_cache=keep)
         m, c["mlp_drop"] = nn.dropout_forward(m, drop, rng, train)
         c["hook_mlp_out"] = m = hook(f"blocks.{i}.hook_mlp_out", m)  # what the MLP adds
         x = x + m  # (B, T, C): the residual stream after the block
@@ -191,16 +196,16 @@ def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray
     for i in reversed(range(len(params["blocks"]))):
         p, c, g = params["blocks"][i], cache["blocks"][i], {}
         dm = nn.dropout_backward(dx, c["mlp_drop"])  # the residual copies dx to both branches
-        dh, g["mlp"] = feedforward.backward(p["mlp"], c["mlp"], dm)
+        dh, g["mlp"] = stage("ffn", config).require_backward()(p["mlp"], c["mlp"], dm)
         dx_ln2, g["ln2"] = _norm_backward(config, c["ln2"], dh)
         dx = dx + dx_ln2
         da = nn.dropout_backward(dx, c["attn_drop"])
-        dh, g["attn"] = attention_module(config).backward(p["attn"], c["attn"], da)
+        dh, g["attn"] = attention_module(config).require_backward()(p["attn"], c["attn"], da)
         dx_ln1, g["ln1"] = _norm_backward(config, c["ln1"], dh)
         dx = dx + dx_ln1
         grads["blocks"][i] = g
     dx = nn.dropout_backward(dx, cache["embed_drop"])
-    dx, grads["pos"] = positional.backward(params["pos"], cache["pos"], dx)
+    dx, grads["pos"] = stage("positional", config).require_backward()(params["pos"], cache["pos"], dx)
     _, grads["embed"] = embedding.backward(params["embed"], cache["embed"], dx)
     if dW_E_head is not None:
         grads["embed"]["W_E"] = grads["embed"]["W_E"] + dW_E_head

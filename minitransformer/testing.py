@@ -178,17 +178,19 @@ def _resolve_variant(kind: str, variant, config):
     """(functions namespace, config, label) for a built-in name or a student's own functions."""
     import types
 
-    from . import attention, feedforward, positional
     from .config import ModelConfig
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
-    module = {"positional": positional, "attention": attention, "feedforward": feedforward}[kind]
     base = config or ModelConfig(vocab_size=32, context_length=12, d_model=16, n_layers=1, n_heads=4)
-    if isinstance(variant, str):
+    if isinstance(variant, str):  # a registered name: the library's own, or one a student registered
+        from . import registry
+
         field_name = {"positional": "positional", "attention": "attention", "feedforward": "ffn"}[kind]
+        registered = registry.get(field_name, variant)
         cfg = base.replace(**{field_name: variant}) if variant != getattr(base, field_name) else base
-        return module, cfg, variant
+        fns = types.SimpleNamespace(init=registered.init, forward=registered.forward, backward=registered.backward)
+        return fns, cfg, variant
     fns = types.SimpleNamespace(**variant) if isinstance(variant, dict) else variant
     missing = [f for f in ("init", "forward") if not callable(getattr(fns, f, None))]
     if missing:
@@ -210,7 +212,8 @@ def check_stage(kind: str, variant, config=None, seed: int = 0, tol: float = 1e-
 
     Args:
         kind: ``"positional"``, ``"attention"`` or ``"feedforward"``.
-        variant: a built-in name (``"rope"``, ``"mha"``, ``"swiglu"``) or a student's stage:
+        variant: a registered name (``"rope"``, ``"mha"``, ``"swiglu"``, or one registered with
+            `minitransformer.registry`) or a student's stage:
             a module, object or dict with ``init(config, rng)``, ``forward(...)`` and
             ``backward(params, cache, dy)``, with the signatures of the library's stage.
         config: the `ModelConfig` to test with (default: a small one).

@@ -456,7 +456,9 @@ def _positional_text(cfg, T: int) -> str:
         return f"  each of the {T} positions adds a fixed pattern of sines and cosines (fast to slow clocks)"
     if cfg.positional == "rope":
         return "  queries and keys are rotated by angles proportional to their position inside attention"
-    return "  no position information: the model sees a bag of tokens"
+    if cfg.positional == "none":
+        return "  no position information: the model sees a bag of tokens"
+    return f"  positions come from the registered variant {cfg.positional!r}"
 
 
 def _retrieval_text(pattern: np.ndarray, labels: list[str]) -> str:

@@ -20,6 +20,7 @@ MODULES = [
     "minitransformer.trace",
     "minitransformer.viz",
     "minitransformer.compare",
+    "minitransformer.registry",
     "minitransformer.safetensors_io",
     "minitransformer.gpt2",
     "minitransformer.tokenizer.hf_export",

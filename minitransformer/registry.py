@@ -1,0 +1,156 @@
+"""Registries: every variant of a stage is a name mapped to its functions.
+
+``ModelConfig(positional="alibi")`` is valid as soon as a variant named
+``"alibi"`` is registered, and the model, the trainer, the trace and the figures
+use it without a line of the library changing. The built-in variants are
+registered the same way, by the stage modules themselves.
+
+    >>> from minitransformer import registry
+    >>> registry.names("positional")
+    ('learned', 'sinusoidal', 'rope', 'none')
+
+Registering a positional encoding (a student's ALiBi, say) looks like this; a
+decorator form registers a class or namespace that has the functions::
+
+    register_positional("alibi", init=init, forward=forward, backward=backward,
+                        score_bias=alibi_bias)
+
+The contract of each kind is the library stage's own (see DESIGN.md):
+
+- ``positional``: ``init(config, rng) -> params``; ``forward(params, x, positions,
+  config, need_cache=None) -> (x, cache)``; ``backward(params, cache, dy) -> (dx,
+  grads)``. Optional ``score_bias(q_positions, k_positions, config) -> (H, T, S)``, a
+  bias attention adds to its scores (how ALiBi works), and ``rotary=True`` for a
+  variant that attention applies to q and k (only the built-in RoPE).
+- ``attention``: ``init``; ``forward(params, x, config, positions, kv_cache=None,
+  layer=0, need_cache=None, record=False, hook=None) -> (y, cache)``; ``backward``;
+  optional ``make_cache(config, batch_size, max_len)`` for its KV cache.
+- ``ffn``: ``init``; ``forward(params, x, config, need_cache=None) -> (y, cache)``; ``backward``.
+
+A variant without ``backward`` can run forward (a first draft); training with it
+raises an error that says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+KINDS = ("positional", "attention", "ffn")
+_REGISTRY: dict[str, dict[str, "Variant"]] = {kind: {} for kind in KINDS}
+_loaded = {"builtins": False}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One registered variant: its kind, name and functions (plus optional extras)."""
+
+    kind: str
+    name: str
+    init: Callable
+    forward: Callable
+    backward: Optional[Callable] = None
+    extras: dict = field(default_factory=dict)
+    builtin: bool = False
+
+    def require_backward(self) -> Callable:
+        if self.backward is None:
+            raise ValueError(f"the {self.kind} variant {self.name!r} has no backward, so it cannot be trained; "
+                             f"register it with backward=... (forward and inference work without one)")
+        return self.backward
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of stage {kind!r}; kinds are {', '.join(map(repr, KINDS))}")
+
+
+def register(kind: str, name: str, *, init: Optional[Callable] = None, forward: Optional[Callable] = None,
+             backward: Optional[Callable] = None, replace: bool = False, builtin: bool = False,
+             **extras) -> Variant:
+    """Register variant ``name`` of stage ``kind``; return it.
+
+    Raises:
+        ValueError: if the name is taken (pass ``replace=True`` to overwrite a variant of
+            your own), or ``init``/``forward`` are missing or not callable.
+    """
+    _check_kind(kind)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a variant needs a non-empty string name, got {name!r}")
+    missing = [n for n, f in (("init", init), ("forward", forward)) if not callable(f)]
+    if missing:
+        raise ValueError(f"{kind} variant {name!r} is missing {missing}: give init(config, rng) -> params "
+                         "and forward(...) with the stage's signature (see minitransformer.registry)")
+    if backward is not None and not callable(backward):
+        raise ValueError(f"{kind} variant {name!r}: backward must be a function, got {type(backward).__name__}")
+    if not builtin:
+        _ensure_builtins()
+    existing = _REGISTRY[kind].get(name)
+    if existing is not None and not (replace or builtin):  # built-ins re-register on a module reload
+        raise ValueError(f"a {kind} variant named {name!r} is already registered; choose another name, "
+                         "or pass replace=True to overwrite your own")
+    if existing is not None and existing.builtin and not builtin:
+        raise ValueError(f"{name!r} is a built-in {kind} variant and cannot be replaced; register yours "
+                         "under another name")
+    variant = Variant(kind, name, init, forward, backward, dict(extras), builtin)
+    _REGISTRY[kind][name] = variant
+    return variant
+
+
+def _registrar(kind: str):
+    def reg(name: str, init=None, forward=None, backward=None, replace: bool = False, **extras):
+        if init is None and forward is None:  # used as a decorator on a class or namespace
+            def decorate(obj):
+                register(kind, name, init=getattr(obj, "init", None), forward=getattr(obj, "forward", None),
+                         backward=getattr(obj, "backward", None), replace=replace,
+                         **{k: getattr(obj, k) for k in ("score_bias", "make_cache") if hasattr(obj, k)}, **extras)
+                return obj
+            return decorate
+        return register(kind, name, init=init, forward=forward, backward=backward, replace=replace, **extras)
+    reg.__name__ = f"register_{kind}"
+    reg.__doc__ = f"Register a {kind} variant: ``register_{kind}(name, init=..., forward=..., backward=...)``, " \
+                  f"or ``@register_{kind}(name)`` on a class/namespace with those functions."
+    return reg
+
+
+register_positional = _registrar("positional")
+register_attention = _registrar("attention")
+register_ffn = _registrar("ffn")
+
+
+def unregister(kind: str, name: str) -> None:
+    """Remove a variant of your own (built-ins stay)."""
+    _check_kind(kind)
+    variant = _REGISTRY[kind].get(name)
+    if variant is None:
+        raise ValueError(f"no {kind} variant named {name!r} is registered")
+    if variant.builtin:
+        raise ValueError(f"{name!r} is a built-in {kind} variant and cannot be removed")
+    del _REGISTRY[kind][name]
+
+
+def get(kind: str, name: str) -> Variant:
+    """The variant ``name`` of ``kind``, or a ValueError listing the registered names."""
+    _check_kind(kind)
+    _ensure_builtins()
+    try:
+        return _REGISTRY[kind][name]
+    except KeyError:
+        raise ValueError(f"{kind}={name!r} is not a registered variant; choose one of "
+                         f"{', '.join(map(repr, _REGISTRY[kind]))}, or register yours with "
+                         f"minitransformer.registry.register_{kind}({name!r}, ...)") from None
+
+
+def names(kind: str) -> tuple:
+    """The registered names of ``kind``, built-ins first."""
+    _check_kind(kind)
+    _ensure_builtins()
+    return tuple(_REGISTRY[kind])
+
+
+def _ensure_builtins() -> None:
+    """Import the stage modules, which register the built-in variants (once)."""
+    if _loaded["builtins"]:
+        return
+    _loaded["builtins"] = True
+    from . import attention, attention_mla, feedforward, positional  # noqa: F401  (they register themselves)
