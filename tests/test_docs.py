@@ -1,0 +1,24 @@
+"""The guides in docs/ run as written."""
+
+import re
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_extending_guide_runs(tmp_path, monkeypatch, capsys):
+    from minitransformer import registry
+
+    text = (DOCS / "extending.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.+?)\n```", text, re.S)
+    assert len(blocks) >= 4
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    try:
+        for block in blocks:  # one namespace: the guide builds on its earlier steps
+            exec(compile(block, "docs/extending.md", "exec"), namespace)
+        out = capsys.readouterr().out
+        assert "all passed" in out and "alibi" in out and "unigram" in out
+    finally:
+        if "alibi" in registry.names("positional"):
+            registry.unregister("positional", "alibi")
