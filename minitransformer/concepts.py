@@ -30,6 +30,7 @@ class Stage:
         data_in: shape/kind of what enters the stage.
         data_out: shape/kind of what leaves it.
         summary: one paragraph a teacher can read aloud.
+        notebook: the course notebook that teaches it (in ``notebooks/``).
     """
 
     number: int
@@ -41,6 +42,7 @@ class Stage:
     data_in: str
     data_out: str
     summary: str
+    notebook: str
 
 
 STAGES: tuple[Stage, ...] = (
@@ -59,6 +61,7 @@ STAGES: tuple[Stage, ...] = (
             "The vocabulary is the set of distinctions the model can ever make: two "
             "strings that map to the same ids are the same to everything downstream."
         ),
+        notebook="01_tokenization_distinction.ipynb",
     ),
     Stage(
         number=2,
@@ -74,6 +77,7 @@ STAGES: tuple[Stage, ...] = (
             "that behave alike close together, so the embedding table is a soft "
             "classification of the vocabulary: nearest neighbours share a class."
         ),
+        notebook="02_embedding_classification.ipynb",
     ),
     Stage(
         number=3,
@@ -89,6 +93,7 @@ STAGES: tuple[Stage, ...] = (
             "position an address (a learned vector, a sinusoidal code, or a rotation "
             "of queries and keys), the way an index gives every record a place."
         ),
+        notebook="03_positional_indexing.ipynb",
     ),
     Stage(
         number=4,
@@ -104,6 +109,7 @@ STAGES: tuple[Stage, ...] = (
             "before it, and retrieves a weighted mix of their values: a soft database "
             "lookup. The KV cache (or MLA's latent cache) is the stored index."
         ),
+        notebook="04_attention_retrieval.ipynb",
     ),
     Stage(
         number=5,
@@ -119,6 +125,7 @@ STAGES: tuple[Stage, ...] = (
             "output head turn the residual stream into logits over the vocabulary, "
             "probabilities, and a sampled next token."
         ),
+        notebook="05_feedforward_processing.ipynb",
     ),
 )
 

@@ -318,8 +318,8 @@ class Trainer:
             rate = (self.state.tokens_seen - tokens0) / max(time.perf_counter() - t0, 1e-9)
             val = f"  val {self.state.evals[-1][1]:.3f}" if self.state.evals else ""
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"loss {loss:.3f}{val}  {rate:,.0f} tok/s")
+                bar.set_postfix_str(f"loss {loss:.3f}{val}  {rate:,.0f} tok/s", refresh=False)
+                bar.update(1)  # redraws at tqdm's own pace, postfix included
             elif self.log and (s % max(1, c.steps // 20) == 0 or s == c.steps):
                 self.log(f"step {s:>5}/{c.steps}  loss {loss:.3f}{val}  {rate:,.0f} tokens/s")
             if checkpoint_path and c.checkpoint_every and s % c.checkpoint_every == 0:

@@ -1,12 +1,17 @@
-"""Build the course notebooks: notebooks/src/*.py (jupytext py:percent) -> notebooks/*.ipynb, executed.
+"""Build the course notebooks and their solutions from py:percent sources, executed.
+
+    notebooks/src/<name>.py                        -> notebooks/<name>.ipynb
+    notebooks/solutions/src/<name>_solutions.py    -> notebooks/solutions/<name>_solutions.ipynb
 
 The ``.py`` files are the source of truth: they diff and review like code. This
 script turns each into a notebook, runs it top to bottom in a fresh ``python3``
-kernel (working directory: ``notebooks/``), and writes it with its outputs so
-students can read the figures without running anything.
+kernel (working directory: the folder the notebook is written to, as when a
+student opens it), and writes it with its outputs so students can read the
+figures without running anything.
 
-    python notebooks/build.py                 # every notebook
-    python notebooks/build.py 01_tokenization # only those whose name contains this
+    python notebooks/build.py                 # every notebook and every solutions notebook
+    python notebooks/build.py 01_tokenization # only those whose name contains this (both kinds)
+    python notebooks/build.py 01_ 03_         # several filters: a name matching any of them
 
 The conversion is written out here (no jupytext dependency) and understands the
 part of py:percent the course uses:
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -35,6 +41,9 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent
 SOURCES = NOTEBOOKS / "src"
+SOLUTIONS = NOTEBOOKS / "solutions"  # worked solutions of the exercises, kept apart from the notebooks
+SOLUTION_SOURCES = SOLUTIONS / "src"
+SOLUTION_SUFFIX = "_solutions"  # notebooks/solutions/src/<name>_solutions.py solves notebooks/src/<name>.py
 KERNEL = "python3"
 TIMEOUT = 600  # seconds per cell
 
@@ -82,11 +91,23 @@ def notebook_from_source(path) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Run every cell in a fresh kernel from the notebooks/ directory; raise on the first error."""
+def target_of(source: Path) -> Path:
+    """Where the executed notebook of ``source`` is written: next to the ``src/`` folder holding it."""
+    source = Path(source)
+    return source.parent.parent / f"{source.stem}.ipynb"
+
+
+def sources(filters=()) -> list[Path]:
+    """Every notebook source, then every solutions source, keeping those whose name contains a filter."""
+    found = sorted(SOURCES.glob("*.py")) + sorted(SOLUTION_SOURCES.glob("*.py"))
+    return [p for p in found if not filters or any(f in p.stem for f in filters)]
+
+
+def execute(nb: nbformat.NotebookNode, cwd: Path = NOTEBOOKS) -> nbformat.NotebookNode:
+    """Run every cell in a fresh kernel from ``cwd``; raise on the first error."""
     client = NotebookClient(
         nb, kernel_name=KERNEL, timeout=TIMEOUT, record_timing=False,
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        resources={"metadata": {"path": str(cwd)}},
     )
     return client.execute()
 
@@ -101,8 +122,8 @@ def strip_noise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def build(source: Path) -> Path:
     """Convert, execute and write one notebook; return the path written."""
-    target = NOTEBOOKS / f"{source.stem}.ipynb"
-    nb = strip_noise(execute(notebook_from_source(source)))
+    target = target_of(source)
+    nb = strip_noise(execute(notebook_from_source(source), cwd=target.parent))
     nbformat.validate(nb)
     tmp = target.with_suffix(".ipynb.tmp")  # write then rename: a failed build never leaves half a file
     nbformat.write(nb, tmp)
@@ -111,14 +132,16 @@ def build(source: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    sources = sorted(p for p in SOURCES.glob("*.py") if not argv or any(a in p.stem for a in argv))
-    if not sources:
-        print(f"no notebook sources in {SOURCES} match {argv}", file=sys.stderr)
+    chosen = sources(argv)
+    if not chosen:
+        print(f"no notebook sources in {SOURCES} or {SOLUTION_SOURCES} match {argv}", file=sys.stderr)
         return 1
-    for source in sources:
-        print(f"building {source.name} ...", flush=True)
+    for source in chosen:
+        print(f"building {source.relative_to(NOTEBOOKS)} ...", flush=True)
+        t0 = time.perf_counter()
         target = build(source)
-        print(f"  wrote {target.relative_to(NOTEBOOKS.parent)} ({target.stat().st_size / 1024:.0f} KB)")
+        print(f"  wrote {target.relative_to(NOTEBOOKS.parent)} ({target.stat().st_size / 1024:.0f} KB) "
+              f"in {time.perf_counter() - t0:.1f} s", flush=True)
     return 0
 
 

@@ -4,10 +4,17 @@ The ``notebooks/src/*.py`` files (jupytext py:percent) are the source of truth;
 ``notebooks/build.py`` turns them into executed ``.ipynb`` files. These tests
 keep the two from drifting, and execute every committed notebook in a fresh
 kernel, in memory: nothing is written into the repository.
+
+The worked solutions (``notebooks/solutions/src/<name>_solutions.py`` ->
+``notebooks/solutions/<name>_solutions.ipynb``) are held to the same rules, and
+more: every exercise check in them must pass, and a check function that a
+solution shares by name with its notebook must be the notebook's check, word for
+word, so a solution is judged by exactly what students run.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import shutil
 import sys
@@ -19,7 +26,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-SOURCES = sorted((NOTEBOOKS / "src").glob("*.py"))
+DATA = NOTEBOOKS.parent / "data"
 
 
 def _load_build():
@@ -35,39 +42,48 @@ def _load_build():
 
 
 build = _load_build()
+SOURCES = build.sources()  # notebooks, then solutions
+SOLUTION_SOURCES = [p for p in SOURCES if p.parent == build.SOLUTION_SOURCES]
 
 
 def _cells(nb) -> list[tuple[str, str]]:
     return [(cell.cell_type, cell.source) for cell in nb.cells]
 
 
+def _is_solution(source: Path) -> bool:
+    return source.parent == build.SOLUTION_SOURCES
+
+
 def test_there_are_notebooks():
-    assert SOURCES, f"no notebook sources found in {NOTEBOOKS / 'src'}"
+    assert [p for p in SOURCES if not _is_solution(p)], f"no notebook sources found in {build.SOURCES}"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_committed_notebook_matches_source(source):
-    committed = NOTEBOOKS / f"{source.stem}.ipynb"
+    committed = build.target_of(source)
     assert committed.exists(), f"{committed.name} is missing: run `python notebooks/build.py {source.stem}`"
     nb = nbformat.read(committed, as_version=4)
     assert _cells(nb) == _cells(build.notebook_from_source(source)), (
-        f"{committed.name} differs from {source.relative_to(NOTEBOOKS.parent)}: "
+        f"{committed.relative_to(NOTEBOOKS.parent)} differs from {source.relative_to(NOTEBOOKS.parent)}: "
         f"rebuild it with `python notebooks/build.py {source.stem}`"
     )
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_committed_notebook_runs(source, tmp_path, monkeypatch):
-    committed = NOTEBOOKS / f"{source.stem}.ipynb"
+    committed = build.target_of(source)
     if not committed.exists():
         pytest.skip(f"{committed.name} is missing (reported by test_committed_notebook_matches_source)")
     nb = nbformat.read(committed, as_version=4)
     # note: corpora are read from a copy of data/ (the kernel inherits this environment), so
     # building the pydoc corpus on first use writes into tmp_path, never into the repository.
-    shutil.copytree(NOTEBOOKS.parent / "data" / "texts", tmp_path / "data" / "texts")
+    # The course model (data/course), when present, is copied too: the notebooks load it.
+    shutil.copytree(DATA / "texts", tmp_path / "data" / "texts")
+    if (DATA / "course").is_dir():
+        shutil.copytree(DATA / "course", tmp_path / "data" / "course")
     monkeypatch.setenv("MINITRANSFORMER_DATA", str(tmp_path / "data"))
     client = nbclient.NotebookClient(
-        nb, kernel_name=build.KERNEL, timeout=build.TIMEOUT, resources={"metadata": {"path": str(NOTEBOOKS)}}
+        nb, kernel_name=build.KERNEL, timeout=build.TIMEOUT, resources={"metadata": {"path": str(committed.parent)}}
     )
     client.execute()  # raises CellExecutionError, naming the cell, on the first error
     errors = [
@@ -78,6 +94,55 @@ def test_committed_notebook_runs(source, tmp_path, monkeypatch):
         if out.output_type == "error"
     ]
     assert not errors, f"cells with errors: {errors}"
+    if _is_solution(source):  # a solution leaves no exercise undone
+        undone = [
+            (k, line)
+            for k, cell in enumerate(nb.cells)
+            if cell.cell_type == "code"
+            for out in cell.outputs
+            if out.output_type == "stream"
+            for line in out.text.splitlines()
+            if "not done yet" in line
+        ]
+        assert not undone, f"{committed.name}: exercises whose check reports 'not done yet': {undone}"
+
+
+@pytest.mark.parametrize("solution", SOLUTION_SOURCES, ids=lambda p: p.stem)
+def test_solution_belongs_to_a_notebook(solution):
+    assert solution.stem.endswith(build.SOLUTION_SUFFIX), (
+        f"{solution.name}: solution sources are named <notebook>{build.SOLUTION_SUFFIX}.py"
+    )
+    notebook = build.SOURCES / f"{solution.stem[: -len(build.SOLUTION_SUFFIX)]}.py"
+    assert notebook.exists(), f"{solution.name} solves {notebook.name}, which does not exist"
+
+
+def _check_functions(path: Path) -> dict[str, str]:
+    """The ``test_*`` functions defined at the top level of a py:percent source, as normalised code."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.name: ast.unparse(node) for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+
+
+@pytest.mark.parametrize("solution", SOLUTION_SOURCES, ids=lambda p: p.stem)
+def test_solution_runs_the_notebooks_checks(solution):
+    notebook = build.SOURCES / f"{solution.stem[: -len(build.SOLUTION_SUFFIX)]}.py"
+    if not notebook.exists():
+        pytest.skip("reported by test_solution_belongs_to_a_notebook")
+    theirs, ours = _check_functions(notebook), _check_functions(solution)
+    shared = sorted(set(theirs) & set(ours))
+    changed = [name for name in shared if theirs[name] != ours[name]]
+    assert not changed, (
+        f"{solution.name} changes the checks {changed} of {notebook.name}: copy them unchanged, "
+        "so the solution passes exactly what students run"
+    )
+
+
+def test_sources_and_targets():
+    assert build.target_of(build.SOURCES / "01_x.py") == NOTEBOOKS / "01_x.ipynb"
+    assert build.target_of(build.SOLUTION_SOURCES / "01_x_solutions.py") == build.SOLUTIONS / "01_x_solutions.ipynb"
+    chosen = build.sources(["01_tokenization"])
+    assert build.SOURCES / "01_tokenization_distinction.py" in chosen
+    assert all("01_tokenization" in p.stem for p in chosen)
 
 
 def test_conversion_of_percent_format(tmp_path):
