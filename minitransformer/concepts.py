@@ -123,7 +123,7 @@ STAGES: tuple[Stage, ...] = (
         summary=(
             "An MLP processes every position on its own, then the final norm and the "
             "output head turn the residual stream into logits over the vocabulary, "
-            "probabilities, and a sampled next token."
+            "probabilities, and the next token (the most likely one, or one sampled)."
         ),
         notebook="05_feedforward_processing.ipynb",
     ),

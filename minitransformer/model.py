@@ -152,6 +152,7 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         x = hook(f"blocks.{i}.hook_resid_pre", x)
         c: dict = {"hook_resid_pre": x}
         h, c["ln1"] = _norm_forward(config, p["ln1"], x)
+        c["ln1_out"] = h  # the normalised stream attention reads (gain and bias applied)
         a, c["attn"] = attention_module(config).forward(p["attn"], h, config, positions, kv_cache=kv_cache, layer=i,
                                          need_cache=keep, record=record, hook=_prefixed(hook, f"blocks.{i}.attn."))
         a, c["attn_drop"] = nn.dropout_forward(a, drop, rng, train)
@@ -159,6 +160,7 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         x = x + a  # (B, T, C): the residual stream after attention
         c["hook_resid_mid"] = x = hook(f"blocks.{i}.hook_resid_mid", x)
         h, c["ln2"] = _norm_forward(config, p["ln2"], x)
+        c["ln2_out"] = h
         m, c["mlp"] = stage("ffn", config).forward(p["mlp"], h, config, need_cache=keep)
         m, c["mlp_drop"] = nn.dropout_forward(m, drop, rng, train)
         c["hook_mlp_out"] = m = hook(f"blocks.{i}.hook_mlp_out", m)  # what the MLP adds
@@ -166,6 +168,7 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         c["hook_resid_post"] = x = hook(f"blocks.{i}.hook_resid_post", x)
         cache["blocks"].append(c)
     h, cache["ln_final"] = _norm_forward(config, params["ln_final"], x)
+    cache["ln_final_out"] = h  # what the output head reads
     W_E = params["embed"]["W_E"] if config.tie_embeddings else None
     logits, cache["head"] = feedforward.head_forward(params["unembed"], h, W_E=W_E, need_cache=keep)  # (B, T, V)
     logits = hook("hook_logits", logits)

@@ -59,7 +59,7 @@ def hook_table(config) -> list[dict]:
         rows.append(("hook_pos_embed", "(T, C)", "positional", False, "the position vectors added to the embeddings"))
     rows += [
         ("blocks.{i}.hook_resid_pre", "(B, T, C)", "attention", True, "the residual stream entering block i"),
-        ("blocks.{i}.ln1.hook_normalized", "(B, T, C)", "attention", False, "the stream normalised for attention (before the gain)"),
+        ("blocks.{i}.ln1.hook_normalized", "(B, T, C)", "attention", False, "the stream normalised for attention, gain and bias applied (what attention reads)"),
     ]
     if config.attention == "mla":
         rows += [
@@ -93,7 +93,7 @@ def hook_table(config) -> list[dict]:
         ("blocks.{i}.attn.hook_z", "(B, T, H, D)", "attention", True, "what each head retrieved (pattern @ v)"),
         ("blocks.{i}.hook_attn_out", "(B, T, C)", "attention", True, "what attention adds to the residual stream"),
         ("blocks.{i}.hook_resid_mid", "(B, T, C)", "attention", True, "the stream after attention"),
-        ("blocks.{i}.ln2.hook_normalized", "(B, T, C)", "feedforward", False, "the stream normalised for the MLP"),
+        ("blocks.{i}.ln2.hook_normalized", "(B, T, C)", "feedforward", False, "the stream normalised for the MLP, gain and bias applied (what the MLP reads)"),
         ("blocks.{i}.mlp.hook_pre", "(B, T, F)", "feedforward", False,
          "MLP hidden pre-activation (SwiGLU: the gate)"),
     ]
@@ -103,7 +103,7 @@ def hook_table(config) -> list[dict]:
         ("blocks.{i}.mlp.hook_post", "(B, T, F)", "feedforward", False, "MLP hidden activation, read by W_out"),
         ("blocks.{i}.hook_mlp_out", "(B, T, C)", "feedforward", True, "what the MLP adds to the residual stream"),
         ("blocks.{i}.hook_resid_post", "(B, T, C)", "feedforward", True, "the residual stream leaving block i"),
-        ("ln_final.hook_normalized", "(B, T, C)", "feedforward", False, "the final stream, normalised"),
+        ("ln_final.hook_normalized", "(B, T, C)", "feedforward", False, "the final stream, normalised, gain and bias applied (what the output head reads)"),
         ("hook_logits", "(B, T, V)", "feedforward", True, "scores for every next token"),
     ]
     return [
@@ -247,7 +247,7 @@ def collect(model: GPT, cache: dict, logits: np.ndarray) -> dict[str, np.ndarray
     for i, b in enumerate(cache["blocks"]):
         p = f"blocks.{i}."
         out[p + "hook_resid_pre"] = b["hook_resid_pre"]
-        out[p + "ln1.hook_normalized"] = b["ln1"][0]
+        out[p + "ln1.hook_normalized"] = b["ln1_out"]
         for k, v in b["attn"].items():
             if k.startswith("hook_"):
                 out[p + "attn." + k] = v
@@ -255,13 +255,13 @@ def collect(model: GPT, cache: dict, logits: np.ndarray) -> dict[str, np.ndarray
         out[p + "attn.hook_z"] = z.reshape(*z.shape[:2], c.n_heads, -1)  # (B, T, H*D) -> (B, T, H, D)
         out[p + "hook_attn_out"] = b["hook_attn_out"]
         out[p + "hook_resid_mid"] = b["hook_resid_mid"]
-        out[p + "ln2.hook_normalized"] = b["ln2"][0]
+        out[p + "ln2.hook_normalized"] = b["ln2_out"]
         for k, v in b["mlp"].items():
             if k.startswith("hook_"):
                 out[p + "mlp." + k] = v
         out[p + "hook_mlp_out"] = b["hook_mlp_out"]
         out[p + "hook_resid_post"] = b["hook_resid_post"]
-    out["ln_final.hook_normalized"] = cache["ln_final"][0]
+    out["ln_final.hook_normalized"] = cache["ln_final_out"]
     out["hook_logits"] = logits
     return out
 
@@ -421,7 +421,7 @@ class Pipeline:
         yield Step(concepts.stage("positional"), f"where each token stands ({cfg.positional} positions)",
                    concepts.stage("positional").summary, pos_arrays,
                    text=_positional_text(cfg, ids.shape[1]),
-                   figure=lambda: viz.positional_heatmap(cfg, ids.shape[1]))
+                   figure=lambda: viz.positional_heatmap(cfg, max(ids.shape[1], 2), W_pos=model.params["pos"].get("W_pos")))
 
         for i in range(cfg.n_layers):
             pattern = cache[f"blocks.{i}.attn.hook_pattern"]

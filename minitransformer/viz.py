@@ -214,22 +214,27 @@ def embedding_map(W_E, highlight_ids: list, vocab_labels: list, n_background: in
     return fig
 
 
-def positional_heatmap(config, n_positions: int, title: str | None = None) -> Figure:
-    """The position signal: sinusoidal or RoPE frequencies as position x dimension, or learned rows."""
+def positional_heatmap(config, n_positions: int, W_pos=None, title: str | None = None) -> Figure:
+    """The position signal as position x dimension: the learned rows of ``W_pos`` (pass them for a
+    learned model), RoPE's rotation angles (as cosines), or the sinusoidal table otherwise."""
     from . import positional
 
     fig = Figure(figsize=FIGSIZE)
     ax = fig.add_subplot()
     if config.positional == "rope":
         cos, _ = positional.rope_angles(np.arange(n_positions), config.d_head, config.rope_base)
-        data, label = cos, "cos(angle) per rotated pair"
+        data, label, name = cos, "cos(angle) per rotated pair", "rope"
+    elif W_pos is not None:
+        data = np.asarray(W_pos)[:n_positions]
+        bound = float(np.abs(data).max()) or 1.0
+        data, label, name = data / bound, f"W_pos / {bound:.2f}", "learned"
     else:
-        data, label = positional.sinusoidal_table(n_positions, config.d_model), "sinusoidal value"
+        data, label, name = positional.sinusoidal_table(n_positions, config.d_model), "sinusoidal value", "sinusoidal"
     im = ax.imshow(data, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, interpolation="nearest")
     fig.colorbar(im, ax=ax, label=label)
     ax.set_xlabel("dimension (pair)" if config.positional == "rope" else "dimension")
     ax.set_ylabel("position")
-    ax.set_title(title or f"position codes ({'rope' if config.positional == 'rope' else 'sinusoidal'})")
+    ax.set_title(title or f"position codes ({name})")
     fig.tight_layout()
     return fig
 
@@ -394,6 +399,28 @@ def pipeline_diagram(title: str = "minitransformer: five stages, five retrieval 
     ax.set_xlim(-0.6, len(STAGES) * (w + gap))
     ax.set_ylim(-0.1, 1.9)
     ax.axis("off")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def logit_lens(rows: list, vocab_labels: list, title: str = "logit lens: the next-token guess after each block") -> Figure:
+    """The top guesses read from the residual stream after each block (rows of `trace.logit_lens`):
+    one row per layer, the guesses as labelled bars of their probability."""
+    k = len(rows[0]["top_ids"])
+    fig = Figure(figsize=(FIGSIZE[0], 0.5 + 0.55 * len(rows)))
+    ax = fig.add_subplot()
+    for r in rows:
+        left = 0.0
+        for j, (i, p) in enumerate(zip(r["top_ids"], r["top_probs"])):
+            ax.barh(r["layer"], p, left=left, color=f"C{j % 10}", edgecolor="white")
+            if p > 0.04:
+                ax.text(left + p / 2, r["layer"], _visible(vocab_labels[i])[:8], ha="center", va="center", fontsize=7)
+            left += p
+    ax.set_yticks([r["layer"] for r in rows], [f"after block {r['layer']}" for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"probability of the top {k} guesses")
     ax.set_title(title)
     fig.tight_layout()
     return fig

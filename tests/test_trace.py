@@ -163,3 +163,12 @@ def test_steps_is_lazy(pipeline):
 def test_activation_cache_is_a_mapping():
     c = ActivationCache({"hook_embed": np.zeros(2)})
     assert len(c) == 1 and list(c) == ["hook_embed"] and dict(c.items())["hook_embed"].shape == (2,)
+
+
+def test_normalized_hooks_are_what_the_next_stage_reads():
+    m = GPT("toy", seed=0)
+    logits, c = m.run_with_cache(IDS)
+    assert np.allclose(c["ln_final.hook_normalized"] @ m.params["embed"]["W_E"].T, logits, atol=1e-5)  # tied head
+    from minitransformer import feedforward
+    y, _ = feedforward.forward(m.params["blocks"][0]["mlp"], c["blocks.0.ln2.hook_normalized"], m.config, need_cache=False)
+    assert np.allclose(y, c["blocks.0.hook_mlp_out"], atol=1e-6)

@@ -56,6 +56,10 @@ def test_model_figures(real):
     assert drawn(viz.mlp_histograms(cache["pre", 0], cache["post", 0]))
     assert drawn(viz.next_token_bars(np.exp(logits[0, -1]) / np.exp(logits[0, -1]).sum(), names))
     assert drawn(viz.sampling_effects(logits[0, -1], names))
+    from minitransformer.trace import logit_lens
+
+    assert drawn(viz.logit_lens(logit_lens(model, cache, k=3), names))
+    assert drawn(viz.positional_heatmap(model.config, 16, W_pos=model.params["pos"]["W_pos"]))
     kv = {"MHA": 2 * model.config.n_layers * model.config.d_model * 4}
     assert drawn(viz.kv_cache_size(kv, [16, 64, 256]))
 

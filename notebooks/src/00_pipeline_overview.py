@@ -345,10 +345,9 @@ check("core 1 (shapes)", test_shapes)
 # **Core 2.** The head is tied: logits are the output of the final LayerNorm
 # times $W_E^\top$ (`model.params["embed"]["W_E"]`, shape `(V, C)`), plus
 # nothing else. `cache["ln_final.hook_normalized"]` holds the stream after the
-# norm's normalisation but *before* its gain and bias
-# (`model.params["ln_final"]["w"]` and `["b"]`, as in TransformerLens). From it,
-# compute the probabilities of the next token after the **last** position, a
-# `(V,)` array (use `nn.softmax`).
+# final LayerNorm, its gain and bias included (as in TransformerLens): exactly what
+# the head reads. From it, compute the probabilities of the next token after the
+# **last** position, a `(V,)` array (use `nn.softmax`).
 
 # %%
 def my_next_token_probs(cache):

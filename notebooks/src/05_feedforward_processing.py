@@ -211,9 +211,7 @@ text = "The return statement leaves the current function"
 ids = np.array([tok.encode_ordinary(text)])
 labels = [tok.decode([i]) for i in ids[0]]
 logits, cache = model.run_with_cache(ids)
-ln_f = model.params["ln_final"]
-# note: hook_normalized is stored before the norm's gain and bias (TransformerLens's includes them)
-h = cache["ln_final.hook_normalized"] * ln_f["w"] + ln_f["b"]  # (1, T, C)
+h = cache["ln_final.hook_normalized"]  # (1, T, C): after the final norm's gain and bias, what the head reads
 by_hand = h @ model.params["embed"]["W_E"].T  # tied head: (1, T, C) @ (C, V) -> (1, T, V)
 assert np.allclose(by_hand, logits, atol=1e-4)
 probs = probabilities(logits[0, -1])
@@ -346,8 +344,7 @@ def my_mlp(params, x):
 
 def test_my_mlp():
     i = 1
-    ln2 = model.params["blocks"][i]["ln2"]
-    x = cache[f"blocks.{i}.ln2.hook_normalized"] * ln2["w"] + ln2["b"]  # the MLP's input: after gain and bias
+    x = cache[f"blocks.{i}.ln2.hook_normalized"]  # the MLP's input (the norm's gain and bias included)
     y, hidden = my_mlp(model.params["blocks"][i]["mlp"], x)
     assert np.allclose(hidden, cache["post", i], atol=1e-4), "the hidden activation (hook_post) differs"
     assert np.allclose(y, cache[f"blocks.{i}.hook_mlp_out"], atol=1e-4), "the output (hook_mlp_out) differs"

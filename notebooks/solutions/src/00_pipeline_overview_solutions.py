@@ -62,16 +62,15 @@ check("core 1 (shapes)", test_shapes)
 # %% [markdown]
 # ## Core 2: the head by hand
 #
-# First finish the LayerNorm, $h = \hat{x} \odot w + b$, then
-# $\text{logits} = h\, W_E^\top$ (the tied head has no bias of its own), then
-# a softmax. Computing the softmax in float64 avoids rounding in the comparison.
-# Forgetting the gain and bias gives the right shape and a distribution that
-# sums to 1, but the wrong one: the check catches it.
+# The cached $h$ is what the head reads, so $\text{logits} = h\, W_E^\top$ (the
+# tied head has no bias of its own), then a softmax. Computing the softmax in
+# float64 avoids rounding in the comparison. Reading the residual stream *before*
+# the final norm (`blocks.3.hook_resid_post`) instead gives the right shape and a
+# distribution that sums to 1, but the wrong one: the check catches it.
 
 # %%
 def my_next_token_probs(cache):
-    ln = model.params["ln_final"]
-    h = cache["ln_final.hook_normalized"][0, -1] * ln["w"] + ln["b"]  # (C,): the last position
+    h = cache["ln_final.hook_normalized"][0, -1]  # (C,): the last position, as the head reads it
     W_E = model.params["embed"]["W_E"]  # (V, C)
     return nn.softmax((W_E @ h).astype(np.float64))  # (V, C) @ (C,) -> (V,)
 
