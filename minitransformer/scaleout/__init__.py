@@ -6,6 +6,7 @@ wiring, and why many machines in parallel beat one faster machine.
 
 - ``topology``: two-layer fabrics as link arrays (FT2, MPFT, MRFT, ideal multi-port);
 - ``costs``: FT3, count-only Slim Fly and Dragonfly formulas, the paper's Table 3;
+- ``fattree3``: the three-layer fat-tree link by link, and routing on it;
 - ``routing``: ECMP, static, adaptive and spraying; cross-plane forwarding;
 - ``traffic``: MoE dispatch/combine with node-limited routing, collectives, stress;
 - ``metrics``: loads, completion times, hops, plane changes, failures;
@@ -31,6 +32,7 @@ from minitransformer.scaleout.model_traffic import (  # noqa: F401
 )
 from minitransformer.scaleout.routing import route  # noqa: F401
 from minitransformer.scaleout.costs import dragonfly, ft3, ft3_switch_hops, slimfly, table3  # noqa: F401
+from minitransformer.scaleout.fattree3 import FT3Topology, ft3_topology, route_ft3  # noqa: F401
 from minitransformer.scaleout.topology import Topology, ft2, ideal_mpft, mpft, mrft  # noqa: F401
 from minitransformer.scaleout.traffic import (  # noqa: F401
     Traffic, alltoall_uniform, bisection, hierarchical_allreduce, moe_dispatch, moe_routing, permutation,

@@ -17,7 +17,8 @@ Sources: ISCA 2025 (arXiv 2505.09343) Table 3 and §5.1.1; Al-Fares et al. (SIGC
 2008) for k-ary fat-trees; Besta & Hoefler, "Slim Fly" (SC 2014); Kim et al.,
 "Technology-Driven, Highly-Scalable Dragonfly Topology" (ISCA 2008).
 
-Left out: routing on FT3, SF and DF (this package routes on two-layer fabrics),
+Left out: routing on SF and DF (two-layer fabrics route in ``routing``, the three-layer
+tree link by link in ``fattree3``),
 cable lengths, and any topology that is not in the paper's table.
 
     >>> [row["switches"] for row in table3().values()]
@@ -35,7 +36,7 @@ def ft3(k: int = 64) -> dict:
     """The k-ary three-layer fat-tree (Al-Fares et al.): k pods of k/2 edge + k/2 aggregation switches, (k/2)² cores.
 
     Returns the link arrays (``src``, ``dst``, ``kind``) and the counts; its paths are
-    described by ``ft3_switch_hops`` (this module routes traffic on two-layer fabrics only).
+    described by ``ft3_switch_hops``; ``fattree3.ft3_topology`` builds the same tree link by link and routes on it.
 
         >>> c = ft3(64)["counts"]
         >>> c["endpoints"], c["switches"], c["links"]

@@ -7,8 +7,9 @@ planes: a node holds G = P GPUs, and GPU i of every node has its NIC on plane i,
 P·k²/2 GPUs (8 planes of 64-port switches: 16,384) stay two switch layers apart.
 A *multi-rail fat-tree* (MRFT) puts rail i's NICs on their own leaves but lets all
 rails share one spine layer; the *ideal multi-port* MPFT gives every GPU one NIC
-port on each plane (ISCA Fig. 4). The three-layer fat-tree (FT3) and the count-only
-Slim Fly and Dragonfly formulas of the paper's cost table live in ``costs``.
+port on each plane (ISCA Fig. 4). The three-layer fat-tree (FT3) is built link by link in
+``fattree3``; its counts, and the count-only Slim Fly and Dragonfly formulas of the
+paper's cost table, live in ``costs``.
 
 Data model (two-layer fabrics). Endpoints are GPUs, ``gpu = node·G + local``. A NIC
 port ``q`` belongs to GPU ``port_gpu[q]`` and hangs from leaf ``port_leaf[q]`` at
