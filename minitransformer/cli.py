@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 from . import data
 from .concepts import STAGES
-from .tokenizer import PATTERNS, Tokenizer
+from .tokenizer import Tokenizer
 
 DEMO_PROMPT = "The return statement"
 COURSE_DIR = "course"  # under data/: the course model and its tokenizer

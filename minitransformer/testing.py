@@ -132,6 +132,44 @@ def gradcheck(
     return GradReport(checks)
 
 
+def gradcheck_model(config, seed: int = 0, batch: int = 2, T: int = 6, max_entries: int = 6,
+                    tol: float = 1e-6) -> GradReport:
+    """The whole model's backward against finite differences, in float64, with a random upstream gradient.
+
+    Parameters are moved away from their initial values first (zero biases and unit gains hide
+    mistakes), then every parameter array of the model is checked (``max_entries`` entries each).
+
+    >>> from minitransformer.config import ModelConfig
+    >>> gradcheck_model(ModelConfig.preset("toy")).ok
+    True
+    """
+    from . import model as model_mod
+
+    rng = np.random.default_rng(seed)
+    params = _to_float64(model_mod.init_params(config, rng))
+    flat_p = model_mod.flatten(params)
+    for a in flat_p.values():
+        a += rng.normal(0, 0.1, a.shape)
+    ids = rng.integers(0, config.vocab_size, size=(batch, T))
+    logits, cache = model_mod.forward(params, config, ids, need_cache=True)
+    dlogits = rng.normal(size=logits.shape)
+    flat_g = model_mod.flatten(model_mod.backward(params, config, cache, dlogits))
+    if set(flat_g) != set(flat_p):
+        raise ValueError(f"backward returned gradients for {sorted(set(flat_g) ^ set(flat_p))[:5]} "
+                         "that do not match the parameters")
+    # note: the flat arrays are views into ``params``, so perturbing them perturbs the model
+    return gradcheck(lambda a: model_mod.forward(params, config, ids, need_cache=False)[0], flat_p, flat_g,
+                     dlogits, tol=tol, max_entries=max_entries, rng=rng)
+
+
+def _to_float64(tree):
+    if isinstance(tree, dict):
+        return {k: _to_float64(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_to_float64(v) for v in tree]
+    return tree.astype(np.float64)
+
+
 # =========================================================================== the stage contract kit
 @dataclass
 class Check:

@@ -269,7 +269,8 @@ def moe_dispatch(nodes: int, gpus_per_node: int = 8, experts: int = 256, top_k: 
     if pool is None:
         for g in range(Ng):  # one expert-parallel group at a time (no loop over tokens or flows)
             e = moe_routing(n_pat, experts, top_k, En, max_nodes, rng, skew)
-            shared = e if g == 0 else shared
+            if g == 0:
+                shared = e  # the first group's decisions are the ones reported
             C[g] = pattern_matrix(e).reshape(D, T, -1).sum(axis=1)  # tokens are ordered by source GPU
     else:
         shared = moe_routing(n_pat, experts, top_k, En, max_nodes, rng, skew)

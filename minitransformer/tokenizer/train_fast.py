@@ -118,7 +118,7 @@ def train_fast(
             if not hits:
                 continue  # the index was a superset
             f = freq[u]
-            new, touched, i, h = [], set(), 0, 0
+            new, touched, i = [], set(), 0
             for i_hit in hits:
                 if i_hit < i:
                     continue  # overlapping run (a == b): already consumed by the previous merge
