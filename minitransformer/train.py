@@ -298,13 +298,16 @@ class Trainer:
                 losses.append(cross_entropy_forward(self.model.forward(x), y)[0])
         return float(np.mean(losses))
 
-    def run(self, checkpoint_path=None, progress: bool = False) -> TrainState:
+    def run(self, checkpoint_path=None, progress: bool = False,
+            on_eval: Optional[Callable[["Trainer", int, float], None]] = None) -> TrainState:
         """Train until ``config.steps``, evaluating and checkpointing as configured.
 
         Args:
             checkpoint_path: save here every ``checkpoint_every`` steps and at the end.
             progress: draw a tqdm progress bar (``tqdm.auto``: a widget in notebooks) with the
                 loss and tokens/s, if tqdm is installed; otherwise report through ``log``.
+            on_eval: called as ``on_eval(trainer, step, val_loss)`` after each evaluation, e.g.
+                to print a sample and watch it improve.
         """
         c = self.config
         t0, tokens0 = time.perf_counter(), self.state.tokens_seen
@@ -315,6 +318,8 @@ class Trainer:
             s = self.state.step
             if c.eval_every and (s % c.eval_every == 0 or s == c.steps):
                 self.state.evals.append((s, self.evaluate()))
+                if on_eval is not None:
+                    on_eval(self, s, self.state.evals[-1][1])
             rate = (self.state.tokens_seen - tokens0) / max(time.perf_counter() - t0, 1e-9)
             val = f"  val {self.state.evals[-1][1]:.3f}" if self.state.evals else ""
             if bar is not None:

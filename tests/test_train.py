@@ -151,3 +151,10 @@ def test_progress_bar_or_log_lines(capsys):
     state = t.run(progress=True)  # tqdm if installed, otherwise the log lines
     assert state.step == 4 and len(state.evals) == 2
     assert lines or "step" in capsys.readouterr().err
+
+
+def test_on_eval_sees_every_evaluation():
+    seen = []
+    t = Trainer(GPT("toy"), periodic_tokens(), config=TrainConfig(steps=6, batch_size=2, eval_every=3), log=None)
+    state = t.run(on_eval=lambda trainer, step, loss: seen.append((step, loss, trainer.state.step)))
+    assert [(s, l) for s, l, _ in seen] == state.evals and [s for s, _, n in seen] == [n for _, _, n in seen] == [3, 6]
