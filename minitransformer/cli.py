@@ -47,22 +47,16 @@ def load_course_model():
 
 def _train_fresh(args):
     """Train a tokenizer and a tiny model on the built-in corpus, with a progress bar."""
-    import numpy as np
-
     from .config import ModelConfig
     from .model import GPT
     from .train import TrainConfig, Trainer, unigram_loss
 
     config = ModelConfig.preset("tiny")
-    train_text, val_text = data.split_text(data.load_corpus(args.corpus))
-    tok = Tokenizer.train(train_text, config.vocab_size - 1, special_tokens=["<|endoftext|>"])
+    tokens = data.corpus_tokens(args.corpus, config.vocab_size, config.context_length)
+    tok, train_ids, val_ids = tokens.tokenizer, tokens.train, tokens.val
     config = config.replace(vocab_size=tok.vocab_size)  # a small corpus may stop training before 1,024 ids
-    train_ids = np.array(tok.encode_ordinary(train_text))
-    val_ids = np.array(tok.encode_ordinary(val_text))
-    if len(val_ids) < config.context_length + 2:  # a small corpus: evaluate on the training tokens
-        print(f"note: corpus {args.corpus!r} is too small for a held-out set; validation uses the training text",
-              file=sys.stdout)
-        val_ids = train_ids
+    if not tokens.held_out:
+        print(f"note: corpus {args.corpus!r} is too small for a held-out set; validation uses the training text")
     trainer = Trainer(GPT(config, seed=args.seed), train_ids, val_ids,
                       TrainConfig(steps=args.steps, eval_every=max(1, args.steps // 4), seed=args.seed))
     state = trainer.run(progress=True)
@@ -197,16 +191,14 @@ def train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     overrides = {} if args.vocab_size is None else {"vocab_size": args.vocab_size}
     config = ModelConfig.preset(args.preset, **overrides)
-    text = data.load_corpus(args.corpus)
-    train_text, val_text = data.split_text(text)
     tok_path, ckpt = out / "tokenizer.json", out / "model.npz"
-    if args.resume and tok_path.exists():
-        tok = Tokenizer.load(tok_path)
-    else:  # the tokenizer's vocabulary (merges + one special token) is the model's
-        tok = Tokenizer.train(train_text, config.vocab_size - 1, special_tokens=["<|endoftext|>"])
+    saved = Tokenizer.load(tok_path) if args.resume and tok_path.exists() else None
+    tokens = data.corpus_tokens(args.corpus, config.vocab_size, config.context_length, tokenizer=saved)
+    tok, train_ids, val_ids = tokens.tokenizer, tokens.train, tokens.val
+    if saved is None:  # the tokenizer's vocabulary (merges + one special token) is the model's
         tok.save(tok_path)
-    train_ids = np.array(tok.encode_ordinary(train_text), dtype=np.int64)
-    val_ids = np.array(tok.encode_ordinary(val_text), dtype=np.int64)
+    if not tokens.held_out:
+        print(f"note: corpus {args.corpus!r} is too small for a held-out set; validation uses the training text")
     baseline = unigram_loss(train_ids, val_ids, config.vocab_size)
     print(f"corpus {args.corpus!r}: {len(train_ids):,} training tokens, {len(val_ids):,} validation tokens "
           f"(vocab {tok.vocab_size}); unigram baseline {baseline:.3f} nats/token")

@@ -21,12 +21,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from . import data
 from .config import ModelConfig
 from .model import GPT
-from .tokenizer import Tokenizer
 from .train import TrainConfig, Trainer, unigram_loss
 
 
@@ -95,13 +92,9 @@ def compare(configs: dict, steps: int = 200, batch_size: int = 8, corpus: str = 
     if len(vocab) != 1:
         raise ValueError(f"all configs must share vocab_size (one tokenizer for all), got {sorted(vocab)}")
     V = vocab.pop()
-    train_text, val_text = data.split_text(data.load_corpus(corpus))
-    tok = Tokenizer.train(train_text, V - 1, special_tokens=["<|endoftext|>"])
-    train_ids = np.array(tok.encode_ordinary(train_text))
-    val_ids = np.array(tok.encode_ordinary(val_text))
     context = min(c.context_length for c in configs.values())
-    if len(val_ids) < context + 2:  # a tiny corpus: evaluate on the training tokens rather than fail
-        val_ids = train_ids
+    tokens = data.corpus_tokens(corpus, V, context)  # a tiny corpus validates on the training tokens
+    train_ids, val_ids = tokens.train, tokens.val
     result = CompareResult(baseline=unigram_loss(train_ids, val_ids, V))
     every = eval_every or max(1, steps // 5)
     for name, cfg in configs.items():

@@ -21,7 +21,10 @@ Small texts written for this project live in ``data/texts/``:
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .fileio import atomic_write
 
@@ -90,3 +93,39 @@ def _check_name(name: str) -> None:
     if name not in CORPORA:
         listing = "; ".join(f"{k}: {v}" for k, v in CORPORA.items())
         raise ValueError(f"unknown corpus {name!r}; valid corpora are {listing}")
+
+
+@dataclass
+class CorpusTokens:
+    """A corpus cut into training and held-out token streams by the tokenizer that made them.
+
+    Attributes:
+        tokenizer: the `Tokenizer` used (trained on the training text, or given).
+        train, val: int64 arrays of token ids.
+        held_out: False if the held-out text was too short for one window, so that
+            ``val`` is the training stream (a small corpus such as ``"tiny"``).
+    """
+
+    tokenizer: object
+    train: np.ndarray
+    val: np.ndarray
+    held_out: bool
+
+
+def corpus_tokens(name: str, vocab_size: int, context: int, tokenizer=None) -> CorpusTokens:
+    """Tokenize corpus ``name`` for a model of ``vocab_size`` ids and windows of ``context`` tokens.
+
+    Without ``tokenizer``, one is trained on the training split: ``vocab_size - 1`` merged
+    and byte ids plus ``<|endoftext|>``, so the tokenizer's ids are exactly the model's.
+    The held-out split (`split_text`) is what validation reads, unless it is shorter than
+    one window of ``context + 1`` tokens; then validation falls back to the training stream
+    and ``held_out`` says so, instead of failing later inside the trainer.
+    """
+    from .tokenizer import Tokenizer
+
+    train_text, val_text = split_text(load_corpus(name))
+    tok = tokenizer or Tokenizer.train(train_text, vocab_size - 1, special_tokens=["<|endoftext|>"])
+    train = np.array(tok.encode_ordinary(train_text), dtype=np.int64)
+    val = np.array(tok.encode_ordinary(val_text), dtype=np.int64)
+    held_out = len(val) >= context + 2
+    return CorpusTokens(tok, train, val if held_out else train, held_out)

@@ -38,3 +38,12 @@ def test_missing_small_text_says_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("MINITRANSFORMER_DATA", str(tmp_path))
     with pytest.raises(ValueError, match="MINITRANSFORMER_DATA"):
         data.load_corpus("tiny")
+
+
+def test_corpus_tokens_trains_the_model_sized_tokenizer_and_falls_back_on_small_corpora():
+    big = data.corpus_tokens("pydoc", 300, context=64)
+    assert big.held_out and big.tokenizer.vocab_size == 300
+    train_text, val_text = data.split_text(data.load_corpus("pydoc"))
+    assert big.val.tolist() == big.tokenizer.encode_ordinary(val_text) and big.train.dtype.kind == "i"
+    small = data.corpus_tokens("tiny", 300, context=128, tokenizer=big.tokenizer)
+    assert small.tokenizer is big.tokenizer and not small.held_out and small.val is small.train
