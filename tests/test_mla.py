@@ -515,6 +515,8 @@ def test_T12_deepseek_fused_layout_round_trip_and_meaning(kw):
 
 
 # --------------------------------------------------------------------------- the model
+# note: the model-level gradient check, causality and cached-vs-recomputed generation run for these
+# configurations in tests/test_model.py (its VARIANTS); here are the checks specific to MLA.
 MODEL_VARIANTS = [
     dict(attention="mla", positional="rope", d_latent=16, d_rope=4),
     dict(attention="mla", positional="rope", rope_style="interleaved", d_latent=16, d_latent_q=12, norm="rmsnorm",
@@ -524,32 +526,17 @@ MODEL_VARIANTS = [
 
 
 @pytest.mark.parametrize("kw", MODEL_VARIANTS)
-def test_model_end_to_end_gradcheck(kw):
-    report = gradcheck_model(ModelConfig.preset("toy", **kw))
-    assert report.ok, str(report)
-    assert "blocks.1.attn.W_UK" in {c.name for c in report.checks}
-
-
-@pytest.mark.parametrize("kw", MODEL_VARIANTS)
-def test_model_generation_with_latent_cache_equals_recompute(kw):
+def test_model_generates_with_a_latent_cache_even_past_the_context(kw):
     m = GPT(ModelConfig.preset("toy", **kw), seed=2)
-    prompt = np.array([[1, 2, 3], [4, 5, 6]])
-    for sampling in (dict(temperature=0.0), dict(temperature=1.0, top_k=10, seed=7)):
-        cached = m.generate(prompt, 10, use_cache=True, **sampling)
-        assert np.array_equal(cached, m.generate(prompt, 10, use_cache=False, **sampling)) and cached.shape == (2, 13)
     assert isinstance(model_mod.new_kv_cache(m.config), attention_mla.LatentKVCache)
+    assert m.forward(np.array([[1, 2, 3]])).dtype == np.float32
     a = m.generate(np.arange(10)[None] % 64, 10, temperature=0.0, crop=True)
     assert np.array_equal(a, m.generate(np.arange(10)[None] % 64, 10, temperature=0.0, crop=True, use_cache=False))
 
 
-def test_model_with_mla_is_causal_and_float32():
-    m = GPT(ModelConfig.preset("toy", **MODEL_VARIANTS[0]), seed=1)
-    ids = np.array([[1, 2, 3, 4, 5, 6, 7, 8]])
-    changed = ids.copy()
-    changed[0, 5:] = [9, 9, 9]
-    a, b = m.forward(ids), m.forward(changed)
-    assert a.dtype == np.float32
-    assert np.array_equal(a[:, :5], b[:, :5]) and not np.allclose(a[:, 5:], b[:, 5:])
+def test_model_gradients_reach_the_latent_weights():
+    report = gradcheck_model(ModelConfig.preset("toy", **MODEL_VARIANTS[1]))
+    assert report.ok and {"blocks.1.attn.W_UK", "blocks.1.attn.W_DQ", "blocks.0.attn.kv_norm"} <= {c.name for c in report.checks}
 
 
 def test_model_with_mla_trains():

@@ -15,6 +15,11 @@ VARIANTS = [
     dict(positional="rope", rope_style="interleaved", n_kv_heads=2, ffn="swiglu", norm="rmsnorm", bias=False),
     dict(positional="rope", n_kv_heads=1),
     dict(positional="none", ffn="swiglu"),
+    # Multi-Head Latent Attention goes through the same model-level checks (its own are in test_mla.py)
+    dict(attention="mla", positional="rope", d_latent=16, d_rope=4),
+    dict(attention="mla", positional="rope", rope_style="interleaved", d_latent=16, d_latent_q=12, norm="rmsnorm",
+         bias=False, ffn="swiglu"),
+    dict(attention="mla", positional="learned", d_latent=8, latent_norm=False),
 ]
 
 
