@@ -10,10 +10,10 @@ three paths timed round-robin, so they see the same machine load):
 2. Decode time per token at contexts 256, 1024, 4096: one new token against a
    cache already holding that many positions (filled with random rows, rewound
    after every call), for
-   - MHA: `attention.forward` with the per-head K/V cache (2·H·Dh numbers per token);
-   - MLA naive: `attention_mla.forward(impl="naive")`, which keeps only latents and
+   - MHA: `mha.forward` with the per-head K/V cache (2·H·Dh numbers per token);
+   - MLA naive: `mla.forward(impl="naive")`, which keeps only latents and
      re-up-projects *all* of them to per-head keys and values at every step;
-   - MLA absorbed: `attention_mla.forward(impl="absorbed")`, scores and outputs
+   - MLA absorbed: `mla.forward(impl="absorbed")`, scores and outputs
      computed in latent space (multi-query attention over [c_KV | k_R]).
    Targets (issue 4 §5): the absorbed path must not grow like the naive one
    (here: the time it adds per 1000 more cached tokens is at most a third of
@@ -45,9 +45,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from minitransformer import attention, attention_mla, mla_accounting, nn  # noqa: E402
-from minitransformer._malloc import keep_freed_memory  # noqa: E402
-from minitransformer.config import ModelConfig  # noqa: E402
+from minitransformer.attention import mha  # noqa: E402
+from minitransformer.attention import mla
+from minitransformer.attention import mla_accounting
+from minitransformer.core import nn
+from minitransformer.core.memory import keep_freed_memory  # noqa: E402
+from minitransformer.core.config import ModelConfig  # noqa: E402
 
 MLA_CONFIG = dict(vocab_size=256, d_model=512, n_heads=8, n_layers=1, positional="rope", attention="mla",
                   d_latent=256, d_latent_q=384, d_rope=32, bias=False)
@@ -86,13 +89,13 @@ def interleaved_medians(steps: dict, repeats: int, warmup: int = 2) -> dict:
 def cache_bytes_per_token(mla_cfg, mha_cfg, tokens: int = 64) -> dict:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, tokens, mla_cfg.d_model)).astype(np.float32)
-    mla_p, mha_p = attention_mla.init(mla_cfg, rng), attention.init(mha_cfg, rng)
-    mla_cache = attention_mla.LatentKVCache.for_config(mla_cfg)
-    mha_cache = attention.KVCache.for_config(mha_cfg)
+    mla_p, mha_p = mla.init(mla_cfg, rng), mha.init(mha_cfg, rng)
+    mla_cache = mla.LatentKVCache.for_config(mla_cfg)
+    mha_cache = mha.KVCache.for_config(mha_cfg)
     with nn.no_grad():
-        attention_mla.forward(mla_p, x, mla_cfg, np.arange(tokens), kv_cache=mla_cache)
-        attention.forward(mha_p, x, mha_cfg, np.arange(tokens), kv_cache=mha_cache)
-    H, Dh, Dv, Dc, Dq, Dr = attention_mla.dims(mla_cfg)
+        mla.forward(mla_p, x, mla_cfg, np.arange(tokens), kv_cache=mla_cache)
+        mha.forward(mha_p, x, mha_cfg, np.arange(tokens), kv_cache=mha_cache)
+    H, Dh, Dv, Dc, Dq, Dr = mla.dims(mla_cfg)
     return {"mla": mla_cache.nbytes / tokens, "mha": mha_cache.nbytes / tokens,
             "ratio": mla_cache.nbytes / mha_cache.nbytes, "formula": (Dc + Dr) / (2 * H * Dh)}
 
@@ -100,10 +103,10 @@ def cache_bytes_per_token(mla_cfg, mha_cfg, tokens: int = 64) -> dict:
 def decode_times(mla_cfg, mha_cfg, contexts, repeats: int) -> dict:
     """``{label: [ms at each context]}`` for MHA, MLA naive and MLA absorbed."""
     rng = np.random.default_rng(1)
-    mla_p, mha_p = attention_mla.init(mla_cfg, rng), attention.init(mha_cfg, rng)
+    mla_p, mha_p = mla.init(mla_cfg, rng), mha.init(mha_cfg, rng)
     S_max = max(contexts)
-    mla_cache = attention_mla.LatentKVCache.for_config(mla_cfg, max_len=S_max + 1)
-    mha_cache = attention.KVCache.for_config(mha_cfg, max_len=S_max + 1)
+    mla_cache = mla.LatentKVCache.for_config(mla_cfg, max_len=S_max + 1)
+    mha_cache = mha.KVCache.for_config(mha_cfg, max_len=S_max + 1)
     # filled with plausible rows: unit-RMS latents and rotated-key-sized values
     mla_cache.kv[0][:] = rng.normal(size=mla_cache.kv[0].shape).astype(np.float32)
     mha_cache.k[0][:] = rng.normal(0, 0.5, size=mha_cache.k[0].shape).astype(np.float32)
@@ -115,12 +118,12 @@ def decode_times(mla_cfg, mha_cfg, contexts, repeats: int) -> dict:
 
         def mha_step():
             mha_cache.lengths[0] = S  # rewind: the cache holds S positions before every call
-            attention.forward(mha_p, x, mha_cfg, pos, kv_cache=mha_cache)
+            mha.forward(mha_p, x, mha_cfg, pos, kv_cache=mha_cache)
 
         def mla_step(impl):
             def step():
                 mla_cache.lengths[0] = S
-                attention_mla.forward(mla_p, x, mla_cfg, pos, kv_cache=mla_cache, impl=impl)
+                mla.forward(mla_p, x, mla_cfg, pos, kv_cache=mla_cache, impl=impl)
             return step
 
         with nn.no_grad():
@@ -134,14 +137,14 @@ def decode_times(mla_cfg, mha_cfg, contexts, repeats: int) -> dict:
 def check_equal_outputs(mla_cfg) -> float:
     """Before timing: both MLA paths give the same next-token output on a filled cache."""
     rng = np.random.default_rng(2)
-    p = attention_mla.init(mla_cfg, rng)
+    p = mla.init(mla_cfg, rng)
     x = rng.normal(size=(1, 65, mla_cfg.d_model)).astype(np.float32)
     ys = []
-    for impl in attention_mla.IMPLS:
-        cache = attention_mla.LatentKVCache.for_config(mla_cfg)
+    for impl in mla.IMPLS:
+        cache = mla.LatentKVCache.for_config(mla_cfg)
         with nn.no_grad():
-            attention_mla.forward(p, x[:, :64], mla_cfg, np.arange(64), kv_cache=cache, impl="naive")
-            ys.append(attention_mla.forward(p, x[:, 64:], mla_cfg, np.array([64]), kv_cache=cache, impl=impl)[0])
+            mla.forward(p, x[:, :64], mla_cfg, np.arange(64), kv_cache=cache, impl="naive")
+            ys.append(mla.forward(p, x[:, 64:], mla_cfg, np.array([64]), kv_cache=cache, impl=impl)[0])
     return float(np.abs(ys[0] - ys[1]).max())
 
 
@@ -153,7 +156,7 @@ def main(argv=None) -> int:
     keep_freed_memory()  # as `GPT` does for generation: the naive path's large temporaries reuse the heap
     contexts = sorted(args.contexts)
     mla_cfg, mha_cfg = configs(max(contexts))
-    H, Dh, Dv, Dc, Dq, Dr = attention_mla.dims(mla_cfg)
+    H, Dh, Dv, Dc, Dq, Dr = mla.dims(mla_cfg)
     print(f"bench_mla: Python {platform.python_version()}, numpy {np.__version__}, {time.strftime('%Y-%m-%d')}, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(f"config: d_model {mla_cfg.d_model}, H {H}, Dh {Dh}, Dc {Dc}, Dq {Dq}, Dr {Dr} (MHA peer: same H, Dh)\n")

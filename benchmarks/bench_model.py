@@ -110,12 +110,12 @@ except ImportError:  # not installed: use the repository this script lives in
 
 import numpy as np
 
-from minitransformer import nn as mnn
-from minitransformer.attention import KVCache
-from minitransformer.config import ModelConfig
-from minitransformer.fileio import atomic_write
+from minitransformer.core import nn as mnn
+from minitransformer.attention.kv_cache import KVCache
+from minitransformer.core.config import ModelConfig
+from minitransformer.core.fileio import atomic_write
 from minitransformer.model import GPT, flatten
-from minitransformer.train import AdamW
+from minitransformer.training import AdamW
 
 try:
     import torch

@@ -58,14 +58,14 @@ import time
 from pathlib import Path
 
 try:
-    from minitransformer.data import load_corpus, split_text
+    from minitransformer.training.data import load_corpus, split_text
 except ImportError:  # not installed: use the repository this script lives in
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from minitransformer.data import load_corpus, split_text
+    from minitransformer.training.data import load_corpus, split_text
 
 import numpy as np
 
-from minitransformer.fileio import atomic_write
+from minitransformer.core.fileio import atomic_write
 from minitransformer.tokenizer import Tokenizer, train_fast, train_reference
 
 PEER_HINT = "pip install -e '.[bench]'"

@@ -21,7 +21,7 @@ import io
 import sys
 from typing import Optional, Sequence
 
-from . import data
+from .training import data
 from .concepts import STAGES
 from .tokenizer import Tokenizer
 
@@ -36,7 +36,7 @@ def _course_files():
 
 def load_course_model():
     """The course model shipped in ``data/course`` and its tokenizer: ``(model, tokenizer, metadata)``."""
-    from .train import load_model, read_metadata
+    from .training import load_model, read_metadata
 
     model_path, tok_path = _course_files()
     if not model_path.exists() or not tok_path.exists():
@@ -47,9 +47,9 @@ def load_course_model():
 
 def _train_fresh(args):
     """Train a tokenizer and a tiny model on the built-in corpus, with a progress bar."""
-    from .config import ModelConfig
+    from .core.config import ModelConfig
     from .model import GPT
-    from .train import TrainConfig, Trainer, unigram_loss
+    from .training import TrainConfig, Trainer, unigram_loss
 
     config = ModelConfig.preset("tiny")
     tokens = data.corpus_tokens(args.corpus, config.vocab_size, config.context_length)
@@ -66,7 +66,7 @@ def _train_fresh(args):
 
 
 def _save_figure(fig, path) -> None:
-    from .fileio import atomic_write
+    from .core.fileio import atomic_write
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
@@ -76,7 +76,7 @@ def _save_figure(fig, path) -> None:
 def _trace_and_print(model, tok, prompt: str, figures, color: bool, out) -> list:
     """Print every step of the pipeline on ``prompt``; save its figure into ``figures`` (if given)."""
     from .tokenizer.show import token_spans
-    from .trace import Pipeline
+    from .trace.pipeline import Pipeline
 
     written = []
     for k, step in enumerate(Pipeline(tok, model).steps(prompt), start=1):
@@ -98,7 +98,7 @@ def demo(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .feedforward import probabilities
+    from .feedforward.output import probabilities
 
     out = sys.stdout
     color = args.color == "always" or (args.color == "auto" and out.isatty())
@@ -139,7 +139,7 @@ def trace_command(args: argparse.Namespace) -> int:
     """Trace text through the pipeline with the course model (or a saved one)."""
     from pathlib import Path
 
-    from .train import load_model
+    from .training import load_model
 
     if args.checkpoint:
         if not args.tokenizer:
@@ -183,9 +183,9 @@ def train(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .config import ModelConfig
+    from .core.config import ModelConfig
     from .model import GPT
-    from .train import TrainConfig, Trainer, resume, unigram_loss
+    from .training import TrainConfig, Trainer, resume, unigram_loss
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -213,19 +213,19 @@ def train(args: argparse.Namespace) -> int:
     state = trainer.run(checkpoint_path=ckpt)
     final = state.evals[-1][1] if state.evals else trainer.evaluate()
     print(f"validation loss {final:.3f} nats/token vs unigram baseline {baseline:.3f}; saved {ckpt} and {tok_path}")
-    from .fileio import atomic_write
-    from .viz import loss_curves
+    from .core.fileio import atomic_write
+    from .figures.training import loss_curves
 
     fig = loss_curves(state.losses, state.evals, baseline, title=f"{args.preset} on {args.corpus!r}")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     atomic_write(out / "loss.png", buf.getvalue())
     if args.export:
-        from .train import save_model
+        from .training import save_model
 
         export = Path(args.export)
         export.mkdir(parents=True, exist_ok=True)
-        from .train import evaluate_tokens
+        from .training import evaluate_tokens
 
         save_model(export / "model.npz", trainer.model, extra={
             "val_loss": final, "val_loss_all_windows": evaluate_tokens(trainer.model, val_ids),
@@ -243,7 +243,7 @@ def train(args: argparse.Namespace) -> int:
 def generate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .train import load_model
+    from .training import load_model
 
     model = load_model(args.checkpoint)
     tok = Tokenizer.load(args.tokenizer)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .nn import want_cache
+from .core.nn import want_cache
 
 
 def init(config, rng: np.random.Generator) -> dict:

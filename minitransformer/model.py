@@ -25,9 +25,13 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from . import attention, embedding, feedforward, nn, registry
-from ._malloc import keep_freed_memory
-from .config import ModelConfig
+from . import embedding
+from .core import nn, registry
+from .core.config import ModelConfig
+from .core.memory import keep_freed_memory
+from .core.tree import flatten
+from .feedforward import output
+from .trace.cache import run_with_cache, run_with_hooks
 
 
 # --------------------------------------------------------------------------- stages by name
@@ -44,7 +48,7 @@ def attention_module(config) -> registry.Variant:
 
 
 def new_kv_cache(config, batch_size: int = 1, max_len: Optional[int] = None):
-    """An empty cache of the right kind: `attention.KVCache`, or `attention_mla.LatentKVCache` for MLA."""
+    """An empty KV cache of the kind the attention variant uses (`attention.kv_cache`)."""
     make = attention_module(config).extras.get("make_cache")
     if make is None:
         raise ValueError(f"the attention variant {config.attention!r} has no KV cache (register it with "
@@ -69,42 +73,20 @@ def init_params(config: ModelConfig, rng: np.random.Generator) -> dict:
             {"ln1": norm(), "attn": attention_module(config).init(config, rng), "ln2": norm(), "mlp": stage("ffn", config).init(config, rng)}
         )
     params["ln_final"] = norm()
-    params["unembed"] = feedforward.head_init(config, rng)
+    params["unembed"] = output.head_init(config, rng)
     return params
 
 
-def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
-    """``{"blocks.0.attn.W_Q": array, ...}`` for a nested dict/list tree of arrays (views, not copies)."""
-    out = {}
-    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
-    for key, value in items:
-        name = f"{prefix}{key}"
-        if isinstance(value, (dict, list)):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def unflatten_like(flat: dict, template):
-    """The inverse of `flatten`, shaped like ``template`` (used when loading checkpoints)."""
-    def build(node, prefix):
-        if isinstance(node, dict):
-            return {k: build(v, f"{prefix}{k}.") for k, v in node.items()}
-        if isinstance(node, list):
-            return [build(v, f"{prefix}{i}.") for i, v in enumerate(node)]
-        return flat[prefix[:-1]]
-    return build(template, "")
-
-
 # --------------------------------------------------------------------------- norms by name
-def _norm_forward(config, p, x):
+def norm_forward(config, p, x):
+    """The configured norm (LayerNorm or RMSNorm) of ``x`` (B, T, C) with gains ``p``: ``(y, cache)``."""
     if config.norm == "layernorm":
         return nn.layernorm_forward(x, p["w"], p["b"], config.norm_eps)
     return nn.rmsnorm_forward(x, p["w"], config.norm_eps)
 
 
-def _norm_backward(config, cache, dy):
+def norm_backward(config, cache, dy):
+    """Backward of `norm_forward`: ``(dx, {"w": dw[, "b": db]})``."""
     if config.norm == "layernorm":
         dx, dw, db = nn.layernorm_backward(dy, cache)
         return dx, {"w": dw, "b": db}
@@ -114,7 +96,7 @@ def _norm_backward(config, cache, dy):
 
 # --------------------------------------------------------------------------- forward and backward
 def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarray] = None,
-            kv_cache: Optional[attention.KVCache] = None, need_cache=None, record: bool = False,
+            kv_cache=None, need_cache=None, record: bool = False,
             rng: Optional[np.random.Generator] = None, train: bool = False, hook: Optional[Hook] = None):
     """Run the pipeline: ids (B, T) -> logits (B, T, V), and the cache backward needs.
 
@@ -151,7 +133,7 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
     for i, p in enumerate(params["blocks"]):
         x = hook(f"blocks.{i}.hook_resid_pre", x)
         c: dict = {"hook_resid_pre": x}
-        h, c["ln1"] = _norm_forward(config, p["ln1"], x)
+        h, c["ln1"] = norm_forward(config, p["ln1"], x)
         c["ln1_out"] = h  # the normalised stream attention reads (gain and bias applied)
         a, c["attn"] = attention_module(config).forward(p["attn"], h, config, positions, kv_cache=kv_cache, layer=i,
                                          need_cache=keep, record=record, hook=_prefixed(hook, f"blocks.{i}.attn."))
@@ -159,7 +141,7 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         c["hook_attn_out"] = a = hook(f"blocks.{i}.hook_attn_out", a)  # what attention adds to the stream
         x = x + a  # (B, T, C): the residual stream after attention
         c["hook_resid_mid"] = x = hook(f"blocks.{i}.hook_resid_mid", x)
-        h, c["ln2"] = _norm_forward(config, p["ln2"], x)
+        h, c["ln2"] = norm_forward(config, p["ln2"], x)
         c["ln2_out"] = h
         m, c["mlp"] = stage("ffn", config).forward(p["mlp"], h, config, need_cache=keep)
         m, c["mlp_drop"] = nn.dropout_forward(m, drop, rng, train)
@@ -167,10 +149,10 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         x = x + m  # (B, T, C): the residual stream after the block
         c["hook_resid_post"] = x = hook(f"blocks.{i}.hook_resid_post", x)
         cache["blocks"].append(c)
-    h, cache["ln_final"] = _norm_forward(config, params["ln_final"], x)
+    h, cache["ln_final"] = norm_forward(config, params["ln_final"], x)
     cache["ln_final_out"] = h  # what the output head reads
     W_E = params["embed"]["W_E"] if config.tie_embeddings else None
-    logits, cache["head"] = feedforward.head_forward(params["unembed"], h, W_E=W_E, need_cache=keep)  # (B, T, V)
+    logits, cache["head"] = output.head_forward(params["unembed"], h, W_E=W_E, need_cache=keep)  # (B, T, V)
     logits = hook("hook_logits", logits)
     return logits, (cache if keep else None)
 
@@ -193,18 +175,18 @@ def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray
     """Gradients of every parameter, as a nested dict shaped like ``params``."""
     grads: dict = {"blocks": [None] * len(params["blocks"])}
     W_E = params["embed"]["W_E"] if config.tie_embeddings else None
-    dx, grads["unembed"] = feedforward.head_backward(params["unembed"], cache["head"], dlogits, W_E=W_E)
+    dx, grads["unembed"] = output.head_backward(params["unembed"], cache["head"], dlogits, W_E=W_E)
     dW_E_head = grads["unembed"].pop("W_E", None)  # tied head: W_E also gets the head's gradient
-    dx, grads["ln_final"] = _norm_backward(config, cache["ln_final"], dx)
+    dx, grads["ln_final"] = norm_backward(config, cache["ln_final"], dx)
     for i in reversed(range(len(params["blocks"]))):
         p, c, g = params["blocks"][i], cache["blocks"][i], {}
         dm = nn.dropout_backward(dx, c["mlp_drop"])  # the residual copies dx to both branches
         dh, g["mlp"] = stage("ffn", config).require_backward()(p["mlp"], c["mlp"], dm)
-        dx_ln2, g["ln2"] = _norm_backward(config, c["ln2"], dh)
+        dx_ln2, g["ln2"] = norm_backward(config, c["ln2"], dh)
         dx = dx + dx_ln2
         da = nn.dropout_backward(dx, c["attn_drop"])
         dh, g["attn"] = attention_module(config).require_backward()(p["attn"], c["attn"], da)
-        dx_ln1, g["ln1"] = _norm_backward(config, c["ln1"], dh)
+        dx_ln1, g["ln1"] = norm_backward(config, c["ln1"], dh)
         dx = dx + dx_ln1
         grads["blocks"][i] = g
     dx = nn.dropout_backward(dx, cache["embed_drop"])
@@ -232,7 +214,7 @@ class GPT:
     def __init__(self, config: Union[ModelConfig, str], seed: Union[int, np.random.Generator] = 0,
                  params: Optional[dict] = None):
         self.config = ModelConfig.preset(config) if isinstance(config, str) else config
-        keep_freed_memory()  # reuse freed numpy temporaries instead of fresh pages (see _malloc.py)
+        keep_freed_memory()  # reuse freed numpy temporaries instead of fresh pages (see core/memory.py)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.params = params if params is not None else init_params(self.config, rng)
         self._last = None  # (cache, loss cache) of the last `loss` call, for `backward`
@@ -264,16 +246,16 @@ class GPT:
         return backward(self.params, self.config, cache, nn.cross_entropy_backward(loss_cache))
 
     # ---------------------------------------------------------------- seeing inside
-    def run_with_cache(self, ids, names_filter=None):
-        """``(logits, ActivationCache)``: every activation under its published name (see `trace`)."""
-        from .trace import run_with_cache
+    def run_forward(self, ids, need_cache=None, record: bool = False, hook: Optional[Hook] = None):
+        """``(logits, cache)`` of `forward` on this model's parameters (what the trace reads)."""
+        return forward(self.params, self.config, ids, need_cache=need_cache, record=record, hook=hook)
 
+    def run_with_cache(self, ids, names_filter=None):
+        """``(logits, ActivationCache)``: every activation under its published name (see `trace.cache`)."""
         return run_with_cache(self, ids, names_filter)
 
     def run_with_hooks(self, ids, hooks: dict) -> np.ndarray:
-        """Logits of a run in which ``hooks = {name: fn}`` read or replace activations (see `trace`)."""
-        from .trace import run_with_hooks
-
+        """Logits of a run in which ``hooks = {name: fn}`` read or replace activations (see `trace.cache`)."""
         return run_with_hooks(self, ids, hooks)
 
     # ---------------------------------------------------------------- parameters
@@ -320,7 +302,7 @@ class GPT:
         with nn.no_grad():
             logits = forward(self.params, self.config, window, kv_cache=kv)[0]  # prefill
             for step in range(max_new_tokens):
-                next_id = feedforward.sample(logits[:, -1], rng, temperature, top_k, top_p)  # (B,)
+                next_id = output.sample(logits[:, -1], rng, temperature, top_k, top_p)  # (B,)
                 out = np.concatenate([out, next_id[:, None]], axis=1)
                 if step == max_new_tokens - 1:
                     break

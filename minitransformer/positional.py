@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import nn, registry
+from .core import nn
+from .core.config import ROPE_STYLES
 
 VARIANTS = ("learned", "sinusoidal", "rope", "none")
-ROPE_STYLES = ("half", "interleaved")
 
 
 # --------------------------------------------------------------------------- shared frequencies
@@ -222,9 +222,3 @@ def _check_range(positions: np.ndarray, context_length: int) -> None:
             f"position {bad} is outside 0..{context_length - 1} (context_length={context_length}); "
             f"crop the prompt to its last {context_length} tokens or raise context_length in the config"
         )
-
-
-# --------------------------------------------------------------------------- the built-in variants, by name
-for _name in VARIANTS:  # one set of functions serves all four; config.positional picks the branch
-    registry.register("positional", _name, init=init, forward=forward, backward=backward, builtin=True,
-                      rotary=(_name == "rope"))

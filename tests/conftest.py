@@ -2,7 +2,7 @@
 
 import pytest
 
-from minitransformer.data import load_corpus, split_text
+from minitransformer.training.data import load_corpus, split_text
 from minitransformer.tokenizer import Tokenizer
 
 

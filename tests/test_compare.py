@@ -1,7 +1,7 @@
 import pytest
 
-from minitransformer.compare import compare
-from minitransformer.config import ModelConfig
+from minitransformer.kit import compare
+from minitransformer.core.config import ModelConfig
 
 
 def test_compare_trains_each_variant_on_the_same_data():

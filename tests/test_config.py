@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from minitransformer.config import PRESETS, ModelConfig
+from minitransformer.core.config import PRESETS, ModelConfig
 
 
 def test_presets_and_derived_sizes():

@@ -6,8 +6,8 @@ import types
 import numpy as np
 import pytest
 
-from minitransformer.nn import softmax
-from minitransformer.testing import check_stage
+from minitransformer.core.nn import softmax
+from minitransformer.kit import check_stage
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_a_positional_encoding_without_a_range_check_is_caught():
 
     student = {"init": positional.init, "forward": forward,
                "backward": lambda p, c, dy: positional.backward(p, {"positions": c["positions"], "hook_pos_embed": None}, dy)}
-    from minitransformer.config import ModelConfig
+    from minitransformer.core.config import ModelConfig
 
     cfg = ModelConfig(vocab_size=32, context_length=12, d_model=16, n_layers=1, n_heads=4, positional="learned")
     report = check_stage("positional", student, config=cfg)

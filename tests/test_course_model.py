@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from minitransformer.cli import load_course_model
-from minitransformer.data import data_dir, load_corpus, split_text
-from minitransformer.train import evaluate_tokens
+from minitransformer.training.data import data_dir, load_corpus, split_text
+from minitransformer.training import evaluate_tokens
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import pytest
 
-from minitransformer import data
+from minitransformer.training import data
 
 
 def test_pydoc_corpus_is_built_from_the_standard_library(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def test_extending_guide_runs(tmp_path, monkeypatch, capsys):
-    from minitransformer import registry
+    from minitransformer.core import registry
 
     text = (DOCS / "extending.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.+?)\n```", text, re.S)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from minitransformer import embedding
-from minitransformer.config import ModelConfig
-from minitransformer.testing import gradcheck
+from minitransformer.core.config import ModelConfig
+from minitransformer.kit import gradcheck
 
 
 def test_lookup_and_gradient_with_repeated_ids():

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minitransformer import config as config_module
-from minitransformer import gpt2, safetensors_io
-from minitransformer.config import ModelConfig
-from minitransformer.gpt2 import export_gpt2, load_gpt2
+from minitransformer.interop import gpt2
+from minitransformer.interop import safetensors as safetensors_io
+from minitransformer.core.config import ModelConfig
+from minitransformer.interop.gpt2 import export_gpt2, load_gpt2
 from minitransformer.model import GPT, flatten
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "gpt2"
@@ -154,8 +154,7 @@ def variants():
         (dict(tie_embeddings=False), "tie_embeddings=False"),
         (dict(bias=False), "bias=False"),
     ]
-    if "mla" in config_module.ATTENTION:  # Multi-Head Latent Attention, when this package has it
-        cases.append((dict(attention="mla", positional="rope"), "attention='mla'"))
+    cases.append((dict(attention="mla", positional="rope"), "attention='mla'"))
     return cases
 
 

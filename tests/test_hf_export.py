@@ -10,8 +10,9 @@ import json
 
 import pytest
 
-from minitransformer.tokenizer import Tokenizer, hf_export
-from minitransformer.tokenizer.hf_export import bytes_to_unicode, export_hf_tokenizer, to_hf_dict, token_string
+from minitransformer.tokenizer import Tokenizer
+from minitransformer.interop import hf_tokenizer as hf_export
+from minitransformer.interop.hf_tokenizer import bytes_to_unicode, export_hf_tokenizer, to_hf_dict, token_string
 
 SPECIAL_TEXT = "first<|endoftext|>second <|pad|>\n<|endoftext|>"
 
@@ -19,7 +20,7 @@ SPECIAL_TEXT = "first<|endoftext|>second <|pad|>\n<|endoftext|>"
 @pytest.fixture(scope="module")
 def gpt2_tok(pydoc_text) -> Tokenizer:
     """A tokenizer with the GPT-2 split pattern (the session's ``tok`` has the GPT-4 one)."""
-    from minitransformer.data import split_text
+    from minitransformer.training.data import split_text
 
     return Tokenizer.train(split_text(pydoc_text)[0], 1024, pattern="gpt2", special_tokens=["<|endoftext|>"])
 

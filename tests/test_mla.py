@@ -10,13 +10,17 @@ import math
 import numpy as np
 import pytest
 
-from minitransformer import attention, attention_mla, mla_accounting, nn, positional
+from minitransformer import positional
+from minitransformer.attention import mha
+from minitransformer.attention import mla
+from minitransformer.interop import deepseek
+from minitransformer.attention import mla_accounting
+from minitransformer.core import nn
 from minitransformer import model as model_mod
-from minitransformer.config import ModelConfig
-from minitransformer.mla_accounting import (DEEPSEEK_V2, DEEPSEEK_V2_LITE, DEEPSEEK_V3, LLAMA31_405B, QWEN25_72B,
-                                            AttentionSizes)
+from minitransformer.core.config import ModelConfig
+from minitransformer.attention.mla_accounting import DEEPSEEK_V2, DEEPSEEK_V2_LITE, DEEPSEEK_V3, LLAMA31_405B, QWEN25_72B, AttentionSizes
 from minitransformer.model import GPT
-from minitransformer.testing import gradcheck, gradcheck_model
+from minitransformer.kit import gradcheck, gradcheck_model
 
 BASE = dict(vocab_size=32, context_length=24, d_model=64, n_layers=1, n_heads=4, attention="mla", d_latent=24,
             positional="rope", d_rope=8, d_latent_q=32)
@@ -41,13 +45,13 @@ def config(**kw):
 def f64_params(cfg, seed=0, noise=0.3):
     """Float64 weights moved away from the init (norm gains not all one), so every array matters."""
     rng = np.random.default_rng(seed)
-    p = attention_mla.init(cfg, rng)
+    p = mla.init(cfg, rng)
     return {k: v.astype(np.float64) + rng.normal(0, noise, v.shape) for k, v in p.items()}
 
 
 def definition(params, x, cfg, positions):
     """The equations of DeepSeek-V2 §2.1, one head and one query position at a time: nothing clever."""
-    H, Dh, Dv, Dc, Dq, Dr = attention_mla.dims(cfg)
+    H, Dh, Dv, Dc, Dq, Dr = mla.dims(cfg)
     B, T, C = x.shape
     eps = cfg.norm_eps
 
@@ -83,8 +87,8 @@ def definition(params, x, cfg, positions):
 
 
 # --------------------------------------------------------------------------- docstrings
-@pytest.mark.parametrize("name", ["minitransformer.attention_mla", "minitransformer.mla_accounting",
-                                  "minitransformer.mla_plots"])
+@pytest.mark.parametrize("name", ["minitransformer.attention.mla", "minitransformer.attention.mla_accounting",
+                                  "minitransformer.figures.mla"])
 def test_docstring_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
@@ -116,14 +120,14 @@ def test_mla_config_defaults_and_json_round_trip():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert ModelConfig.from_dict({k: v for k, v in ModelConfig().to_dict().items() if k != "d_latent"}) == ModelConfig()
     with pytest.raises(ValueError, match="needs a config with attention='mla'"):
-        attention_mla.init(ModelConfig(), np.random.default_rng(0))
+        mla.init(ModelConfig(), np.random.default_rng(0))
 
 
 # --------------------------------------------------------------------------- T1 shapes and parameters
 @pytest.mark.parametrize("name, kw", SETTINGS, ids=IDS)
 def test_T1_parameter_count_equals_the_formula(name, kw):
     cfg = config(**kw)
-    params = attention_mla.init(cfg, np.random.default_rng(0))
+    params = mla.init(cfg, np.random.default_rng(0))
     sizes = AttentionSizes.from_config(cfg)
     assert sum(a.size for a in params.values()) == mla_accounting.mla_params_per_layer(sizes, norms=cfg.latent_norm)
     shapes = mla_accounting.mla_param_shapes(sizes, norms=cfg.latent_norm)
@@ -148,8 +152,8 @@ def test_T2_absorbed_equals_naive_equals_the_definition(name, kw, T):
     params = f64_params(cfg)
     x = np.random.default_rng(1).normal(size=(2, T, cfg.d_model))
     pos = np.arange(T)
-    naive, c1 = attention_mla.forward(params, x, cfg, pos, impl="naive", need_cache=True)
-    absorbed, c2 = attention_mla.forward(params, x, cfg, pos, impl="absorbed", need_cache=True)
+    naive, c1 = mla.forward(params, x, cfg, pos, impl="naive", need_cache=True)
+    absorbed, c2 = mla.forward(params, x, cfg, pos, impl="absorbed", need_cache=True)
     assert c1["impl"] == "naive" and c2["impl"] == "absorbed"
     assert np.abs(naive - absorbed).max() < 1e-10
     assert np.abs(naive - definition(params, x, cfg, pos)).max() < 1e-10
@@ -158,10 +162,10 @@ def test_T2_absorbed_equals_naive_equals_the_definition(name, kw, T):
 
 def test_absorbed_float32_in_float32_out():
     cfg = config()
-    params = attention_mla.init(cfg, np.random.default_rng(0))
+    params = mla.init(cfg, np.random.default_rng(0))
     x = np.random.default_rng(1).normal(size=(1, 5, 64)).astype(np.float32)
-    for impl in attention_mla.IMPLS:
-        y, cache = attention_mla.forward(params, x, cfg, np.arange(5), impl=impl, need_cache=False)
+    for impl in mla.IMPLS:
+        y, cache = mla.forward(params, x, cfg, np.arange(5), impl=impl, need_cache=False)
         assert y.dtype == np.float32 and cache is None
 
 
@@ -172,12 +176,12 @@ def test_T3_incremental_decoding_equals_the_full_forward(name, kw, impl):
     cfg = config(**kw)
     params = f64_params(cfg)
     x = np.random.default_rng(2).normal(size=(2, 13, cfg.d_model))
-    full, full_cache = attention_mla.forward(params, x, cfg, np.arange(13), need_cache=True)
-    cache = attention_mla.LatentKVCache.for_config(cfg, batch_size=2, dtype=np.float64)
+    full, full_cache = mla.forward(params, x, cfg, np.arange(13), need_cache=True)
+    cache = mla.LatentKVCache.for_config(cfg, batch_size=2, dtype=np.float64)
     pieces, start = [], 0
     for size in (4, 1, 1, 3, 1, 2, 1):  # a prefill of 4, single tokens, and chunks (start_pos > 0)
         pos = np.arange(start, start + size)
-        pieces.append(attention_mla.forward(params, x[:, start:start + size], cfg, pos, kv_cache=cache, impl=impl)[0])
+        pieces.append(mla.forward(params, x[:, start:start + size], cfg, pos, kv_cache=cache, impl=impl)[0])
         start += size
     assert start == 13 and cache.length == 13
     assert np.abs(np.concatenate(pieces, axis=1) - full).max() < 1e-10
@@ -190,10 +194,10 @@ def test_T3_automatic_impl_absorbs_only_when_decoding():
     cfg = config()
     params = f64_params(cfg)
     x = np.random.default_rng(3).normal(size=(1, 6, 64))
-    cache = attention_mla.LatentKVCache.for_config(cfg, dtype=np.float64)
-    _, c = attention_mla.forward(params, x[:, :4], cfg, np.arange(4), kv_cache=cache, need_cache=True)
+    cache = mla.LatentKVCache.for_config(cfg, dtype=np.float64)
+    _, c = mla.forward(params, x[:, :4], cfg, np.arange(4), kv_cache=cache, need_cache=True)
     assert c["impl"] == "naive"  # prefill: as many queries as keys
-    _, c = attention_mla.forward(params, x[:, 4:5], cfg, np.arange(4, 5), kv_cache=cache, need_cache=True)
+    _, c = mla.forward(params, x[:, 4:5], cfg, np.arange(4, 5), kv_cache=cache, need_cache=True)
     assert c["impl"] == "absorbed" and c["hook_q_latent"].shape == (1, 4, 1, 24)
     assert c["hook_pattern"].shape == (1, 4, 1, 5) and c["hook_z_latent"].shape == (1, 4, 1, 24)
 
@@ -201,20 +205,20 @@ def test_T3_automatic_impl_absorbs_only_when_decoding():
 # --------------------------------------------------------------------------- T4 cache size
 def test_T4_latent_cache_holds_T_times_dc_plus_dr_numbers_per_layer():
     cfg = config(n_layers=3)
-    cache = attention_mla.LatentKVCache.for_config(cfg, batch_size=2)
-    params = attention_mla.init(cfg, np.random.default_rng(0))
+    cache = mla.LatentKVCache.for_config(cfg, batch_size=2)
+    params = mla.init(cfg, np.random.default_rng(0))
     x = np.random.default_rng(1).normal(size=(2, 5, 64)).astype(np.float32)
     for layer in range(3):
-        attention_mla.forward(params, x, cfg, np.arange(5), kv_cache=cache, layer=layer)
+        mla.forward(params, x, cfg, np.arange(5), kv_cache=cache, layer=layer)
     assert cache.numbers_per_token == 24 + 8
     assert cache.nbytes == 3 * 2 * 5 * (24 + 8) * 4  # layers * batch * tokens * (Dc + Dr) * float32
     assert cache.capacity_nbytes == 3 * 2 * 24 * 32 * 4
     assert cache.c_kv(2).shape == (2, 5, 24) and cache.k_r(2).shape == (2, 5, 8)
-    mha = attention.KVCache.for_config(ModelConfig(**{**BASE, "attention": "mha", "d_latent": None, "d_rope": None,
+    p_mha = mha.KVCache.for_config(ModelConfig(**{**BASE, "attention": "mha", "d_latent": None, "d_rope": None,
                                                       "d_latent_q": None, "n_layers": 3}), batch_size=2)
     for layer in range(3):
-        mha.append(layer, np.zeros((2, 4, 5, 16)), np.zeros((2, 4, 5, 16)))
-    assert mha.nbytes / cache.nbytes == (2 * 4 * 16) / (24 + 8)
+        p_mha.append(layer, np.zeros((2, 4, 5, 16)), np.zeros((2, 4, 5, 16)))
+    assert p_mha.nbytes / cache.nbytes == (2 * 4 * 16) / (24 + 8)
     assert "LatentKVCache(layers=3, batch=2, d_latent=24, d_rope=8, length=5/24" in repr(cache)
     cache.reset()
     assert cache.length == 0 and cache.nbytes == 0
@@ -246,21 +250,21 @@ def test_T5_shifting_every_position_changes_nothing(impl):
     cfg = config(context_length=200)
     params = f64_params(cfg)
     x = np.random.default_rng(4).normal(size=(2, 9, 64))
-    y0, _ = attention_mla.forward(params, x, cfg, np.arange(9), impl=impl)
-    y1, _ = attention_mla.forward(params, x, cfg, 137 + np.arange(9), impl=impl)
+    y0, _ = mla.forward(params, x, cfg, np.arange(9), impl=impl)
+    y1, _ = mla.forward(params, x, cfg, 137 + np.arange(9), impl=impl)
     # note: positional.rope_angles rounds cos/sin to float32, so rotations at positions 0..8 and
     # 137..145 differ by float32 rounding (~1e-7), whatever the dtype of x: hence 1e-5, not 1e-10
     assert np.abs(y0 - y1).max() < 1e-5
     # and through a cache that starts at position 100 (prefill 5, then decode)
-    cache = attention_mla.LatentKVCache.for_config(cfg, batch_size=2, dtype=np.float64)
-    a = attention_mla.forward(params, x[:, :5], cfg, 100 + np.arange(5), kv_cache=cache, impl=impl)[0]
-    b = [attention_mla.forward(params, x[:, t:t + 1], cfg, np.array([100 + t]), kv_cache=cache, impl=impl)[0]
+    cache = mla.LatentKVCache.for_config(cfg, batch_size=2, dtype=np.float64)
+    a = mla.forward(params, x[:, :5], cfg, 100 + np.arange(5), kv_cache=cache, impl=impl)[0]
+    b = [mla.forward(params, x[:, t:t + 1], cfg, np.array([100 + t]), kv_cache=cache, impl=impl)[0]
          for t in range(5, 9)]
     assert np.abs(np.concatenate([a] + b, axis=1) - y0).max() < 1e-5
     # a real position signal is there: a different *gap* changes the output
     x2 = x.copy()
     x2[:, [3, 4]] = x2[:, [4, 3]]
-    assert not np.allclose(attention_mla.forward(params, x2, cfg, np.arange(9), impl=impl)[0][:, 5:], y0[:, 5:])
+    assert not np.allclose(mla.forward(params, x2, cfg, np.arange(9), impl=impl)[0][:, 5:], y0[:, 5:])
 
 
 # --------------------------------------------------------------------------- T6 causality
@@ -268,13 +272,13 @@ def test_T5_shifting_every_position_changes_nothing(impl):
 @pytest.mark.parametrize("impl", ["naive", "absorbed"])
 def test_T6_future_tokens_never_change_the_past(name, kw, impl):
     cfg = config(**kw)
-    params = attention_mla.init(cfg, np.random.default_rng(5))
+    params = mla.init(cfg, np.random.default_rng(5))
     rng = np.random.default_rng(6)
     x = rng.normal(size=(1, 8, cfg.d_model)).astype(np.float32)
     x2 = x.copy()
     x2[:, 5:] = rng.normal(size=(1, 3, cfg.d_model))
-    y1, _ = attention_mla.forward(params, x, cfg, np.arange(8), impl=impl)
-    y2, _ = attention_mla.forward(params, x2, cfg, np.arange(8), impl=impl)
+    y1, _ = mla.forward(params, x, cfg, np.arange(8), impl=impl)
+    y2, _ = mla.forward(params, x2, cfg, np.arange(8), impl=impl)
     assert np.array_equal(y1[:, :5], y2[:, :5]) and not np.allclose(y1[:, 5:], y2[:, 5:])
 
 
@@ -283,47 +287,47 @@ def _mha_pair(latent_norm):
     mla_cfg = config(d_latent=64, d_latent_q=None, positional="none", d_rope=None, latent_norm=latent_norm)
     mha_cfg = ModelConfig(d_model=64, n_heads=4, n_layers=1, positional="none", bias=False)
     rng = np.random.default_rng(7)
-    mha = {k: v.astype(np.float64) + rng.normal(0, 0.3, v.shape) for k, v in attention.init(mha_cfg, rng).items()}
+    p_mha = {k: v.astype(np.float64) + rng.normal(0, 0.3, v.shape) for k, v in mha.init(mha_cfg, rng).items()}
     # the constructive choice of spec §1.6(1): d_c = d, W_DKV = I, W_UK = W_K, W_UV = W_V, W_Q directly
-    mla = {"W_Q": mha["W_Q"], "W_DKV": np.eye(64), "W_UK": mha["W_K"], "W_UV": mha["W_V"], "W_O": mha["W_O"]}
+    p_mla = {"W_Q": p_mha["W_Q"], "W_DKV": np.eye(64), "W_UK": p_mha["W_K"], "W_UV": p_mha["W_V"], "W_O": p_mha["W_O"]}
     if latent_norm:
-        mla["kv_norm"] = np.ones(64)
-    return mla_cfg, mla, mha_cfg, mha
+        p_mla["kv_norm"] = np.ones(64)
+    return mla_cfg, p_mla, mha_cfg, p_mha
 
 
 def test_T7_mla_without_rope_and_norms_is_exactly_mha():
-    mla_cfg, mla, mha_cfg, mha = _mha_pair(latent_norm=False)
+    mla_cfg, p_mla, mha_cfg, p_mha = _mha_pair(latent_norm=False)
     x = np.random.default_rng(8).normal(size=(2, 7, 64))
-    ref = attention.forward(mha, x, mha_cfg, np.arange(7))[0]
-    for impl in attention_mla.IMPLS:
-        assert np.abs(attention_mla.forward(mla, x, mla_cfg, np.arange(7), impl=impl)[0] - ref).max() < 1e-12
+    ref = mha.forward(p_mha, x, mha_cfg, np.arange(7))[0]
+    for impl in mla.IMPLS:
+        assert np.abs(mla.forward(p_mla, x, mla_cfg, np.arange(7), impl=impl)[0] - ref).max() < 1e-12
 
 
 def test_T7_every_mla_without_rope_and_norms_is_the_mha_of_the_products():
     cfg = config(positional="none", d_rope=None, latent_norm=False)  # d_c = 24 < d: a rank-24 MHA
     p = f64_params(cfg)
     mha_cfg = ModelConfig(d_model=64, n_heads=4, n_layers=1, positional="none", bias=False)
-    mha = {"W_Q": p["W_DQ"] @ p["W_UQ"], "W_K": p["W_DKV"] @ p["W_UK"], "W_V": p["W_DKV"] @ p["W_UV"], "W_O": p["W_O"]}
-    assert np.linalg.matrix_rank(np.concatenate([mha["W_K"], mha["W_V"]], axis=1)) <= 24
+    p_mha = {"W_Q": p["W_DQ"] @ p["W_UQ"], "W_K": p["W_DKV"] @ p["W_UK"], "W_V": p["W_DKV"] @ p["W_UV"], "W_O": p["W_O"]}
+    assert np.linalg.matrix_rank(np.concatenate([p_mha["W_K"], p_mha["W_V"]], axis=1)) <= 24
     x = np.random.default_rng(9).normal(size=(2, 7, 64))
-    assert np.abs(attention_mla.forward(p, x, cfg, np.arange(7))[0]
-                  - attention.forward(mha, x, mha_cfg, np.arange(7))[0]).max() < 1e-12
+    assert np.abs(mla.forward(p, x, cfg, np.arange(7))[0]
+                  - mha.forward(p_mha, x, mha_cfg, np.arange(7))[0]).max() < 1e-12
 
 
 def test_T7_negative_control_the_latent_norm_breaks_the_equivalence():
-    mla_cfg, mla, mha_cfg, mha = _mha_pair(latent_norm=True)
+    mla_cfg, p_mla, mha_cfg, p_mha = _mha_pair(latent_norm=True)
     x = np.random.default_rng(8).normal(size=(2, 7, 64)) * 3.0  # the attention input is not unit-RMS
-    ref = attention.forward(mha, x, mha_cfg, np.arange(7))[0]
-    assert np.abs(attention_mla.forward(mla, x, mla_cfg, np.arange(7))[0] - ref).max() > 1e-2
+    ref = mha.forward(p_mha, x, mha_cfg, np.arange(7))[0]
+    assert np.abs(mla.forward(p_mla, x, mla_cfg, np.arange(7))[0] - ref).max() > 1e-2
     # ...and it is restored when the MHA reference reads RMSNorm(x) for its keys and values
     xn = x / np.sqrt((x * x).mean(-1, keepdims=True) + mla_cfg.norm_eps)
     H, D = 4, 16
-    q = (x @ mha["W_Q"]).reshape(2, 7, H, D).transpose(0, 2, 1, 3)
-    k = (xn @ mha["W_K"]).reshape(2, 7, H, D).transpose(0, 2, 1, 3)
-    v = (xn @ mha["W_V"]).reshape(2, 7, H, D).transpose(0, 2, 1, 3)
+    q = (x @ p_mha["W_Q"]).reshape(2, 7, H, D).transpose(0, 2, 1, 3)
+    k = (xn @ p_mha["W_K"]).reshape(2, 7, H, D).transpose(0, 2, 1, 3)
+    v = (xn @ p_mha["W_V"]).reshape(2, 7, H, D).transpose(0, 2, 1, 3)
     s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(D) + np.triu(np.full((7, 7), -np.inf), 1)
     z = (nn.softmax(s) @ v).transpose(0, 2, 1, 3).reshape(2, 7, H * D)
-    assert np.abs(attention_mla.forward(mla, x, mla_cfg, np.arange(7))[0] - z @ mha["W_O"]).max() < 1e-12
+    assert np.abs(mla.forward(p_mla, x, mla_cfg, np.arange(7))[0] - z @ p_mha["W_O"]).max() < 1e-12
 
 
 # --------------------------------------------------------------------------- T8 reduction to RoPE-MQA
@@ -337,33 +341,33 @@ def test_T8_mla_contains_rope_mqa(rope_style):
     mla_cfg = config(d_latent=D, d_latent_q=None, d_rope=D, latent_norm=False, rope_style=rope_style,
                      softmax_scale_mult=math.sqrt(2.0))
     rng = np.random.default_rng(10)
-    mqa = {k: v.astype(np.float64) + rng.normal(0, 0.3, v.shape) for k, v in attention.init(mqa_cfg, rng).items()}
-    mla = {"W_Q": np.concatenate([np.zeros((C, H * D)), mqa["W_Q"]], axis=1), "W_DKV": mqa["W_V"],
+    mqa = {k: v.astype(np.float64) + rng.normal(0, 0.3, v.shape) for k, v in mha.init(mqa_cfg, rng).items()}
+    p_mla = {"W_Q": np.concatenate([np.zeros((C, H * D)), mqa["W_Q"]], axis=1), "W_DKV": mqa["W_V"],
            "W_KR": mqa["W_K"], "W_UK": np.zeros((D, H * D)), "W_UV": np.tile(np.eye(D), (1, H)), "W_O": mqa["W_O"]}
     x = rng.normal(size=(2, 9, C))
     pos = np.arange(9)
-    ref = attention.forward(mqa, x, mqa_cfg, pos)[0]
-    for impl in attention_mla.IMPLS:
-        assert np.abs(attention_mla.forward(mla, x, mla_cfg, pos, impl=impl)[0] - ref).max() < 1e-12
+    ref = mha.forward(mqa, x, mqa_cfg, pos)[0]
+    for impl in mla.IMPLS:
+        assert np.abs(mla.forward(p_mla, x, mla_cfg, pos, impl=impl)[0] - ref).max() < 1e-12
 
 
 # --------------------------------------------------------------------------- T9 the scale
 @pytest.mark.parametrize("impl", ["naive", "absorbed"])
 def test_T9_scale_is_one_over_sqrt_dh_plus_dr_and_the_multiplier_scales_q(impl):
     cfg = config(d_latent_q=None)
-    assert attention_mla.softmax_scale(cfg) == 1 / math.sqrt(16 + 8)
+    assert mla.softmax_scale(cfg) == 1 / math.sqrt(16 + 8)
     assert ModelConfig().softmax_scale_mult == 1.0  # the YaRN hook is off by default
     p = f64_params(cfg)
     x = np.random.default_rng(11).normal(size=(1, 6, 64))
-    _, c = attention_mla.forward(p, x, cfg, np.arange(6), impl=impl, record=True)
+    _, c = mla.forward(p, x, cfg, np.arange(6), impl=impl, record=True)
     q_c, q_r, k_r = c["hook_q"], c["hook_rot_q"], c["hook_rot_k"]
     k_c = (c["hook_latent"] @ p["W_UK"]).reshape(1, 6, 4, 16).transpose(0, 2, 1, 3)
     raw = q_c @ k_c.transpose(0, 1, 3, 2) + q_r @ k_r.transpose(0, 2, 1)[:, None]  # (B, H, T, S)
     lower = np.tril(np.ones((6, 6), bool))
     assert np.allclose(c["hook_attn_scores"][..., lower], raw[..., lower] / math.sqrt(24), atol=1e-12)
     m = 1.9
-    scaled = attention_mla.forward(p, x, cfg.replace(softmax_scale_mult=m), np.arange(6), impl=impl)[0]
-    q_times_m = attention_mla.forward(dict(p, W_Q=p["W_Q"] * m), x, cfg, np.arange(6), impl=impl)[0]
+    scaled = mla.forward(p, x, cfg.replace(softmax_scale_mult=m), np.arange(6), impl=impl)[0]
+    q_times_m = mla.forward(dict(p, W_Q=p["W_Q"] * m), x, cfg, np.arange(6), impl=impl)[0]
     assert np.abs(scaled - q_times_m).max() < 1e-12
 
 
@@ -375,38 +379,38 @@ def test_T10_backward_gradcheck_every_weight_and_both_norm_gains(name, kw):
     rng = np.random.default_rng(13)
     x = rng.normal(size=(2, 5, cfg.d_model))
     pos = np.arange(5)
-    y, cache = attention_mla.forward(params, x, cfg, pos, need_cache=True)
+    y, cache = mla.forward(params, x, cfg, pos, need_cache=True)
     dy = rng.normal(size=y.shape)
-    dx, grads = attention_mla.backward(params, cache, dy)
+    dx, grads = mla.backward(params, cache, dy)
     assert set(grads) == set(params)
     if cfg.latent_norm and cfg.latent_q_dim:
         assert {"q_norm", "kv_norm"} <= set(grads)
-    report = gradcheck(lambda a: attention_mla.forward({k: a[k] for k in params}, a["x"], cfg, pos)[0],
+    report = gradcheck(lambda a: mla.forward({k: a[k] for k in params}, a["x"], cfg, pos)[0],
                        {"x": x, **params}, {"x": dx, **grads}, dy)
     assert report.ok, str(report)
 
 
 def test_backward_refuses_a_cached_or_absorbed_forward():
     cfg = config()
-    params = attention_mla.init(cfg, np.random.default_rng(0))
+    params = mla.init(cfg, np.random.default_rng(0))
     x = np.ones((1, 2, 64), np.float32)
-    cache = attention_mla.LatentKVCache.for_config(cfg)
-    _, c = attention_mla.forward(params, x, cfg, np.arange(2), kv_cache=cache, need_cache=True)
+    cache = mla.LatentKVCache.for_config(cfg)
+    _, c = mla.forward(params, x, cfg, np.arange(2), kv_cache=cache, need_cache=True)
     with pytest.raises(ValueError, match="latent cache"):
-        attention_mla.backward(params, c, np.ones_like(x))
-    _, c = attention_mla.forward(params, x, cfg, np.arange(2), impl="absorbed", need_cache=True)
+        mla.backward(params, c, np.ones_like(x))
+    _, c = mla.forward(params, x, cfg, np.arange(2), impl="absorbed", need_cache=True)
     with pytest.raises(ValueError, match="naive path only"):
-        attention_mla.backward(params, c, np.ones_like(x))
+        mla.backward(params, c, np.ones_like(x))
     with pytest.raises(ValueError, match="impl='fast' is not valid; choose one of 'naive', 'absorbed'"):
-        attention_mla.forward(params, x, cfg, np.arange(2), impl="fast")
+        mla.forward(params, x, cfg, np.arange(2), impl="fast")
     with pytest.raises(ValueError, match="positions must be consecutive"):
-        attention_mla.forward(params, x, cfg, np.array([0, 2]))
+        mla.forward(params, x, cfg, np.array([0, 2]))
     with pytest.raises(ValueError, match=r"x must be an array of shape \(B, T, C\) with C = d_model = 64"):
-        attention_mla.forward(params, np.ones((1, 2, 8), np.float32), cfg, np.arange(2))
+        mla.forward(params, np.ones((1, 2, 8), np.float32), cfg, np.arange(2))
     with pytest.raises(ValueError, match=r"with batch B = 1; got \(2, 2, 24\)"):
-        attention_mla.forward(params, np.ones((2, 2, 64), np.float32), cfg, np.arange(2),
-                              kv_cache=attention_mla.LatentKVCache.for_config(cfg))
-    small = attention_mla.LatentKVCache(1, 1, 3, 24, 8)
+        mla.forward(params, np.ones((2, 2, 64), np.float32), cfg, np.arange(2),
+                              kv_cache=mla.LatentKVCache.for_config(cfg))
+    small = mla.LatentKVCache(1, 1, 3, 24, 8)
     small.append(0, np.zeros((1, 2, 24)), np.zeros((1, 2, 8)))
     with pytest.raises(ValueError, match="holds 3 positions and 2 are used: 2 more do not fit"):
         small.append(0, np.zeros((1, 2, 24)), np.zeros((1, 2, 8)))
@@ -448,11 +452,11 @@ def test_T11_the_absorbed_plan_computes_the_forward():
     cfg = config(n_heads=4)
     p = f64_params(cfg)
     x = np.random.default_rng(14).normal(size=(1, 6, 64))
-    cache = attention_mla.LatentKVCache.for_config(cfg, dtype=np.float64)
-    attention_mla.forward(p, x[:, :5], cfg, np.arange(5), kv_cache=cache)
-    y, c = attention_mla.forward(p, x[:, 5:], cfg, np.array([5]), kv_cache=cache, impl="absorbed", need_cache=True)
-    H, Dh, Dv, Dc, Dq, Dr = attention_mla.dims(cfg)
-    scale = attention_mla.softmax_scale(cfg)
+    cache = mla.LatentKVCache.for_config(cfg, dtype=np.float64)
+    mla.forward(p, x[:, :5], cfg, np.arange(5), kv_cache=cache)
+    y, c = mla.forward(p, x[:, 5:], cfg, np.array([5]), kv_cache=cache, impl="absorbed", need_cache=True)
+    H, Dh, Dv, Dc, Dq, Dr = mla.dims(cfg)
+    scale = mla.softmax_scale(cfg)
     operands = {"absorb W_UK into the query": (c["hook_q"][0, :, 0] * scale, p["W_UK"].reshape(Dc, H, Dh).transpose(1, 2, 0))}
     plan = mla_accounting.decode_plan(AttentionSizes.from_config(cfg), 6, "absorbed")
     (_, s0, _), (_, s1, _), (_, s2, _), (_, s3, _), (_, s4, _) = plan
@@ -467,7 +471,7 @@ def test_T11_the_absorbed_plan_computes_the_forward():
 def deepseek_absorb_reference(packed, x, cfg, positions):
     """DeepSeek-V3 ``inference/model.py`` MLA.forward with ``attn_impl="absorb"``, transcribed to numpy
     on the fused (out, in) weights: a second, independent reading of the same maths."""
-    H, Dh, Dv, Dc, Dq, Dr = attention_mla.dims(cfg)
+    H, Dh, Dv, Dc, Dq, Dr = mla.dims(cfg)
     B, T, _ = x.shape
 
     def rms(a, w):
@@ -495,8 +499,8 @@ def deepseek_absorb_reference(packed, x, cfg, positions):
 def test_T12_deepseek_fused_layout_round_trip_and_meaning(kw):
     cfg = config(**kw)
     p = f64_params(cfg)
-    packed = attention_mla.to_deepseek_layout(p, cfg)
-    H, Dh, Dv, Dc, Dq, Dr = attention_mla.dims(cfg)
+    packed = deepseek.to_deepseek_layout(p, cfg)
+    H, Dh, Dv, Dc, Dq, Dr = mla.dims(cfg)
     assert packed["wkv_a"].shape == (Dc + Dr, 64) and packed["wkv_b"].shape == (H * (Dh + Dv), Dc)
     assert packed["wo"].shape == (64, H * Dv)
     q_b = packed["wq_b"] if Dq else packed["wq"]
@@ -507,10 +511,10 @@ def test_T12_deepseek_fused_layout_round_trip_and_meaning(kw):
     assert np.array_equal(packed["wkv_b"].reshape(H, Dh + Dv, Dc)[i, Dh:], p["W_UV"][:, i * Dv:(i + 1) * Dv].T)
     q_rope = p["W_QR"] if Dq else p["W_Q"][:, H * Dh:]
     assert np.array_equal(q_b.reshape(H, Dh + Dr, -1)[i, Dh:], q_rope[:, i * Dr:(i + 1) * Dr].T)
-    back = attention_mla.from_deepseek_layout(packed, cfg)
+    back = deepseek.from_deepseek_layout(packed, cfg)
     assert set(back) == set(p) and all(np.array_equal(back[k], p[k]) for k in p)
     x = np.random.default_rng(15).normal(size=(2, 6, 64))
-    ours = attention_mla.forward(p, x, cfg, np.arange(6))[0]
+    ours = mla.forward(p, x, cfg, np.arange(6))[0]
     assert np.abs(ours - deepseek_absorb_reference(packed, x, cfg, np.arange(6))).max() < 1e-12
 
 
@@ -528,7 +532,7 @@ MODEL_VARIANTS = [
 @pytest.mark.parametrize("kw", MODEL_VARIANTS)
 def test_model_generates_with_a_latent_cache_even_past_the_context(kw):
     m = GPT(ModelConfig.preset("toy", **kw), seed=2)
-    assert isinstance(model_mod.new_kv_cache(m.config), attention_mla.LatentKVCache)
+    assert isinstance(model_mod.new_kv_cache(m.config), mla.LatentKVCache)
     assert m.forward(np.array([[1, 2, 3]])).dtype == np.float32
     a = m.generate(np.arange(10)[None] % 64, 10, temperature=0.0, crop=True)
     assert np.array_equal(a, m.generate(np.arange(10)[None] % 64, 10, temperature=0.0, crop=True, use_cache=False))
@@ -540,7 +544,7 @@ def test_model_gradients_reach_the_latent_weights():
 
 
 def test_model_with_mla_trains():
-    from minitransformer.train import TrainConfig, Trainer
+    from minitransformer.training import TrainConfig, Trainer
 
     cfg = ModelConfig.preset("toy", **MODEL_VARIANTS[0])
     text = np.tile(np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7]), 60)  # a repeating pattern to learn

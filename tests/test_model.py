@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from minitransformer import model as model_mod
-from minitransformer import nn
-from minitransformer.config import ModelConfig
+from minitransformer.core import nn
+from minitransformer.core.config import ModelConfig
 from minitransformer.model import GPT
-from minitransformer.testing import gradcheck_model
+from minitransformer.kit import gradcheck_model
 
 VARIANTS = [
     dict(),

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from minitransformer import nn
-from minitransformer.testing import gradcheck
+from minitransformer.core import nn
+from minitransformer.kit import gradcheck
 
 rng = np.random.default_rng(0)
 

@@ -5,20 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from minitransformer import nn, positional
-from minitransformer.config import ModelConfig
-from minitransformer.positional import (
-    VARIANTS,
-    backward,
-    binary_positions,
-    forward,
-    init,
-    rope_angles,
-    rope_apply,
-    rope_backward,
-    sinusoidal_table,
-)
-from minitransformer.testing import gradcheck
+from minitransformer import positional
+from minitransformer.core import nn
+from minitransformer.core.config import ModelConfig
+from minitransformer.positional import VARIANTS, backward, binary_positions, forward, init, rope_angles, rope_apply, rope_backward, sinusoidal_table
+from minitransformer.kit import gradcheck
 
 STYLES = ("half", "interleaved")
 
@@ -266,8 +257,9 @@ def test_bad_inputs_are_refused():
         forward(params, np.zeros((1, 4, 32), dtype=np.float32), np.arange(5), cfg)
 
 
-def test_module_constants_match_config():
-    from minitransformer import config as config_module
+def test_rope_styles_are_named_once():
+    from minitransformer.core import config as config_module
+    from minitransformer.core import registry
 
-    assert positional.VARIANTS == config_module.POSITIONAL
-    assert set(positional.ROPE_STYLES) == set(config_module.ROPE_STYLES)
+    assert positional.ROPE_STYLES is config_module.ROPE_STYLES
+    assert set(positional.VARIANTS) <= set(registry.names("positional"))

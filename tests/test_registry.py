@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from minitransformer import positional, registry
-from minitransformer.config import ModelConfig
+from minitransformer import positional
+from minitransformer.core import registry
+from minitransformer.core.config import ModelConfig
 from minitransformer.model import GPT
-from minitransformer.testing import check_stage
-from minitransformer.train import TrainConfig, Trainer
+from minitransformer.kit import check_stage
+from minitransformer.training import TrainConfig, Trainer
 
 
 def alibi_bias(q_positions, k_positions, config):
@@ -75,11 +76,11 @@ def test_registration_errors():
 
 
 def test_a_forward_only_variant_runs_but_cannot_train():
-    from minitransformer import feedforward
+    from minitransformer.feedforward import mlp, output
 
-    registry.register_ffn("draft", init=lambda c, rng: feedforward.init(c.replace(ffn="gelu"), rng),
+    registry.register_ffn("draft", init=lambda c, rng: mlp.init(c.replace(ffn="gelu"), rng),
                           forward=lambda p, x, c, need_cache=None:
-                          feedforward.forward(p, x, c.replace(ffn="gelu"), need_cache=need_cache))
+                          mlp.forward(p, x, c.replace(ffn="gelu"), need_cache=need_cache))
     try:
         model = GPT(ModelConfig.preset("toy", ffn="draft"), seed=0)
         ids = np.array([[1, 2, 3]])

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from minitransformer import safetensors_io as st
+from minitransformer.interop import safetensors as st
 
 
 def raw_file(path, header, data: bytes = b"", length=None) -> str:

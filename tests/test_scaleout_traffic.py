@@ -7,22 +7,17 @@ import time
 import numpy as np
 import pytest
 
-from minitransformer.config import ModelConfig
+from minitransformer.core.config import ModelConfig
 from minitransformer.scaleout import metrics
-from minitransformer.scaleout.model_traffic import (
-    DEEPSEEK_V3, count_params, deepseek_v3_params_per_gpu, ep_time_per_layer, speedup_curve, step_traffic,
-    time_per_output_token,
-)
+from minitransformer.scaleout.model_traffic import DEEPSEEK_V3, count_params, deepseek_v3_params_per_gpu, ep_time_per_layer, speedup_curve, step_traffic, time_per_output_token
 from minitransformer.scaleout.routing import route
 from minitransformer.scaleout.topology import mpft
-from minitransformer.scaleout.traffic import (
-    alltoall_uniform, bisection, hierarchical_allreduce, moe_dispatch, moe_routing, permutation, ring_allreduce,
-)
+from minitransformer.scaleout.traffic import alltoall_uniform, bisection, hierarchical_allreduce, moe_dispatch, moe_routing, permutation, ring_allreduce
 
 SCALEOUT_MODULES = ["minitransformer.scaleout", "minitransformer.scaleout.topology", "minitransformer.scaleout.costs",
                     "minitransformer.scaleout.routing",
                     "minitransformer.scaleout.traffic", "minitransformer.scaleout.metrics",
-                    "minitransformer.scaleout.model_traffic", "minitransformer.scaleout.plots"]
+                    "minitransformer.scaleout.model_traffic", "minitransformer.figures.scaleout"]
 
 
 @pytest.mark.parametrize("name", SCALEOUT_MODULES)
@@ -220,7 +215,7 @@ def test_full_scale_16384_gpus_in_seconds():
 
 # ---------------------------------------------------------------------- figures
 def test_figures_draw_what_they_are_given():
-    from minitransformer.scaleout import plots
+    from minitransformer.figures import scaleout as plots
 
     topo = mpft(4, planes=2, nodes=4).fail_spine(1, 0)
     fig = plots.topology(topo)

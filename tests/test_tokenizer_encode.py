@@ -91,7 +91,7 @@ _GPT2 = {}
 
 def _gpt2_tok():
     if not _GPT2:
-        from minitransformer.data import load_corpus
+        from minitransformer.training.data import load_corpus
 
         _GPT2["tok"] = Tokenizer.train(load_corpus("tiny") + load_corpus("multilingual"), 400, pattern="gpt2")
     return _GPT2["tok"]

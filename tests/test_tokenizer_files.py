@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from minitransformer.fileio import atomic_write
+from minitransformer.core.fileio import atomic_write
 from minitransformer.tokenizer import Tokenizer
 from minitransformer.tokenizer.files import FORMAT, VERSION, render_token, vocab_listing
 

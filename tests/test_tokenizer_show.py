@@ -3,13 +3,7 @@
 import pytest
 
 from minitransformer.tokenizer import Tokenizer
-from minitransformer.tokenizer.show import (
-    compression,
-    compression_curve,
-    merge_tree,
-    show_work,
-    token_spans,
-)
+from minitransformer.tokenizer.show import compression, compression_curve, merge_tree, show_work, token_spans
 
 
 def test_show_work_is_the_encoder_recorded(tok, multilingual_text):

@@ -92,7 +92,7 @@ TEXTS = {
 @pytest.mark.parametrize("name", list(TEXTS))
 @pytest.mark.parametrize("vocab_size", [260, 300, 512])
 def test_fast_trainer_equals_reference(name, vocab_size, pattern, multilingual_text):
-    from minitransformer.data import load_corpus
+    from minitransformer.training.data import load_corpus
 
     text = TEXTS[name] or (multilingual_text if name == "multilingual" else load_corpus("tiny"))
     ref = train_reference(text, vocab_size, pattern=pattern)

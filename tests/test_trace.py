@@ -7,11 +7,13 @@ import pytest
 
 from minitransformer import model as model_mod
 from minitransformer import trace
-from minitransformer.config import ModelConfig
-from minitransformer.data import load_corpus
+from minitransformer.core.config import ModelConfig
+from minitransformer.training.data import load_corpus
 from minitransformer.model import GPT
 from minitransformer.tokenizer import Tokenizer
-from minitransformer.trace import ActivationCache, Pipeline, hook_table, logit_lens
+from minitransformer.trace import ActivationCache, hook_table
+from minitransformer.trace.pipeline import Pipeline
+from minitransformer.trace.lens import logit_lens
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = [dict(), dict(positional="rope", ffn="swiglu", n_kv_heads=2), dict(positional="none", norm="rmsnorm"),
@@ -169,6 +171,18 @@ def test_normalized_hooks_are_what_the_next_stage_reads():
     m = GPT("toy", seed=0)
     logits, c = m.run_with_cache(IDS)
     assert np.allclose(c["ln_final.hook_normalized"] @ m.params["embed"]["W_E"].T, logits, atol=1e-5)  # tied head
-    from minitransformer import feedforward
-    y, _ = feedforward.forward(m.params["blocks"][0]["mlp"], c["blocks.0.ln2.hook_normalized"], m.config, need_cache=False)
+    from minitransformer.feedforward import mlp, output
+    y, _ = mlp.forward(m.params["blocks"][0]["mlp"], c["blocks.0.ln2.hook_normalized"], m.config, need_cache=False)
     assert np.allclose(y, c["blocks.0.hook_mlp_out"], atol=1e-6)
+
+
+def test_a_type_error_inside_a_hook_is_not_masked():
+    m = GPT("toy", seed=0)
+
+    def broken(array, name):
+        raise TypeError("my own bug inside the hook")
+
+    with pytest.raises(TypeError, match="my own bug inside the hook"):
+        m.run_with_hooks(IDS, {"blocks.0.hook_resid_pre": broken})
+    with pytest.raises(ValueError, match=r"must take \(array\) or \(array, name\)"):
+        m.run_with_hooks(IDS, {"blocks.0.hook_resid_pre": lambda a, b, c: a})

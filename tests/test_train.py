@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from minitransformer.config import ModelConfig
+from minitransformer.core.config import ModelConfig
 from minitransformer.model import GPT, flatten
-from minitransformer.train import AdamW, TrainConfig, Trainer, clip_grad_norm, get_batch, load_model, lr_at, resume
+from minitransformer.training import AdamW, TrainConfig, Trainer, clip_grad_norm, get_batch, load_model, lr_at, resume
 
 
 def reference_adamw(params, grads, state, lr, b1=0.9, b2=0.95, eps=1e-8, wd=0.1):
@@ -100,7 +100,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     first = Trainer(GPT(ModelConfig.preset("toy", dropout=0.1), seed=0), tokens, config=cfg, log=None)
     while first.state.step < 5:
         first.state.losses.append((first.state.step + 1, first.train_step()))
-    from minitransformer.train import save_checkpoint
+    from minitransformer.training import save_checkpoint
 
     save_checkpoint(tmp_path / "ckpt.npz", first)
     rest = resume(tmp_path / "ckpt.npz", tokens, log=None).run()

@@ -11,7 +11,7 @@ wiring, and why many machines in parallel beat one faster machine.
 - ``traffic``: MoE dispatch/combine with node-limited routing, collectives, stress;
 - ``metrics``: loads, completion times, hops, plane changes, failures;
 - ``model_traffic``: what a model's training step and MoE layer send, and speed-up;
-- ``plots``: one figure per experiment of notebook 08.
+- the figures of notebook 08 live in `minitransformer.figures.scaleout`.
 
     >>> from minitransformer.scaleout import mpft, route, moe_dispatch, completion_time
     >>> topo = mpft(8, nodes=4)
@@ -23,18 +23,10 @@ Sources: Insights into DeepSeek-V3 (ISCA 2025, arXiv 2505.09343) and the DeepSee
 technical report (arXiv 2412.19437); the specification is ``specs/scaleout.md``.
 """
 
-from minitransformer.scaleout.metrics import (  # noqa: F401
-    completion_time, cross_plane_fraction, failure_experiment, hop_histogram, ib_bytes_per_token, per_gpu_bandwidth,
-    spine_imbalance, summary,
-)
-from minitransformer.scaleout.model_traffic import (  # noqa: F401
-    DEEPSEEK_V3, count_params, ep_time_per_layer, speedup_curve, step_traffic, time_per_output_token,
-)
+from minitransformer.scaleout.metrics import completion_time, cross_plane_fraction, failure_experiment, hop_histogram, ib_bytes_per_token, per_gpu_bandwidth, spine_imbalance, summary  # noqa: F401
+from minitransformer.scaleout.model_traffic import DEEPSEEK_V3, count_params, ep_time_per_layer, speedup_curve, step_traffic, time_per_output_token  # noqa: F401
 from minitransformer.scaleout.routing import route  # noqa: F401
 from minitransformer.scaleout.costs import dragonfly, ft3, ft3_switch_hops, slimfly, table3  # noqa: F401
 from minitransformer.scaleout.fattree3 import FT3Topology, ft3_topology, route_ft3  # noqa: F401
 from minitransformer.scaleout.topology import Topology, ft2, ideal_mpft, mpft, mrft  # noqa: F401
-from minitransformer.scaleout.traffic import (  # noqa: F401
-    Traffic, alltoall_uniform, bisection, hierarchical_allreduce, moe_dispatch, moe_routing, permutation,
-    ring_allreduce,
-)
+from minitransformer.scaleout.traffic import Traffic, alltoall_uniform, bisection, hierarchical_allreduce, moe_dispatch, moe_routing, permutation, ring_allreduce  # noqa: F401

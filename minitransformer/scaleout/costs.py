@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minitransformer.scaleout.topology import PRICE_LINK, PRICE_SWITCH, _check_k, ft2, mpft
+from minitransformer.scaleout.topology import PRICE_LINK, PRICE_SWITCH, check_k, ft2, mpft
 
 
 def ft3(k: int = 64) -> dict:
@@ -42,7 +42,7 @@ def ft3(k: int = 64) -> dict:
         >>> c["endpoints"], c["switches"], c["links"]
         (65536, 5120, 131072)
     """
-    k = _check_k(k)
+    k = check_k(k)
     h = k // 2
     edge = np.arange(k * h)  # edge switch e = pod·h + i;  aggregation a = pod·h + j;  core c = j·h + m
     pod, _ = np.divmod(edge, h)
@@ -68,7 +68,7 @@ def ft3_switch_hops(k: int, src, dst) -> np.ndarray:
         >>> ft3_switch_hops(4, [0, 0, 0], [1, 2, 15]).tolist()
         [1, 3, 5]
     """
-    k = _check_k(k)
+    k = check_k(k)
     src, dst = np.asarray(src), np.asarray(dst)
     h = k // 2
     same_edge = src // h == dst // h  # h hosts per edge switch

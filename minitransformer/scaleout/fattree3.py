@@ -56,8 +56,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minitransformer.scaleout.routing import Routed, _check, ecmp_hash
-from minitransformer.scaleout.topology import IB_GBPS, KINDS, PRICE_LINK, PRICE_SWITCH, _check_k
+from minitransformer.scaleout.routing import Routed, check_request, ecmp_hash
+from minitransformer.scaleout.topology import IB_GBPS, KINDS, PRICE_LINK, PRICE_SWITCH, check_k
 
 NIC, EDGE_AGG, AGG_CORE = (KINDS.index(k) for k in ("nic", "edge_agg", "agg_core"))
 
@@ -152,7 +152,7 @@ def ft3_topology(k: int = 64, nic_gbps: float = IB_GBPS, link_gbps: float = IB_G
         >>> t.n_gpus, t.counts()["switches"], int(t.src[t.ea0]), int(t.dst[t.ea0])  # endpoint 16 = edge 0, 24 = agg 0
         (16, 20, 16, 24)
     """
-    k = _check_k(k)
+    k = check_k(k)
     if not (nic_gbps > 0 and link_gbps > 0):
         raise ValueError(f"nic_gbps={nic_gbps!r} and link_gbps={link_gbps!r} must be positive GB/s "
                          "(400 Gb/s InfiniBand is 50)")
@@ -226,7 +226,7 @@ def route_ft3(topo: FT3Topology, traffic, policy: str = "ecmp", seed: int = 0, r
     if not isinstance(topo, FT3Topology):
         raise ValueError(f"route_ft3 needs an ft3_topology(k), got {type(topo).__name__}; "
                          "use routing.route for two-layer fabrics")
-    x, y, w, _ = _check(topo, traffic, policy, "pxn_src")
+    x, y, w, _ = check_request(topo, traffic, policy, "pxn_src")
     fid = getattr(traffic, "flow_id", None)
     flow_id = np.zeros(len(x), np.int64) if fid is None else np.asarray(fid, np.int64)
     if flow_id.shape != x.shape:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minitransformer.config import ModelConfig
+from minitransformer.core.config import ModelConfig
 from minitransformer.scaleout.metrics import completion_time
 from minitransformer.scaleout.routing import route
 from minitransformer.scaleout.topology import IB_GBPS, mpft

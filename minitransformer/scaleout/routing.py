@@ -105,7 +105,7 @@ class Routed:
     path_bytes: np.ndarray | None = None
 
 
-def _check(topo: Topology, traffic, policy, cross_plane):
+def check_request(topo: Topology, traffic, policy, cross_plane):
     if policy not in POLICIES:
         raise ValueError(f"policy={policy!r} is not valid; choose one of {', '.join(map(repr, POLICIES))}")
     if cross_plane is None:
@@ -214,7 +214,7 @@ def route(topo: Topology, traffic, policy: str = "ecmp", cross_plane: str | None
         seed: the ECMP hash seed.
         return_paths: keep the (R, 8) path matrix (``spray`` then lists one row per spine).
     """
-    src, dst, w, cross_plane = _check(topo, traffic, policy, cross_plane)
+    src, dst, w, cross_plane = check_request(topo, traffic, policy, cross_plane)
     fid = getattr(traffic, "flow_id", None)
     flow_id = np.zeros(len(src), np.int64) if fid is None else np.asarray(fid, np.int64)
     if flow_id.shape != src.shape:

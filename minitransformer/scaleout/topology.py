@@ -57,7 +57,7 @@ PRICE_SWITCH = 85e6 / 1024  # $ per switch (~83.0 k$)
 PRICE_LINK = (9e6 - 96 * PRICE_SWITCH) / 2048  # $ per switch-to-switch link (~503.5 $)
 
 
-def _check_k(k) -> int:
+def check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2 or k % 2:
         raise ValueError(f"k={k!r} must be an even int >= 2: a fat-tree switch gives half its ports down, half up")
     return int(k)
@@ -217,7 +217,7 @@ def mpft(k: int = 64, planes: int = 8, gpus_per_node: int | None = None, nodes: 
         >>> t.n_gpus, t.n_leaves, t.gpu_plane().tolist()[:4]
         (12, 4, [0, 1, 0, 1])
     """
-    k = _check_k(k)
+    k = check_k(k)
     G = planes if gpus_per_node is None else gpus_per_node
     if G != planes:
         raise ValueError(f"an MPFT pairs each GPU with a NIC on its own plane, so gpus_per_node={G} must equal "
@@ -244,7 +244,7 @@ def ideal_mpft(k: int = 64, planes: int = 8, nodes: int | None = None, nic_gbps:
         >>> t.n_ports, t.ports_per_gpu, float(t.capacity[0])
         (16, 2, 25.0)
     """
-    k = _check_k(k)
+    k = check_k(k)
     N = _nodes(nodes, k * k // 2, f"a two-layer fat-tree of {k}-port switches")
     half, G = k // 2, planes
     Lp = -(-N // half)
@@ -268,7 +268,7 @@ def mrft(k: int = 64, rails: int = 8, nodes: int | None = None, nic_gbps: float 
         >>> t.n_gpus, t.counts()["switches"]
         (32, 12)
     """
-    k = _check_k(k)
+    k = check_k(k)
     half = k // 2
     N = _nodes(nodes, k * k // 2 // rails, f"a two-layer fat-tree of {k}-port switches shared by {rails} rails")
     Lr = -(-N // half)  # leaves per rail
@@ -288,7 +288,7 @@ def ft2(k: int = 64, endpoints: int | None = None, nic_gbps: float = IB_GBPS) ->
         >>> ft2(64).counts()["switches"], ft2(64).counts()["links"], ft2(64).n_gpus
         (96, 2048, 2048)
     """
-    k = _check_k(k)
+    k = check_k(k)
     half = k // 2
     N = _nodes(endpoints, k * k // 2, f"a two-layer fat-tree of {k}-port switches")
     L = k if endpoints is None else -(-N // half)

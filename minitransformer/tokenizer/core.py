@@ -290,7 +290,7 @@ class Tokenizer:
         """Read a tokenizer written by `save`, validating every field."""
         from .files import load_tokenizer
 
-        return load_tokenizer(path)
+        return load_tokenizer(path, cls)
 
     def save_vocab(self, path) -> None:
         """Write a readable listing: one line per token with the two tokens it was merged from."""
@@ -303,6 +303,14 @@ class Tokenizer:
         from .files import export_tiktoken
 
         export_tiktoken(self, path)
+
+    def chunks(self, text: str) -> list[str]:
+        """The pieces the split pattern cuts ``text`` into; merges never cross them."""
+        return split_compiled(text, self._regex) if text else []
+
+    def encode_chunk(self, data: bytes, steps: Optional[list] = None) -> list[int]:
+        """The ids of one chunk's bytes (the readable, per-chunk encoder; see `_encode_chunk`)."""
+        return self._encode_chunk(data, steps)
 
     def show_work(self, text: str):
         """What encoding ``text`` does, step by step: chunks, bytes, merges (see `show.show_work`)."""

@@ -30,14 +30,13 @@ import base64
 import json
 from pathlib import Path
 
-from ..fileio import PathLike, atomic_write
-from .core import Tokenizer
+from ..core.fileio import PathLike, atomic_write
 
 FORMAT = "minitransformer-tokenizer"
 VERSION = 1
 
 
-def save_tokenizer(tok: Tokenizer, path: PathLike) -> Path:
+def save_tokenizer(tok, path: PathLike) -> Path:
     """Write ``tok`` to ``path`` as JSON (atomically). Returns the path."""
     head = {
         "format": FORMAT,
@@ -52,8 +51,10 @@ def save_tokenizer(tok: Tokenizer, path: PathLike) -> Path:
     return atomic_write(path, text)
 
 
-def load_tokenizer(path: PathLike) -> Tokenizer:
-    """Read a tokenizer JSON file written by `save_tokenizer`, validating it.
+def load_tokenizer(path: PathLike, cls):
+    """Read a tokenizer JSON file written by `save_tokenizer`, validating it; ``cls`` is `Tokenizer`.
+
+    (The class is passed in, so this module never imports the tokenizer's core, which imports it.)
 
     Raises:
         ValueError: naming the file and what is wrong with it.
@@ -89,7 +90,7 @@ def load_tokenizer(path: PathLike) -> Tokenizer:
     if list(specials.values()) != expected:
         raise bad(f'"special_tokens" must have the ids {expected} in order, got {list(specials.values())}')
     try:
-        tok = Tokenizer(data["merges"], data["pattern"], list(specials))
+        tok = cls(data["merges"], data["pattern"], list(specials))
     except ValueError as exc:
         raise bad(str(exc)) from None
     name = data.get("pattern_name")
@@ -108,7 +109,7 @@ def render_token(b: bytes) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
-def vocab_listing(tok: Tokenizer) -> str:
+def vocab_listing(tok) -> str:
     """One line per token: id, the token, and for merged tokens the two tokens it was made of."""
     lines = [f"# {tok!r}", "# id\ttoken\t<- left + right"]
     for i, b in enumerate(tok.vocab):
@@ -122,12 +123,12 @@ def vocab_listing(tok: Tokenizer) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_vocab(tok: Tokenizer, path: PathLike) -> Path:
+def save_vocab(tok, path: PathLike) -> Path:
     """Write the readable vocabulary listing (not loadable: the JSON file is the source of truth)."""
     return atomic_write(path, vocab_listing(tok))
 
 
-def export_tiktoken(tok: Tokenizer, path: PathLike) -> Path:
+def export_tiktoken(tok, path: PathLike) -> Path:
     """Write the mergeable ranks in the ``.tiktoken`` format (``base64(token) rank`` per line).
 
     Load it with ``tiktoken.Encoding(name, pat_str=tok.pattern,

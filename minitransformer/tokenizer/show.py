@@ -19,9 +19,7 @@ import html
 from dataclasses import dataclass
 
 from .bpe import encode_chunks_utf8
-from .core import Tokenizer
 from .files import render_token
-from .patterns import split_compiled
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class EncodingWork:
             "tokenize.hook_ids": self.ids,
         }
 
-    def describe(self, tok: Tokenizer, max_steps: int = 20) -> str:
+    def describe(self, tok, max_steps: int = 20) -> str:
         """A text account: chunks, then the first ``max_steps`` merges with the tokens they join."""
         n_bytes = sum(map(len, self.chunk_bytes))
         lines = [
@@ -83,23 +81,24 @@ class EncodingWork:
         return "\n".join(lines)
 
 
-def show_work(tok: Tokenizer, text: str) -> EncodingWork:
+def show_work(tok, text: str) -> EncodingWork:
     """Encode ``text`` like `Tokenizer.encode_ordinary`, recording every step."""
-    chunks = split_compiled(text, tok._regex) if text else []
+    chunks = tok.chunks(text) if text else []
     chunk_bytes = encode_chunks_utf8(chunks)  # clear error for invalid Unicode
     merges: list[MergeStep] = []
     chunk_ids = []
     for k, b in enumerate(chunk_bytes):
         steps: list = []
-        chunk_ids.append(tok._encode_chunk(b, steps))
+        chunk_ids.append(tok.encode_chunk(b, steps))
         merges.extend(MergeStep(k, pair, new, tuple(before), tuple(after)) for pair, new, before, after in steps)
     ids = [i for c in chunk_ids for i in c]
     return EncodingWork(text, chunks, chunk_bytes, merges, chunk_ids, ids)
 
 
-def merge_tree(tok: Tokenizer, token_id: int) -> dict:
+def merge_tree(tok, token_id: int) -> dict:
     """How a token was built: ``{"id", "token", "children": [left, right]}`` down to single bytes.
 
+    >>> from minitransformer.tokenizer import Tokenizer
     >>> tok = Tokenizer([(97, 97), (256, 98)])
     >>> t = merge_tree(tok, 257)
     >>> t["token"], [c["token"] for c in t["children"]]
@@ -124,7 +123,7 @@ class TokenSpans:
     as text (a token that ends inside a UTF-8 character shows its escaped bytes).
     """
 
-    def __init__(self, tok: Tokenizer, ids):
+    def __init__(self, tok, ids):
         self.spans = [(i, render_token(tok.token_bytes(i))) for i in ids]
 
     def ansi(self) -> str:
@@ -148,13 +147,13 @@ class TokenSpans:
         return f"TokenSpans({len(self.spans)} tokens: {str(self)[:60]!r})"
 
 
-def token_spans(tok: Tokenizer, text: str) -> TokenSpans:
+def token_spans(tok, text: str) -> TokenSpans:
     """Encode ``text`` (ordinary) and return its coloured token boundaries."""
     return TokenSpans(tok, tok.encode_ordinary(text))
 
 
 # ---------------------------------------------------------------------- compression
-def compression(tok: Tokenizer, text: str) -> dict:
+def compression(tok, text: str) -> dict:
     """How much the tokenizer compresses ``text``: bytes, characters and tokens, and their ratios."""
     ids = tok.encode_ordinary(text)
     n_bytes, n_tok = len(text.encode("utf-8")), len(ids)
@@ -167,7 +166,7 @@ def compression(tok: Tokenizer, text: str) -> dict:
     }
 
 
-def compression_curve(tok: Tokenizer, text: str, vocab_sizes) -> list[dict]:
+def compression_curve(tok, text: str, vocab_sizes) -> list[dict]:
     """Bytes per token on ``text`` for the same tokenizer cut to each vocabulary size.
 
     note: training is sequential, so the first ``k`` merges of a tokenizer are
@@ -178,6 +177,6 @@ def compression_curve(tok: Tokenizer, text: str, vocab_sizes) -> list[dict]:
     for v in vocab_sizes:
         if not 256 <= v <= 256 + len(tok.merges):
             raise ValueError(f"vocab size {v} is outside 256..{256 + len(tok.merges)} for this tokenizer")
-        cut = Tokenizer(tok.merges[: v - 256], tok.pattern)
+        cut = type(tok)(tok.merges[: v - 256], tok.pattern)
         rows.append({"vocab_size": v, **compression(cut, text)})
     return rows

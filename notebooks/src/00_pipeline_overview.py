@@ -20,10 +20,13 @@ import matplotlib
 import numpy as np
 from IPython.display import display
 
-from minitransformer import nn, viz
+from minitransformer.core import nn
+from minitransformer import figures
 from minitransformer.cli import load_course_model
 from minitransformer.concepts import STAGES
-from minitransformer.trace import Pipeline, hook_table, logit_lens
+from minitransformer.trace.pipeline import Pipeline
+from minitransformer.trace import hook_table
+from minitransformer.trace.lens import logit_lens
 
 matplotlib.rcParams["figure.dpi"] = 80  # modest: the executed notebook stays small and readable on the web
 np.set_printoptions(precision=3, suppress=True)
@@ -227,7 +230,7 @@ print("trace logits == cache logits == model.forward(ids): yes")
 # %%
 labels = [tok.decode([i]) for i in ids[0].tolist()]
 patterns = np.stack([cache["pattern", layer][0] for layer in range(model.config.n_layers)])  # (L, H, T, T)
-viz.attention_patterns(patterns, labels, title="the course model's attention on the sentence")
+figures.attention_patterns(patterns, labels, title="the course model's attention on the sentence")
 
 # %% [markdown]
 # The pipeline ends where it started, in text: the next id is sampled from the

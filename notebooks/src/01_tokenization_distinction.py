@@ -24,20 +24,10 @@ import matplotlib
 import numpy as np
 from IPython.display import display
 
-from minitransformer import viz
+from minitransformer import figures
 from minitransformer.concepts import stage
-from minitransformer.data import load_corpus, split_text
-from minitransformer.tokenizer import (
-    GPT4_SPLIT_PATTERN,
-    Tokenizer,
-    TrainProgress,
-    count_pairs,
-    merge,
-    show,
-    split,
-    train_fast,
-    train_reference,
-)
+from minitransformer.training.data import load_corpus, split_text
+from minitransformer.tokenizer import GPT4_SPLIT_PATTERN, Tokenizer, TrainProgress, count_pairs, merge, show, split, train_fast, train_reference
 
 matplotlib.rcParams["figure.dpi"] = 90  # modest: the executed notebook stays small and readable on the web
 
@@ -236,7 +226,7 @@ def is_word(i):
 
 longest = max((i for i in range(256, 256 + len(tok.merges)) if is_word(i)), key=lambda i: len(tok.vocab[i]))
 tree = show.merge_tree(tok, longest)
-viz.merge_tree(tree)
+figures.merge_tree(tree)
 
 # %% [markdown]
 # ## 7. Encoding, step by step
@@ -283,7 +273,7 @@ for name, text in [("held-out English", held_out), ("multilingual", multilingual
 # of times. On log-log axes that decline is nearly a straight line.
 
 # %%
-viz.merge_counts(tok.train_result.counts)
+figures.merge_counts(tok.train_result.counts)
 
 # %% [markdown]
 # So every doubling of the vocabulary buys less. Training is sequential, so the
@@ -300,7 +290,7 @@ curves = {
 }
 for label, rows in curves.items():
     print(f"{label:<30}" + " ".join(f"{r['bytes_per_token']:.2f}" for r in rows))
-viz.compression_curve(curves, title="bytes per token vs vocabulary size (pydoc-trained)")
+figures.compression_curve(curves, title="bytes per token vs vocabulary size (pydoc-trained)")
 
 # %% [markdown]
 # On English prose and code the two patterns compress almost equally; the

@@ -24,7 +24,10 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from minitransformer import embedding, feedforward, nn, viz
+from minitransformer import embedding
+from minitransformer.feedforward import mlp, output
+from minitransformer.core import nn
+from minitransformer import figures
 from minitransformer.cli import load_course_model
 from minitransformer.concepts import stage
 from minitransformer.model import GPT
@@ -218,7 +221,7 @@ print("hook_embed == W_E[ids], and resid_pre of block 0 == hook_embed + hook_pos
 # sentence's tokens on top.
 
 # %%
-viz.embedding_map(W_E[:n_tok], ids[0].tolist(), [label(i) for i in range(n_tok)])
+figures.embedding_map(W_E[:n_tok], ids[0].tolist(), [label(i) for i in range(n_tok)])
 
 # %% [markdown]
 # The same projection, coloured by the spelling classes of section 4 (computed
@@ -281,7 +284,7 @@ dW_E_total = model.backward()["embed"]["W_E"]  # (V, C): lookup + head
 # of the cached run are exactly the run on `inputs`)
 _, loss_cache = nn.cross_entropy_forward(logits[:, :-1], targets)
 dlogits = nn.cross_entropy_backward(loss_cache)  # (1, T-1, V)
-_, head_grads = feedforward.head_backward(model.params["unembed"], {"x": h[:, :-1]}, dlogits, W_E=W_E)
+_, head_grads = output.head_backward(model.params["unembed"], {"x": h[:, :-1]}, dlogits, W_E=W_E)
 dW_lookup = dW_E_total - head_grads["W_E"]
 print(f"loss {loss:.3f} nats/token")
 print(f"rows with a gradient from the lookup: {int((np.abs(dW_lookup).sum(1) > 1e-6).sum()):4d} of {W_E.shape[0]}"
@@ -475,7 +478,7 @@ def test_my_head_grad_W_E():
     h_ = rng.normal(size=(2, 5, 4))
     table = rng.normal(size=(9, 4))
     dlogits = rng.normal(size=(2, 5, 9))
-    _, expected = feedforward.head_backward({}, {"x": h_}, dlogits, W_E=table)
+    _, expected = output.head_backward({}, {"x": h_}, dlogits, W_E=table)
     got = my_head_grad_W_E(h_, dlogits)
     assert got.shape == (9, 4), f"shape {got.shape}, expected (V, C) = (9, 4)"
     assert np.allclose(got, expected["W_E"])

@@ -21,10 +21,12 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from minitransformer import nn, positional, viz
+from minitransformer import positional
+from minitransformer.core import nn
+from minitransformer import figures
 from minitransformer.cli import load_course_model
 from minitransformer.concepts import stage
-from minitransformer.config import ModelConfig
+from minitransformer.core.config import ModelConfig
 from minitransformer.model import GPT
 
 matplotlib.rcParams["figure.dpi"] = 80  # modest: the executed notebook stays small and readable on the web
@@ -181,7 +183,7 @@ fig
 
 # %%
 sin_config = model.config.replace(positional="sinusoidal")
-viz.positional_heatmap(sin_config, model.config.context_length)
+figures.positional_heatmap(sin_config, model.config.context_length)
 
 # %% [markdown]
 # The sinusoidal columns are clocks: the first ones turn fast (a full turn every
@@ -215,10 +217,10 @@ fig
 # down.
 
 # %%
-viz.similarity_vs_distance(positional.sinusoidal_table(128, 128), title="sinusoidal: similarity against distance")
+figures.similarity_vs_distance(positional.sinusoidal_table(128, 128), title="sinusoidal: similarity against distance")
 
 # %%
-viz.similarity_vs_distance(W_pos, title="learned W_pos: similarity against distance")
+figures.similarity_vs_distance(W_pos, title="learned W_pos: similarity against distance")
 
 # %% [markdown]
 # ## 6. RoPE: positions as rotations
@@ -229,7 +231,7 @@ viz.similarity_vs_distance(W_pos, title="learned W_pos: similarity against dista
 # a clock hand: pair 0 spins by one radian per position, the last pair barely moves.
 
 # %%
-viz.rope_rotations([0, 1, 2, 3, 4, 5], d_head=8)
+figures.rope_rotations([0, 1, 2, 3, 4, 5], d_head=8)
 
 # %% [markdown]
 # The relative property, checked with numbers: rotate one query and one key to
@@ -269,23 +271,23 @@ assert np.allclose(q_rot, positional.rope_apply(q_plain, cos, sin, rope_model.co
 print("hook_rot_q == rope_apply(hook_q):", q_plain.shape, "->", q_rot.shape)
 print("length kept:", np.allclose(np.linalg.norm(q_plain, axis=-1), np.linalg.norm(q_rot, axis=-1), atol=1e-5))
 print("no hook_pos_embed with RoPE:", "hook_pos_embed" not in rope_cache)
-viz.positional_heatmap(rope_model.config, 64)
+figures.positional_heatmap(rope_model.config, 64)
 
 # %% [markdown]
 # ## 7. Five ways to index, trained side by side
 #
 # Which encoding is best is an empirical question, so measure it:
-# `minitransformer.compare.compare` trains one small model per configuration on
+# `minitransformer.kit.compare` trains one small model per configuration on
 # the same tokens, from the same seed, in the same order, and returns their
 # validation curves and speed. ALiBi is not built in; it joins the comparison by
-# being registered under a name (`minitransformer.registry`): no position vectors,
+# being registered under a name (`minitransformer.core.registry`): no position vectors,
 # only a per-head penalty on the attention scores that grows with distance
 # (`score_bias`), which attention adds for any positional variant that has one.
 
 # %%
-from minitransformer import registry
-from minitransformer.compare import compare
-from minitransformer.config import ModelConfig
+from minitransformer.core import registry
+from minitransformer.kit import compare
+from minitransformer.core.config import ModelConfig
 
 
 def alibi_score_bias(q_positions, k_positions, config):

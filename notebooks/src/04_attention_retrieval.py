@@ -24,12 +24,14 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from minitransformer import attention, nn, viz
-from minitransformer.attention import KVCache
+from minitransformer.attention import mha
+from minitransformer.core import nn
+from minitransformer import figures
+from minitransformer.attention.kv_cache import KVCache
 from minitransformer.cli import load_course_model
 from minitransformer.concepts import stage
-from minitransformer.config import ModelConfig
-from minitransformer.data import load_corpus, split_text
+from minitransformer.core.config import ModelConfig
+from minitransformer.training.data import load_corpus, split_text
 from minitransformer.model import GPT
 
 matplotlib.rcParams["figure.dpi"] = 80  # modest: the executed notebook stays small on the web
@@ -126,8 +128,8 @@ cfg2 = ModelConfig(vocab_size=4, context_length=4, d_model=2, n_layers=1, n_head
 params2 = {"W_Q": Q.astype(np.float32), "W_K": K.astype(np.float32), "W_V": V.astype(np.float32),
            "W_O": np.eye(2, dtype=np.float32)}
 x = np.eye(2, dtype=np.float32)[None]  # (B=1, T=2, C=2)
-y, cache2 = attention.forward(params2, x, cfg2, positions=np.arange(2), need_cache=True)
-print("attention.forward:\n", y[0])
+y, cache2 = mha.forward(params2, x, cfg2, positions=np.arange(2), need_cache=True)
+print("mha.forward:\n", y[0])
 assert np.allclose(y[0], causal @ V, atol=1e-5)
 assert np.allclose(cache2["hook_pattern"][0, 0], causal, atol=1e-6)
 
@@ -174,7 +176,7 @@ assert np.allclose(np.tril(q @ k.T / math.sqrt(c.d_head)), np.tril(cache["scores
 
 # %%
 patterns = np.stack([cache["pattern", i][0] for i in range(c.n_layers)])  # (L, H, T, T)
-viz.attention_patterns(patterns, labels, title="course model: attention patterns on one sentence")
+figures.attention_patterns(patterns, labels, title="course model: attention patterns on one sentence")
 
 # %% [markdown]
 # ## 6. What does each head retrieve?
@@ -343,7 +345,7 @@ big = {f"{label}, G = {G}": 2 * 32 * G * 128 * 2
        for G, label in [(32, "multi-head"), (8, "grouped-query"), (1, "multi-query")]}
 for label, b in big.items():
     print(f"{label:<26} {b / 1024:>6.0f} KiB/token, {4096 * b / 2**30:.3f} GiB at 4,096 tokens")
-viz.kv_cache_size(big, [256, 512, 1024, 2048, 4096], title="KV cache of a Llama-2-7B-shaped model (float16)")
+figures.kv_cache_size(big, [256, 512, 1024, 2048, 4096], title="KV cache of a Llama-2-7B-shaped model (float16)")
 
 # %% [markdown]
 # The cache changes the cost, never the result: generating with it and
@@ -478,10 +480,10 @@ def my_mqa(params, x, n_heads):
 def test_my_mqa():
     cfg = ModelConfig.preset("toy", n_kv_heads=1)
     rng = np.random.default_rng(1)
-    params = attention.init(cfg, rng)
+    params = mha.init(cfg, rng)
     params = {n: (a + rng.normal(0, 0.02, a.shape)).astype(np.float32) for n, a in params.items()}  # non-zero biases
     x = rng.normal(size=(2, 7, cfg.d_model)).astype(np.float32)
-    expected, _ = attention.forward(params, x, cfg, positions=np.arange(7))
+    expected, _ = mha.forward(params, x, cfg, positions=np.arange(7))
     mine = my_mqa(params, x, cfg.n_heads)
     assert mine.shape == expected.shape, f"shape {mine.shape}, expected {expected.shape}"
     assert np.allclose(mine, expected, atol=1e-5), f"max difference {np.abs(mine - expected).max():.2e}"

@@ -22,14 +22,16 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from minitransformer import feedforward, nn, viz
+from minitransformer.feedforward import mlp, output
+from minitransformer.core import nn
+from minitransformer import figures
 from minitransformer.cli import load_course_model
 from minitransformer.concepts import stage
-from minitransformer.config import ModelConfig
-from minitransformer.data import load_corpus, split_text
+from minitransformer.core.config import ModelConfig
+from minitransformer.training.data import load_corpus, split_text
 from minitransformer.feedforward import probabilities
-from minitransformer.testing import gradcheck
-from minitransformer.trace import logit_lens
+from minitransformer.kit import gradcheck
+from minitransformer.trace.lens import logit_lens
 
 matplotlib.rcParams["figure.dpi"] = 80  # modest: the executed notebook stays small on the web
 np.set_printoptions(precision=3, suppress=True)
@@ -107,9 +109,9 @@ print("hidden pre-activation =\n", pre[0])
 print("after GELU =\n", post[0])
 print("output =\n", (post @ hand["W_out"])[0])
 
-y, ff_cache = feedforward.forward(hand, x, cfg_hand, need_cache=True)
+y, ff_cache = mlp.forward(hand, x, cfg_hand, need_cache=True)
 assert np.allclose(y, post @ hand["W_out"], atol=1e-5)
-one_at_a_time = np.concatenate([feedforward.forward(hand, x[:, t:t + 1], cfg_hand)[0] for t in range(3)], axis=1)
+one_at_a_time = np.concatenate([mlp.forward(hand, x[:, t:t + 1], cfg_hand)[0] for t in range(3)], axis=1)
 assert np.allclose(y, one_at_a_time), "position-wise: each row is computed on its own"
 print("the whole sequence at once == one position at a time: yes")
 
@@ -140,7 +142,7 @@ gate, up = x @ hand_glu["W_gate"], x @ hand_glu["W_in"]
 glu_hidden = gate / (1 + np.exp(-gate)) * up  # SiLU(gate) * up
 print("gate (x W_gate) =\n", gate[0])
 print("SiLU(gate) * (x W_in) =\n", glu_hidden[0])
-y_glu, _ = feedforward.forward(hand_glu, x, cfg_glu)
+y_glu, _ = mlp.forward(hand_glu, x, cfg_glu)
 assert np.allclose(y_glu, glu_hidden @ hand_glu["W_out"], atol=1e-5)
 print(f"SwiGLU's default width keeps the parameter count: GELU F = 4C = {4 * 128}, "
       f"SwiGLU F = {ModelConfig.preset('tiny', ffn='swiglu').ff_width} (about 8C/3) with three matrices instead of two")
@@ -164,7 +166,7 @@ for i in range(c.n_layers):
     post = vcache["post", i]
     print(f"layer {i}: {post.shape[-1]} hidden units; {np.mean(np.abs(post) < 0.05):.0%} of values near zero, "
           f"largest {post.max():.1f}")
-viz.mlp_histograms(vcache["pre", 0], vcache["post", 0], layer=0)
+figures.mlp_histograms(vcache["pre", 0], vcache["post", 0], layer=0)
 
 # %% [markdown]
 # Geva et al. (2021) read an MLP as a memory: each row of $W_{in}$ is a key that
@@ -216,7 +218,7 @@ by_hand = h @ model.params["embed"]["W_E"].T  # tied head: (1, T, C) @ (C, V) ->
 assert np.allclose(by_hand, logits, atol=1e-4)
 probs = probabilities(logits[0, -1])
 print(f"prompt: {text!r}; the head's logits match by hand: yes")
-viz.next_token_bars(probs, vocab_labels, k=10, title=f"after {text!r}")
+figures.next_token_bars(probs, vocab_labels, k=10, title=f"after {text!r}")
 
 # %% [markdown]
 # ## 6. The logit lens: the guess after every layer
@@ -264,7 +266,7 @@ for row in logit_lens(model, cache, position=-1, k=c.vocab_size):
 # explicit random generator.
 
 # %%
-viz.sampling_effects(logits[0, -1], vocab_labels,
+figures.sampling_effects(logits[0, -1], vocab_labels,
                      settings=[{"temperature": 1.0}, {"temperature": 0.5}, {"temperature": 2.0},
                                {"top_k": 3}, {"top_p": 0.5}])
 
@@ -392,7 +394,7 @@ check("core 2 (my_top_p)", test_my_top_p)
 # the product rule splits the gradient of the hidden layer into the two branches;
 # $\operatorname{silu}'(g) = \sigma(g)\,(1 + g\,(1 - \sigma(g)))$; and `x` feeds
 # both branches. The check compares with central finite differences in float64
-# (`minitransformer.testing.gradcheck`), and prints its report.
+# (`minitransformer.kit.gradcheck`), and prints its report.
 
 # %%
 def swiglu(x, W_gate, W_in, W_out):

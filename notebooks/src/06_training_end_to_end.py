@@ -24,13 +24,14 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from minitransformer import nn, viz
+from minitransformer.core import nn
+from minitransformer import figures
 from minitransformer.concepts import STAGES
-from minitransformer.config import ModelConfig
-from minitransformer.data import load_corpus, split_text
+from minitransformer.core.config import ModelConfig
+from minitransformer.training.data import load_corpus, split_text
 from minitransformer.model import GPT
 from minitransformer.tokenizer import Tokenizer
-from minitransformer.train import AdamW, TrainConfig, Trainer, evaluate_tokens, get_batch, lr_at, unigram_loss
+from minitransformer.training import AdamW, TrainConfig, Trainer, evaluate_tokens, get_batch, lr_at, unigram_loss
 
 matplotlib.rcParams["figure.dpi"] = 80  # modest: the executed notebook stays small on the web
 try:  # without ipywidgets, tqdm falls back to a text bar and warns once; the text bar is all we need
@@ -208,7 +209,7 @@ print(f"{state.step} steps, {state.tokens_seen:,} tokens in {elapsed:.1f} s; "
 # the context being used.
 
 # %%
-viz.loss_curves(state.losses, state.evals, baseline, title="2-layer tiny model on the pydoc corpus")
+figures.loss_curves(state.losses, state.evals, baseline, title="2-layer tiny model on the pydoc corpus")
 
 # %% [markdown]
 # The learning rate followed a warmup then a cosine: large steps while the loss
@@ -255,10 +256,10 @@ def patterns(m):
     return np.stack([cache["pattern", i][0] for i in range(m.config.n_layers)])  # (L, H, T, T)
 
 
-viz.attention_patterns(patterns(untrained), labels, title="before training")
+figures.attention_patterns(patterns(untrained), labels, title="before training")
 
 # %%
-viz.attention_patterns(patterns(model), labels, title="after 600 steps")
+figures.attention_patterns(patterns(model), labels, title="after 600 steps")
 
 # %% [markdown]
 # ## 9. Pitfalls

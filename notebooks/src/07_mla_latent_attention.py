@@ -13,7 +13,7 @@
 # DeepSeek-V2 and V3 replace it by a **compressed index**: one small latent vector
 # per token (plus one small rotated key), from which every head's key and value can
 # be rebuilt. This notebook measures the problem, builds Multi-Head Latent
-# Attention (MLA) from `minitransformer.attention_mla`, shows *why* the positional
+# Attention (MLA) from `minitransformer.attention.mla`, shows *why* the positional
 # part has to be decoupled, compares the two ways of running it (naive and
 # absorbed), times them, and trains a small model with MHA and with MLA.
 #
@@ -35,14 +35,19 @@ import time
 import matplotlib
 import numpy as np
 
-from minitransformer import attention, attention_mla, mla_accounting, mla_plots, nn, positional
+from minitransformer import positional
+from minitransformer.attention import mha
+from minitransformer.attention import mla
+from minitransformer.attention import mla_accounting
+from minitransformer.figures import mla as mla_figures
+from minitransformer.core import nn
 from minitransformer.concepts import stage
-from minitransformer.config import ModelConfig
-from minitransformer.data import load_corpus, split_text
-from minitransformer.mla_accounting import DEEPSEEK_V2, DEEPSEEK_V2_LITE, DEEPSEEK_V3, LLAMA31_405B, QWEN25_72B
+from minitransformer.core.config import ModelConfig
+from minitransformer.training.data import load_corpus, split_text
+from minitransformer.attention.mla_accounting import DEEPSEEK_V2, DEEPSEEK_V2_LITE, DEEPSEEK_V3, LLAMA31_405B, QWEN25_72B
 from minitransformer.model import GPT
 from minitransformer.tokenizer import Tokenizer
-from minitransformer.train import TrainConfig, Trainer
+from minitransformer.training import TrainConfig, Trainer
 
 matplotlib.rcParams["figure.dpi"] = 80  # modest: the executed notebook stays small
 
@@ -109,7 +114,7 @@ print(f"\none 128K-token sequence of V3: MHA {v3_mha / 1e9:,.0f} GB, MLA {v3_mla
 ours = ModelConfig(vocab_size=512, context_length=64, d_model=64, n_layers=2, n_heads=4, positional="rope",
                    norm="rmsnorm", bias=False, attention="mla", d_latent=32, d_rope=8)
 ours_sizes = mla_accounting.AttentionSizes.from_config(ours, "ours: d=64, 4 heads, d_c=32, d_R=8, 2 layers")
-mla_plots.kv_cache_vs_context([ours_sizes, DEEPSEEK_V3], [512, 2048, 8192, 32768, 131072])
+mla_figures.kv_cache_vs_context([ours_sizes, DEEPSEEK_V3], [512, 2048, 8192, 32768, 131072])
 
 # %% [markdown]
 # ## 3. The latent index, built and inspected
@@ -120,12 +125,12 @@ mla_plots.kv_cache_vs_context([ours_sizes, DEEPSEEK_V3], [512, 2048, 8192, 32768
 
 # %%
 rng = np.random.default_rng(0)
-params = attention_mla.init(ours, rng)
+params = mla.init(ours, rng)
 for name, w in params.items():
     print(f"{name:<8}{str(w.shape):>12}")
-H, Dh, Dv, Dc, Dq, Dr = attention_mla.dims(ours)
+H, Dh, Dv, Dc, Dq, Dr = mla.dims(ours)
 print(f"\nH={H} heads, Dh={Dh}, Dv={Dv}, Dc={Dc}, Dq={Dq} (0: no query compression), Dr={Dr}, "
-      f"scale 1/sqrt(Dh+Dr) = {attention_mla.softmax_scale(ours):.4f}")
+      f"scale 1/sqrt(Dh+Dr) = {mla.softmax_scale(ours):.4f}")
 
 # %% [markdown]
 # Feed it the embeddings of a short sentence (random vectors stand in for a trained
@@ -137,16 +142,16 @@ print(f"\nH={H} heads, Dh={Dh}, Dv={Dv}, Dc={Dc}, Dq={Dq} (0: no query compressi
 words = "the cache keeps one small latent per token".split()
 T = len(words)
 x = rng.normal(size=(1, T, ours.d_model)).astype(np.float32)
-y_full, c = attention_mla.forward(params, x, ours, np.arange(T), need_cache=True)
-cache = attention_mla.LatentKVCache.for_config(ours)
-y_steps = np.concatenate([attention_mla.forward(params, x[:, t:t + 1], ours, np.array([t]), kv_cache=cache)[0]
+y_full, c = mla.forward(params, x, ours, np.arange(T), need_cache=True)
+cache = mla.LatentKVCache.for_config(ours)
+y_steps = np.concatenate([mla.forward(params, x[:, t:t + 1], ours, np.array([t]), kv_cache=cache)[0]
                           for t in range(T)], axis=1)
 print(cache)
 print("numbers per token and layer:", cache.numbers_per_token, "=", Dc, "+", Dr)
 print("cache == latents of the full pass:", np.allclose(cache.c_kv(0), c["hook_latent"], atol=1e-6),
       "| rotated keys:", np.allclose(cache.k_r(0), c["hook_rot_k"], atol=1e-6))
 print(f"token-by-token == full pass: max |diff| {np.abs(y_steps - y_full).max():.1e}")
-mla_plots.cache_contents(cache.c_kv(0)[0], cache.k_r(0)[0], words)
+mla_figures.cache_contents(cache.c_kv(0)[0], cache.k_r(0)[0], words)
 
 # %% [markdown]
 # ## 4. Why RoPE must be decoupled (shown, not only said)
@@ -188,8 +193,8 @@ for j in range(n_pos):
 # %%
 p64 = {k: v.astype(np.float64) for k, v in params.items()}
 x64 = rng.normal(size=(2, 40, ours.d_model))
-naive = attention_mla.forward(p64, x64, ours, np.arange(40), impl="naive")[0]
-absorbed = attention_mla.forward(p64, x64, ours, np.arange(40), impl="absorbed")[0]
+naive = mla.forward(p64, x64, ours, np.arange(40), impl="naive")[0]
+absorbed = mla.forward(p64, x64, ours, np.arange(40), impl="absorbed")[0]
 print(f"decoupled RoPE, 40 positions: max |naive - absorbed| = {np.abs(naive - absorbed).max():.1e}")
 
 # %% [markdown]
@@ -236,9 +241,9 @@ bench = dict(vocab_size=256, context_length=2049, d_model=512, n_heads=8, n_laye
 mla_cfg = ModelConfig(**bench, attention="mla", d_latent=256, d_latent_q=384, d_rope=32)
 mha_cfg = ModelConfig(**bench)
 rng_b = np.random.default_rng(2)
-mla_p, mha_p = attention_mla.init(mla_cfg, rng_b), attention.init(mha_cfg, rng_b)
-lat_cache = attention_mla.LatentKVCache.for_config(mla_cfg)
-kv_cache = attention.KVCache.for_config(mha_cfg)
+mla_p, mha_p = mla.init(mla_cfg, rng_b), mha.init(mha_cfg, rng_b)
+lat_cache = mla.LatentKVCache.for_config(mla_cfg)
+kv_cache = mha.KVCache.for_config(mha_cfg)
 lat_cache.kv[0][:] = rng_b.normal(size=lat_cache.kv[0].shape).astype(np.float32)  # stand-in cached rows
 kv_cache.k[0][:] = rng_b.normal(0, 0.5, size=kv_cache.k[0].shape).astype(np.float32)
 kv_cache.v[0][:] = rng_b.normal(0, 0.5, size=kv_cache.v[0].shape).astype(np.float32)
@@ -256,13 +261,13 @@ def median_ms(step, S, repeats):
 
 def mha_step(S):
     kv_cache.lengths[0] = S  # rewind: S positions cached before every call
-    attention.forward(mha_p, x1, mha_cfg, np.array([S]), kv_cache=kv_cache)
+    mha.forward(mha_p, x1, mha_cfg, np.array([S]), kv_cache=kv_cache)
 
 
 def mla_step(impl):
     def step(S):
         lat_cache.lengths[0] = S
-        attention_mla.forward(mla_p, x1, mla_cfg, np.array([S]), kv_cache=lat_cache, impl=impl)
+        mla.forward(mla_p, x1, mla_cfg, np.array([S]), kv_cache=lat_cache, impl=impl)
     return step
 
 
@@ -277,7 +282,7 @@ print(f"{'cached':>8}" + "".join(f"{k:>14}" for k in timings) + f"{'naive/absorb
 for k, S in enumerate(contexts):
     print(f"{S:>8}" + "".join(f"{v[k]:>11.2f} ms" for v in timings.values())
           + f"{timings['MLA naive'][k] / timings['MLA absorbed'][k]:>15.1f}x")
-mla_plots.decode_time_vs_context({k: (contexts, v) for k, v in timings.items()})
+mla_figures.decode_time_vs_context({k: (contexts, v) for k, v in timings.items()})
 
 # %% [markdown]
 # The naive path grows fastest: its work per cached token is a full up-projection.
@@ -313,7 +318,7 @@ for label, cfg in (("MHA", mha_model_cfg), ("MLA", ours)):
     kv = mla_accounting.kv_elements_per_token_layer(mla_accounting.AttentionSizes.from_config(cfg), cfg.attention)
     print(f"{label}: {model.num_params:,} parameters, {time.perf_counter() - t0:.1f} s, final validation loss "
           f"{state.evals[-1][1]:.3f}, cache {kv} numbers per token and layer")
-mla_plots.loss_curves(runs, title="same model, MHA vs MLA attention (pydoc corpus)")
+mla_figures.loss_curves(runs, title="same model, MHA vs MLA attention (pydoc corpus)")
 
 # %% [markdown]
 # At this size and with this few steps the two curves nearly overlap: the latent
@@ -429,7 +434,7 @@ def fold_value_into_output(params, H, Dc, Dv):
 
 def test_fold():
     W = fold_value_into_output(p64, H, Dc, Dv)
-    y, cc = attention_mla.forward(p64, x64, ours, np.arange(40), impl="absorbed", need_cache=True)
+    y, cc = mla.forward(p64, x64, ours, np.arange(40), impl="absorbed", need_cache=True)
     z_lat = cc["hook_z_latent"].transpose(0, 2, 1, 3).reshape(2, 40, H * Dc)  # (B, T, H·Dc)
     assert W.shape == (H * Dc, ours.d_model)
     assert np.allclose(z_lat @ W, y, atol=1e-8)

@@ -27,17 +27,14 @@ import time
 import matplotlib
 import numpy as np
 
-from minitransformer.config import ModelConfig
-from minitransformer.scaleout import metrics, plots
-from minitransformer.scaleout.model_traffic import (
-    count_params, ep_time_per_layer, speedup_curve, step_traffic, time_per_output_token,
-)
+from minitransformer.core.config import ModelConfig
+from minitransformer.scaleout import metrics
+from minitransformer.figures import plots
+from minitransformer.scaleout.model_traffic import count_params, ep_time_per_layer, speedup_curve, step_traffic, time_per_output_token
 from minitransformer.scaleout.routing import POLICIES, route
 from minitransformer.scaleout.costs import ft3_switch_hops, table3
 from minitransformer.scaleout.topology import ft2, ideal_mpft, mpft, mrft
-from minitransformer.scaleout.traffic import (
-    Traffic, alltoall_uniform, moe_dispatch, permutation, ring_allreduce,
-)
+from minitransformer.scaleout.traffic import Traffic, alltoall_uniform, moe_dispatch, permutation, ring_allreduce
 
 matplotlib.rcParams["figure.dpi"] = 80  # modest: the executed notebook stays small
 

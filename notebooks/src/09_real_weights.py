@@ -34,14 +34,17 @@ import matplotlib
 import numpy as np
 from IPython.display import display
 
-from minitransformer import gpt2, nn, safetensors_io, viz
+from minitransformer.interop import gpt2
+from minitransformer.core import nn
+from minitransformer.interop import safetensors as safetensors_io
+from minitransformer import figures
 from minitransformer.concepts import stage
-from minitransformer.config import ModelConfig
-from minitransformer.data import data_dir, load_corpus, split_text
+from minitransformer.core.config import ModelConfig
+from minitransformer.training.data import data_dir, load_corpus, split_text
 from minitransformer.model import GPT, forward
 from minitransformer.tokenizer import Tokenizer
-from minitransformer.tokenizer.hf_export import export_hf_tokenizer, token_string
-from minitransformer.train import TrainConfig, Trainer, load_model
+from minitransformer.interop.hf_tokenizer import export_hf_tokenizer, token_string
+from minitransformer.training import TrainConfig, Trainer, load_model
 
 matplotlib.rcParams["figure.dpi"] = 80  # modest: the executed notebook stays small
 
@@ -84,7 +87,7 @@ print(f"  ... {len(tensors)} tensors")
 # %% [markdown]
 # ## 2. Their names, our names
 #
-# `minitransformer.gpt2.TABLE` is the whole mapping, one row per GPT-2 tensor.
+# `minitransformer.interop.gpt2.TABLE` is the whole mapping, one row per GPT-2 tensor.
 # Two things are worth noticing:
 #
 # - **No transposes.** GPT-2's linear layers are `Conv1D` modules (a name kept
@@ -221,9 +224,9 @@ def patterns(c):
     return np.stack([b["attn"]["hook_pattern"][0] for b in c["blocks"]])
 
 
-display(viz.attention_patterns(patterns(random_cache), [str(i) for i in ids[0]],
+display(figures.attention_patterns(patterns(random_cache), [str(i) for i in ids[0]],
                                title="the fixture (random GPT-2 weights), on its random ids"))
-display(viz.attention_patterns(patterns(trained_cache), labels, title=f"the {label}, on a sentence"))
+display(figures.attention_patterns(patterns(trained_cache), labels, title=f"the {label}, on a sentence"))
 
 # %% [markdown]
 # Pictures are easy to over-read, so here are three numbers per head, averaged

@@ -34,14 +34,15 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from minitransformer import nn, viz
-from minitransformer.attention import KVCache
+from minitransformer.core import nn
+from minitransformer import figures
+from minitransformer.attention.kv_cache import KVCache
 from minitransformer.cli import load_course_model
-from minitransformer.data import load_corpus, split_text
+from minitransformer.training.data import load_corpus, split_text
 from minitransformer.feedforward import probabilities, sample
 from minitransformer.model import estimate_flops_per_token
 from minitransformer.tokenizer import train_fast, train_reference
-from minitransformer.train import evaluate_tokens, unigram_loss
+from minitransformer.training import evaluate_tokens, unigram_loss
 
 matplotlib.rcParams["figure.dpi"] = 80  # modest: the executed notebook stays small on the web
 
@@ -319,7 +320,7 @@ print(f"entropy {entropy:.2f} bits: as uncertain as a uniform choice among {2**e
 # unlikely tokens, where most of the nonsense lives.
 
 # %%
-viz.sampling_effects(logits, vocab_labels, settings=[{"temperature": 0.5}, {"temperature": 1.0},
+figures.sampling_effects(logits, vocab_labels, settings=[{"temperature": 0.5}, {"temperature": 1.0},
                                                      {"temperature": 1.5}, {"top_p": 0.6}])
 
 # %% [markdown]

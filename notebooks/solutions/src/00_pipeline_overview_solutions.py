@@ -11,9 +11,9 @@
 # %%
 import numpy as np
 
-from minitransformer import nn
+from minitransformer.core import nn
 from minitransformer.cli import load_course_model
-from minitransformer.trace import logit_lens
+from minitransformer.trace.lens import logit_lens
 
 # The notebook's setup, the part the checks use.
 model, tok, meta = load_course_model()

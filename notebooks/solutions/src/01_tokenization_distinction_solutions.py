@@ -14,7 +14,7 @@
 # %%
 import numpy as np
 
-from minitransformer.data import load_corpus, split_text
+from minitransformer.training.data import load_corpus, split_text
 from minitransformer.tokenizer import GPT4_SPLIT_PATTERN, Tokenizer, merge, split
 
 # The notebook's setup, the part the checks use.

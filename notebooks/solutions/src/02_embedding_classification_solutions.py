@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from minitransformer import embedding, feedforward
+from minitransformer import embedding
+from minitransformer.feedforward import mlp, output
 from minitransformer.cli import load_course_model
 
 # The notebook's setup, the part the checks use.
@@ -169,7 +170,7 @@ def test_my_head_grad_W_E():
     h_ = rng.normal(size=(2, 5, 4))
     table = rng.normal(size=(9, 4))
     dlogits = rng.normal(size=(2, 5, 9))
-    _, expected = feedforward.head_backward({}, {"x": h_}, dlogits, W_E=table)
+    _, expected = output.head_backward({}, {"x": h_}, dlogits, W_E=table)
     got = my_head_grad_W_E(h_, dlogits)
     assert got.shape == (9, 4), f"shape {got.shape}, expected (V, C) = (9, 4)"
     assert np.allclose(got, expected["W_E"])

@@ -12,7 +12,8 @@
 # %%
 import numpy as np
 
-from minitransformer import nn, positional
+from minitransformer import positional
+from minitransformer.core import nn
 from minitransformer.cli import load_course_model
 from minitransformer.model import GPT
 

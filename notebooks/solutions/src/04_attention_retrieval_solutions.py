@@ -16,11 +16,11 @@ import math
 
 import numpy as np
 
-from minitransformer import attention
-from minitransformer.attention import KVCache
+from minitransformer.attention import mha
+from minitransformer.attention.kv_cache import KVCache
 from minitransformer.cli import load_course_model
-from minitransformer.config import ModelConfig
-from minitransformer.data import load_corpus, split_text
+from minitransformer.core.config import ModelConfig
+from minitransformer.training.data import load_corpus, split_text
 from minitransformer.model import GPT
 
 # The notebook's setup, the part the checks use.
@@ -138,10 +138,10 @@ def my_mqa(params, x, n_heads):
 def test_my_mqa():
     cfg = ModelConfig.preset("toy", n_kv_heads=1)
     rng = np.random.default_rng(1)
-    params = attention.init(cfg, rng)
+    params = mha.init(cfg, rng)
     params = {n: (a + rng.normal(0, 0.02, a.shape)).astype(np.float32) for n, a in params.items()}  # non-zero biases
     x = rng.normal(size=(2, 7, cfg.d_model)).astype(np.float32)
-    expected, _ = attention.forward(params, x, cfg, positions=np.arange(7))
+    expected, _ = mha.forward(params, x, cfg, positions=np.arange(7))
     mine = my_mqa(params, x, cfg.n_heads)
     assert mine.shape == expected.shape, f"shape {mine.shape}, expected {expected.shape}"
     assert np.allclose(mine, expected, atol=1e-5), f"max difference {np.abs(mine - expected).max():.2e}"

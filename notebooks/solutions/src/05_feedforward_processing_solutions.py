@@ -16,10 +16,10 @@ import math
 
 import numpy as np
 
-from minitransformer import nn
+from minitransformer.core import nn
 from minitransformer.cli import load_course_model
 from minitransformer.feedforward import probabilities
-from minitransformer.testing import gradcheck
+from minitransformer.kit import gradcheck
 
 # The notebook's setup, the part the checks use.
 model, tok, meta = load_course_model()

@@ -17,11 +17,11 @@ import math
 
 import numpy as np
 
-from minitransformer.config import ModelConfig
-from minitransformer.data import load_corpus, split_text
+from minitransformer.core.config import ModelConfig
+from minitransformer.training.data import load_corpus, split_text
 from minitransformer.model import GPT
 from minitransformer.tokenizer import Tokenizer
-from minitransformer.train import AdamW, lr_at
+from minitransformer.training import AdamW, lr_at
 
 # The notebook's setup, the part the checks use.
 train_text, val_text = split_text(load_corpus("pydoc"))

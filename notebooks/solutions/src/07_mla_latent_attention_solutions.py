@@ -14,16 +14,17 @@
 # %%
 import numpy as np
 
-from minitransformer import attention_mla, mla_accounting
-from minitransformer.config import ModelConfig
-from minitransformer.mla_accounting import DEEPSEEK_V2_LITE, DEEPSEEK_V3
+from minitransformer.attention import mla
+from minitransformer.attention import mla_accounting
+from minitransformer.core.config import ModelConfig
+from minitransformer.attention.mla_accounting import DEEPSEEK_V2_LITE, DEEPSEEK_V3
 
 # The notebook's setup, the part the checks use: the MLA layer of section 3, in float64.
 ours = ModelConfig(vocab_size=512, context_length=64, d_model=64, n_layers=2, n_heads=4, positional="rope",
                    norm="rmsnorm", bias=False, attention="mla", d_latent=32, d_rope=8)
 rng = np.random.default_rng(0)
-params = attention_mla.init(ours, rng)
-H, Dh, Dv, Dc, Dq, Dr = attention_mla.dims(ours)
+params = mla.init(ours, rng)
+H, Dh, Dv, Dc, Dq, Dr = mla.dims(ours)
 p64 = {k: v.astype(np.float64) for k, v in params.items()}
 x64 = rng.normal(size=(2, 40, ours.d_model))
 
@@ -135,7 +136,7 @@ print(f"V3, one layer: merged {merged:,} numbers, W_UV + W_O {factors:,} ({merge
 
 def test_fold():
     W = fold_value_into_output(p64, H, Dc, Dv)
-    y, cc = attention_mla.forward(p64, x64, ours, np.arange(40), impl="absorbed", need_cache=True)
+    y, cc = mla.forward(p64, x64, ours, np.arange(40), impl="absorbed", need_cache=True)
     z_lat = cc["hook_z_latent"].transpose(0, 2, 1, 3).reshape(2, 40, H * Dc)  # (B, T, H·Dc)
     assert W.shape == (H * Dc, ours.d_model)
     assert np.allclose(z_lat @ W, y, atol=1e-8)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from minitransformer import gpt2, safetensors_io
+from minitransformer.interop import gpt2
+from minitransformer.interop import safetensors as safetensors_io
 
 # The notebook's setup, the part the checks use: the fixture GPT-2 (2 layers, width 32).
 FIXTURE = Path("..") / ".." / "tests" / "fixtures" / "gpt2"  # this notebook runs from notebooks/solutions/

@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
-from minitransformer.attention import KVCache
+from minitransformer.attention.kv_cache import KVCache
 from minitransformer.cli import load_course_model
-from minitransformer.data import load_corpus, split_text
-from minitransformer.train import evaluate_tokens
+from minitransformer.training.data import load_corpus, split_text
+from minitransformer.training import evaluate_tokens
 
 # The notebook's setup, the part the checks use.
 model, tok, meta = load_course_model()

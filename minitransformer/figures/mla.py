@@ -5,7 +5,7 @@ a benchmark, a `Trainer`, a forward cache) and returns a
 `matplotlib.figure.Figure` built without ``pyplot``; a notebook shows it when it
 is the value of a cell.
 
-    >>> from minitransformer.mla_accounting import DEEPSEEK_V3
+    >>> from minitransformer.attention.mla_accounting import DEEPSEEK_V3
     >>> fig = kv_cache_vs_context([DEEPSEEK_V3], [1024, 4096, 32768])
     >>> type(fig).__name__, len(fig.axes)
     ('Figure', 1)
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import mla_accounting
+from ..attention import mla_accounting
 
 COLOURS = {"MHA": "tab:red", "GQA": "tab:orange", "MQA": "tab:green", "MLA": "tab:blue",
            "MLA naive": "tab:purple", "MLA absorbed": "tab:blue"}

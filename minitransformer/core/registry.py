@@ -3,9 +3,10 @@
 ``ModelConfig(positional="alibi")`` is valid as soon as a variant named
 ``"alibi"`` is registered, and the model, the trainer, the trace and the figures
 use it without a line of the library changing. The built-in variants are
-registered the same way, by the stage modules themselves.
+registered the same way, all in one place (`minitransformer.variants`, which
+imports the stages; the stages themselves never import the registry).
 
-    >>> from minitransformer import registry
+    >>> from minitransformer.core import registry
     >>> registry.names("positional")
     ('learned', 'sinusoidal', 'rope', 'none')
 
@@ -38,7 +39,6 @@ from typing import Callable, Optional
 
 KINDS = ("positional", "attention", "ffn")
 _REGISTRY: dict[str, dict[str, "Variant"]] = {kind: {} for kind in KINDS}
-_loaded = {"builtins": False}
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,9 @@ def register(kind: str, name: str, *, init: Optional[Callable] = None, forward: 
     missing = [n for n, f in (("init", init), ("forward", forward)) if not callable(f)]
     if missing:
         raise ValueError(f"{kind} variant {name!r} is missing {missing}: give init(config, rng) -> params "
-                         "and forward(...) with the stage's signature (see minitransformer.registry)")
+                         "and forward(...) with the stage's signature (see minitransformer.core.registry)")
     if backward is not None and not callable(backward):
         raise ValueError(f"{kind} variant {name!r}: backward must be a function, got {type(backward).__name__}")
-    if not builtin:
-        _ensure_builtins()
     existing = _REGISTRY[kind].get(name)
     if existing is not None and not (replace or builtin):  # built-ins re-register on a module reload
         raise ValueError(f"a {kind} variant named {name!r} is already registered; choose another name, "
@@ -132,25 +130,15 @@ def unregister(kind: str, name: str) -> None:
 def get(kind: str, name: str) -> Variant:
     """The variant ``name`` of ``kind``, or a ValueError listing the registered names."""
     _check_kind(kind)
-    _ensure_builtins()
     try:
         return _REGISTRY[kind][name]
     except KeyError:
         raise ValueError(f"{kind}={name!r} is not a registered variant; choose one of "
                          f"{', '.join(map(repr, _REGISTRY[kind]))}, or register yours with "
-                         f"minitransformer.registry.register_{kind}({name!r}, ...)") from None
+                         f"minitransformer.core.registry.register_{kind}({name!r}, ...)") from None
 
 
 def names(kind: str) -> tuple:
     """The registered names of ``kind``, built-ins first."""
     _check_kind(kind)
-    _ensure_builtins()
     return tuple(_REGISTRY[kind])
-
-
-def _ensure_builtins() -> None:
-    """Import the stage modules, which register the built-in variants (once)."""
-    if _loaded["builtins"]:
-        return
-    _loaded["builtins"] = True
-    from . import attention, attention_mla, feedforward, positional  # noqa: F401  (they register themselves)

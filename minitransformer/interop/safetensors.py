@@ -41,7 +41,7 @@ from typing import Optional
 
 import numpy as np
 
-from .fileio import PathLike, atomic_write
+from ..core.fileio import PathLike, atomic_write
 
 # dtype name in the header -> numpy dtype (little-endian). BF16 has no numpy type: see _bf16_to_f32.
 DTYPES: dict[str, np.dtype] = {

@@ -14,7 +14,7 @@ writes one that ``GPT2LMHeadModel.from_pretrained(dir)`` loads, and refuses
 (with a ValueError naming the variant) a model that GPT-2 cannot express.
 
     >>> import tempfile
-    >>> from minitransformer.config import ModelConfig
+    >>> from minitransformer.core.config import ModelConfig
     >>> model = GPT(ModelConfig.preset("toy"), seed=0)
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     _ = export_gpt2(model, folder)
@@ -46,10 +46,11 @@ from typing import Optional
 
 import numpy as np
 
-from . import safetensors_io
-from .config import ModelConfig
-from .fileio import PathLike, atomic_write
-from .model import GPT, flatten, init_params, unflatten_like
+from ..core.config import ModelConfig
+from ..core.fileio import PathLike, atomic_write
+from ..core.tree import flatten, unflatten_like
+from ..model import GPT, init_params
+from . import safetensors as safetensors_io
 
 # --------------------------------------------------------------------------- the name table
 # One row per GPT-2 tensor: its name, its shape, our name(s) for it, and how the values map.

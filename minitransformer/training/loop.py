@@ -1,10 +1,4 @@
-"""Training: AdamW, a warmup + cosine schedule, clipping, accumulation, the loop, checkpoints.
-
-The optimizer keeps its state outside the model. For speed it owns one flat
-float32 buffer holding *every* parameter: the model's arrays become views into
-it, so an AdamW step is a handful of vectorised operations over one long array
-instead of a Python loop over dozens of small ones (at toy sizes that loop, not
-the arithmetic, would be the cost).
+"""Training: batches, evaluation, and the loop (warmup + cosine schedule, clipping, accumulation).
 
 Resuming is exact: a checkpoint stores the parameters, the optimizer's moments,
 the step, and the state of every random generator, so a run that stops and
@@ -16,134 +10,17 @@ training (see the scale-out notebook for how that works on real clusters).
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 
-from .config import ModelConfig
-from .fileio import atomic_write
-from .model import GPT, flatten
-
-CHECKPOINT_FORMAT = "minitransformer-checkpoint"
-CHECKPOINT_VERSION = 1
-
-
-# --------------------------------------------------------------------------- the optimizer
-class AdamW:
-    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), over one flat buffer.
-
-    Weight decay applies to matrices (2-D arrays: weights and embeddings), never to
-    biases or norm gains, as in GPT-2 and nanoGPT.
-
-    Args:
-        params: the model's nested parameter dict; its arrays are replaced, in place,
-            by views into the optimizer's buffer (values unchanged).
-    """
-
-    def __init__(self, params: dict, lr: float = 3e-4, betas=(0.9, 0.95), eps: float = 1e-8,
-                 weight_decay: float = 0.1):
-        flat = flatten(params)
-        # decayed arrays first, so decay is one slice: buffer[:n_decay]
-        self.names = sorted(flat, key=lambda n: (flat[n].ndim < 2, n))
-        self.shapes = {n: flat[n].shape for n in self.names}
-        sizes = [flat[n].size for n in self.names]
-        self.offsets = dict(zip(self.names, np.cumsum([0] + sizes[:-1]).tolist()))
-        self.n_decay = sum(flat[n].size for n in self.names if flat[n].ndim >= 2)
-        self.buffer = np.concatenate([flat[n].reshape(-1) for n in self.names]).astype(np.float32)
-        for n in self.names:  # make the model's arrays views of the buffer
-            _set_path(params, n, self.view(self.buffer, n))
-        self.m = np.zeros_like(self.buffer)
-        self.v = np.zeros_like(self.buffer)
-        self.t = 0
-        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
-        self._g = np.zeros_like(self.buffer)
-        self._tmp = np.zeros_like(self.buffer)
-
-    def view(self, flat_array: np.ndarray, name: str) -> np.ndarray:
-        o = self.offsets[name]
-        return flat_array[o:o + math.prod(self.shapes[name])].reshape(self.shapes[name])
-
-    def gather(self, grads: dict, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """Copy a nested gradient dict into one flat array in buffer order."""
-        out = np.empty_like(self.buffer) if out is None else out
-        flat = flatten(grads)
-        missing = set(self.names) - set(flat)
-        if missing:
-            raise ValueError(f"gradients are missing for {sorted(missing)[:5]}: does every stage have a backward?")
-        for n in self.names:
-            o = self.offsets[n]
-            out[o:o + flat[n].size] = flat[n].reshape(-1)
-        return out
-
-    def step(self, grad: np.ndarray, lr: Optional[float] = None) -> None:
-        """One update from a flat gradient (see `gather`). All operations are in place."""
-        lr = self.lr if lr is None else lr
-        b1, b2 = self.betas
-        self.t += 1
-        self.m *= b1
-        self.m += (1.0 - b1) * grad
-        np.multiply(grad, grad, out=self._tmp)
-        self.v *= b2
-        self.v += (1.0 - b2) * self._tmp
-        # bias correction folded into the step size and epsilon (same maths, fewer passes)
-        c1, c2 = 1.0 - b1 ** self.t, 1.0 - b2 ** self.t
-        np.sqrt(self.v, out=self._tmp)
-        self._tmp *= 1.0 / math.sqrt(c2)
-        self._tmp += self.eps
-        np.divide(self.m, self._tmp, out=self._tmp)
-        if self.weight_decay:
-            self.buffer[: self.n_decay] *= 1.0 - lr * self.weight_decay  # decoupled: not part of the gradient
-        self._tmp *= lr / c1
-        self.buffer -= self._tmp
-
-    def state_dict(self) -> dict:
-        return {"m": self.m, "v": self.v, "t": self.t}
-
-    def load_state_dict(self, state: dict) -> None:
-        for key in ("m", "v"):
-            if state[key].shape != self.buffer.shape:
-                raise ValueError(f"optimizer state {key!r} has {state[key].size} values, the model {self.buffer.size}")
-            getattr(self, key)[:] = state[key]
-        self.t = int(state["t"])
-
-
-def _set_path(tree, dotted: str, value) -> None:
-    *parents, last = dotted.split(".")
-    node = tree
-    for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-
-
-def clip_grad_norm(grad: np.ndarray, max_norm: float) -> float:
-    """Scale the flat gradient in place so its L2 norm is at most ``max_norm``; return the norm before."""
-    norm = float(np.sqrt(np.dot(grad, grad)))
-    if max_norm and norm > max_norm:
-        grad *= max_norm / (norm + 1e-6)
-    return norm
-
-
-def lr_at(step: int, max_lr: float, warmup: int, total: int, min_lr: float = 0.0) -> float:
-    """Linear warmup over ``warmup`` steps, then cosine decay from ``max_lr`` to ``min_lr`` at ``total``.
-
-    >>> [round(lr_at(s, 1.0, 2, 10), 3) for s in (0, 1, 2, 6, 10)]
-    [0.5, 1.0, 1.0, 0.5, 0.0]
-    """
-    if step < warmup:
-        return max_lr * (step + 1) / warmup
-    if step >= total:
-        return min_lr
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+from ..core.nn import cross_entropy_forward, no_grad
+from ..model import GPT
+from .checkpoint import read_checkpoint, model_from_checkpoint, save_checkpoint
+from .optimizer import AdamW, clip_grad_norm, lr_at
 
 
 # --------------------------------------------------------------------------- batches
@@ -175,7 +52,6 @@ def evaluate_tokens(model: GPT, tokens: np.ndarray, context: Optional[int] = Non
     Unlike `Trainer.evaluate` (a few random batches), this reads the whole stream, so the
     same model and tokens always give the same figure: the one recorded with the course model.
     """
-    from .nn import cross_entropy_forward, no_grad
 
     T = context or model.config.context_length
     tokens = np.asarray(tokens)
@@ -234,7 +110,7 @@ class TrainState:
 class Trainer:
     """Trains a `GPT` on a stream of token ids.
 
-    >>> from minitransformer.config import ModelConfig
+    >>> from minitransformer.core.config import ModelConfig
     >>> model = GPT(ModelConfig.preset("toy"), seed=0)
     >>> tokens = np.random.default_rng(0).integers(0, 64, 2000)
     >>> t = Trainer(model, tokens, config=TrainConfig(steps=3, batch_size=2, eval_every=0), log=None)
@@ -287,7 +163,6 @@ class Trainer:
 
     def evaluate(self) -> float:
         """Mean loss on ``eval_batches`` fixed batches of the validation tokens."""
-        from .nn import cross_entropy_forward, no_grad
 
         tokens = self.val_tokens if self.val_tokens is not None else self.train_tokens
         rng = np.random.default_rng(self.eval_rng_seed)
@@ -344,69 +219,14 @@ def _progress_bar(total: int, initial: int):
     return tqdm(total=total, initial=initial, unit="step")
 
 
-# --------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path, trainer: Trainer, extra: Optional[dict] = None) -> Path:
-    """Write ``path`` (.npz: parameters and optimizer moments) and ``path.json`` (config and state).
-
-    Both writes are atomic; nothing is pickled.
-    """
-    path = Path(path)
-    arrays = {f"params.{n}": a for n, a in trainer.model.named_parameters().items()}
-    arrays["opt.m"], arrays["opt.v"] = trainer.opt.m, trainer.opt.v
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "model_config": trainer.model.config.to_dict(),
-        "train_config": asdict(trainer.config),
-        "state": asdict(trainer.state),
-        "opt_t": trainer.opt.t,
-        "rng": {"batch": trainer.batch_rng.bit_generator.state, "dropout": trainer.dropout_rng.bit_generator.state},
-        "extra": extra or {},
-    }
-    atomic_write(path, buf.getvalue())
-    atomic_write(_meta_path(path), json.dumps(meta, indent=1))
-    return path
-
-
-def save_model(path, model: GPT, extra: Optional[dict] = None) -> Path:
-    """Write only the model (no optimizer state): ``path`` (.npz) and ``path.json``. Load with `load_model`.
-
-    A third of the size of a training checkpoint; used for the course model in ``data/course``.
-    """
-    path = Path(path)
-    buf = io.BytesIO()
-    np.savez(buf, **{f"params.{n}": a for n, a in model.named_parameters().items()})
-    meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "weights_only": True,
-            "model_config": model.config.to_dict(), "extra": extra or {}}
-    atomic_write(path, buf.getvalue())
-    atomic_write(_meta_path(path), json.dumps(meta, indent=1))
-    return path
-
-
-def read_metadata(path) -> dict:
-    """The JSON half of a checkpoint or saved model (config, training state, ``extra``)."""
-    return _read_checkpoint(path)[0]
-
-
-def _meta_path(path: Path) -> Path:
-    return path.with_suffix(path.suffix + ".json")
-
-
-def load_model(path) -> GPT:
-    """Load only the model from a checkpoint (for inference)."""
-    meta, arrays = _read_checkpoint(path)
-    return _model_from(meta, arrays, path)
-
-
+# --------------------------------------------------------------------------- resuming
 def resume(path, train_tokens, val_tokens=None, log=print) -> Trainer:
     """Rebuild a `Trainer` exactly as it was when ``path`` was saved."""
-    meta, arrays = _read_checkpoint(path)
+    meta, arrays = read_checkpoint(path)
     if meta.get("weights_only"):
         raise ValueError(f"{path} holds only model weights (saved with save_model), not a training state; "
                          "resume needs a checkpoint written during training (save_checkpoint)")
-    model = _model_from(meta, arrays, path)
+    model = model_from_checkpoint(meta, arrays, path)
     tc = dict(meta["train_config"])
     tc["betas"] = tuple(tc["betas"])
     trainer = Trainer(model, train_tokens, val_tokens, TrainConfig(**tc), log=log)
@@ -417,41 +237,3 @@ def resume(path, train_tokens, val_tokens=None, log=print) -> Trainer:
     trainer.batch_rng.bit_generator.state = meta["rng"]["batch"]
     trainer.dropout_rng.bit_generator.state = meta["rng"]["dropout"]
     return trainer
-
-
-def _read_checkpoint(path):
-    path = Path(path)
-    meta_path = _meta_path(path)
-    for p in (path, meta_path):
-        if not p.exists():
-            raise ValueError(f"checkpoint file {p} is missing (a checkpoint is a .npz plus its .json)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{meta_path} is not a minitransformer checkpoint")
-    if meta.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{meta_path} has checkpoint version {meta.get('version')!r}; this version reads "
-                         f"{CHECKPOINT_VERSION}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"{path} is not a readable .npz checkpoint: {exc}") from None
-    return meta, arrays
-
-
-def _model_from(meta, arrays, path) -> GPT:
-    config = ModelConfig.from_dict(meta["model_config"])
-    model = GPT(config, seed=0)
-    expected = model.named_parameters()
-    for name, arr in expected.items():
-        key = f"params.{name}"
-        if key not in arrays:
-            raise ValueError(f"{path} has no array {name!r}; it does not match its config")
-        if arrays[key].shape != arr.shape or arrays[key].dtype != arr.dtype:
-            raise ValueError(f"{path}: {name} has shape {arrays[key].shape} {arrays[key].dtype}, "
-                             f"expected {arr.shape} {arr.dtype}")
-        arr[...] = arrays[key]
-    return model

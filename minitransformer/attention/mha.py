@@ -40,8 +40,10 @@ from typing import Optional
 
 import numpy as np
 
-from . import positional, registry
-from .nn import linear_backward, linear_forward, want_cache
+from .. import positional
+from ..core import registry
+from .kv_cache import KVCache
+from ..core.nn import linear_backward, linear_forward, want_cache
 
 
 # --------------------------------------------------------------------------- parameters
@@ -62,67 +64,6 @@ def init(config, rng: np.random.Generator) -> dict:
     if config.bias:
         params.update(b_Q=np.zeros(H * D), b_K=np.zeros(G * D), b_V=np.zeros(G * D), b_O=np.zeros(C))
     return {k: v.astype(np.float32) for k, v in params.items()}
-
-
-# --------------------------------------------------------------------------- the KV cache
-class KVCache:
-    """Keys and values of past positions, for every layer, preallocated to ``max_len``.
-
-    Arrays are (B, G, max_len, D) per layer; ``length`` positions are filled. The
-    keys are stored *after* RoPE, at their absolute positions, so they never need
-    rotating again.
-
-    >>> cache = KVCache(n_layers=2, batch_size=1, max_len=8, n_kv_heads=2, d_head=4)
-    >>> cache.length, cache.nbytes
-    (0, 0)
-    """
-
-    def __init__(self, n_layers: int, batch_size: int, max_len: int, n_kv_heads: int, d_head: int,
-                 dtype=np.float32):
-        shape = (batch_size, n_kv_heads, max_len, d_head)
-        self.k = [np.zeros(shape, dtype) for _ in range(n_layers)]
-        self.v = [np.zeros(shape, dtype) for _ in range(n_layers)]
-        self.max_len = max_len
-        self.lengths = [0] * n_layers
-
-    @classmethod
-    def for_config(cls, config, batch_size: int = 1, max_len: Optional[int] = None) -> "KVCache":
-        return cls(config.n_layers, batch_size, max_len or config.context_length, config.kv_heads, config.d_head)
-
-    @property
-    def length(self) -> int:
-        """Positions stored (the next token's absolute position)."""
-        return self.lengths[0]
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of keys and values actually stored (filled positions, all layers)."""
-        per_position = 2 * self.k[0].shape[0] * self.k[0].shape[1] * self.k[0].shape[3] * self.k[0].itemsize
-        return per_position * sum(self.lengths)
-
-    @property
-    def capacity_nbytes(self) -> int:
-        """Bytes allocated (all ``max_len`` positions)."""
-        return sum(a.nbytes for a in self.k + self.v)
-
-    def append(self, layer: int, k: np.ndarray, v: np.ndarray):
-        """Store (B, G, T, D) new keys/values for ``layer``; return views of all stored ones (B, G, S, D)."""
-        start, T = self.lengths[layer], k.shape[2]
-        if start + T > self.max_len:
-            raise ValueError(f"the KV cache holds {self.max_len} positions and {start} are used: {T} more do not fit; "
-                             "call reset() or create a cache with a larger max_len (at most the context length)")
-        self.k[layer][:, :, start:start + T] = k
-        self.v[layer][:, :, start:start + T] = v
-        self.lengths[layer] = start + T
-        return self.k[layer][:, :, :start + T], self.v[layer][:, :, :start + T]
-
-    def reset(self) -> None:
-        """Forget every position (the arrays are kept for reuse)."""
-        self.lengths = [0] * len(self.lengths)
-
-    def __repr__(self) -> str:
-        B, G, L, D = self.k[0].shape
-        return f"KVCache(layers={len(self.k)}, batch={B}, kv_heads={G}, d_head={D}, length={self.length}/{L}, {self.nbytes:,} bytes)"
 
 
 # --------------------------------------------------------------------------- forward
@@ -283,8 +224,3 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     if has_bias:
         grads.update(b_Q=db[:HD], b_K=db[HD:HD + GD], b_V=db[HD + GD:], b_O=db_O)
     return dx, grads
-
-
-# --------------------------------------------------------------------------- the built-in variant, by name
-registry.register("attention", "mha", init=init, forward=forward, backward=backward, builtin=True,
-                  make_cache=lambda config, batch_size=1, max_len=None: KVCache.for_config(config, batch_size, max_len))

@@ -1,4 +1,4 @@
-"""Figures: one matplotlib figure per thing worth seeing.
+"""Figures of the pipeline's stages: tokens, embeddings, positions, attention, MLPs, sampling.
 
 Each function takes data that the pipeline has already computed (a merge tree
 from `tokenizer.show.merge_tree`, rows from `tokenizer.show.compression_curve`,
@@ -12,160 +12,19 @@ shows a figure exactly once: when it is the value of a cell (with the inline
 backend, ``%matplotlib inline``) or passed to ``display``. Save one with
 ``fig.savefig("merge_tree.png")``.
 
-    >>> fig = merge_counts([50, 20, 9, 4])
-    >>> type(fig).__name__
-    'Figure'
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
 import numpy as np
 
-FIGSIZE = (6, 3.5)  # inches; with the default dpi this keeps notebook PNGs small and legible
-
-
-def _visible(token: str) -> str:
-    """Show spaces as '␣': a leading space is part of the token, and the most common surprise."""
-    return token.replace(" ", "␣")
-
-
-# ---------------------------------------------------------------------- tokenization (stage 1)
-def merge_tree(tree: dict, title: str | None = None) -> Figure:
-    """Draw how a token was built, from ``tokenizer.show.merge_tree(tok, id)``.
-
-    The root (the whole token) is at the top and its bytes are the leaves along
-    the bottom, in reading order. A node's height is the number of merge levels
-    between it and its deepest byte, so tokens built from merged tokens sit higher.
-
-    Args:
-        tree: nested ``{"id", "token", "children": [left, right]}`` (leaves have no children).
-        title: figure title; defaults to the root token.
-    """
-    labels: list[tuple[float, int, dict]] = []  # (x, height, node) for every box to draw
-    elbows: list[tuple[float, int, float, int]] = []  # (child x, child height, parent x, parent height)
-    n_leaves = 0
-
-    def place(node: dict) -> tuple[float, int]:
-        # note: a dendrogram layout: leaves get x = 0, 1, 2, ... in reading order; a
-        # parent sits above the middle of its children, one level above the taller one.
-        nonlocal n_leaves
-        if not node["children"]:
-            x, h = float(n_leaves), 0
-            n_leaves += 1
-        else:
-            kids = [place(child) for child in node["children"]]
-            x, h = sum(kx for kx, _ in kids) / len(kids), 1 + max(kh for _, kh in kids)
-            elbows.extend((kx, kh, x, h) for kx, kh in kids)
-        labels.append((x, h, node))
-        return x, h
-
-    _, height = place(tree)
-    width = max(FIGSIZE[0], 0.55 * n_leaves)  # room for one label per byte
-    fig = Figure(figsize=(width, max(2.5, 0.8 * (height + 1))), layout="constrained")
-    ax = fig.add_subplot()
-
-    for cx, ch, px, ph in elbows:  # elbow connectors, drawn under the boxes
-        ax.plot([cx, cx, px], [ch, ph, ph], color="0.6", linewidth=1, zorder=1)
-    for x, h, node in labels:  # one box per token: its text (spaces as ␣) and its id
-        leaf = not node["children"]
-        ax.text(
-            x, h, f"{_visible(node['token'])}\n{node['id']}",
-            ha="center", va="center", fontsize=8, family="monospace", zorder=2,
-            bbox=dict(boxstyle="round,pad=0.25", facecolor="#dbeafe" if leaf else "#fef9c3", edgecolor="0.5"),
-        )
-
-    ax.set_xlim(-0.7, n_leaves - 0.3)
-    ax.set_ylim(-0.6, height + 0.6)
-    ax.set_yticks(range(height + 1))
-    ax.set_ylabel("levels of merges")
-    ax.set_xticks([])
-    ax.spines[["top", "right", "bottom"]].set_visible(False)
-    ax.set_title(title or f"merge tree of [{_visible(tree['token'])}] (id {tree['id']})")
-    return fig
-
-
-def _as_series(data, name: str) -> dict:
-    """Accept one series or ``{label: series}``: plotting one tokenizer or comparing several."""
-    if isinstance(data, Mapping):
-        return {label: list(series) for label, series in data.items()}
-    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
-        raise ValueError(f"{name} must be a list (or array) or a dict {{label: list}}, got {type(data).__name__}")
-    return {None: list(data)}  # one unlabelled series (a list, tuple or numpy array)
-
-
-def compression_curve(rows, title: str = "compression vs vocabulary size") -> Figure:
-    """Bytes per token against vocabulary size, from ``tokenizer.show.compression_curve``.
-
-    Args:
-        rows: a list of rows (dicts with ``vocab_size`` and ``bytes_per_token``),
-            or ``{label: rows}`` to compare several tokenizers (e.g. split patterns).
-    """
-    fig = Figure(figsize=FIGSIZE, layout="constrained")
-    ax = fig.add_subplot()
-    for label, series in _as_series(rows, "rows").items():
-        ax.plot([r["vocab_size"] for r in series], [r["bytes_per_token"] for r in series], marker="o", label=label)
-    # note: every doubling of the vocabulary costs the same (the embedding table
-    # doubles), so a log2 axis shows what each doubling buys.
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(ScalarFormatter())  # 1024, not 2^10
-    ax.set_xlabel("vocabulary size (256 bytes + merges)")
-    ax.set_ylabel("bytes per token (higher = shorter sequences)")
-    ax.grid(True, alpha=0.3)
-    if isinstance(rows, Mapping):
-        ax.legend()
-    ax.set_title(title)
-    return fig
-
-
-def merge_counts(counts, title: str = "how often each merge's pair occurred when it was learned") -> Figure:
-    """The count of each merge against its rank, on log-log axes (``TrainResult.counts``).
-
-    The first merges glue pairs seen thousands of times; the last ones, pairs seen
-    a handful of times. A straight line on log-log axes is a power law (Zipf), and
-    it is why compression grows ever more slowly with vocabulary size.
-
-    Args:
-        counts: one list of counts in rank order, or ``{label: counts}``.
-    """
-    fig = Figure(figsize=FIGSIZE, layout="constrained")
-    ax = fig.add_subplot()
-    for label, series in _as_series(counts, "counts").items():
-        ax.plot(range(1, len(series) + 1), series, label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("merge rank (1 = learned first)")
-    ax.set_ylabel("pair count when merged")
-    ax.grid(True, which="both", alpha=0.3)
-    if isinstance(counts, Mapping):
-        ax.legend()
-    ax.set_title(title)
-    return fig
-
-
-# ---------------------------------------------------------------------- training
-def loss_curves(losses, evals=(), baseline: float | None = None, title: str = "training") -> Figure:
-    """Training loss per step (``TrainState.losses``), validation loss (``TrainState.evals``),
-    and optionally the unigram baseline a model must beat (`train.unigram_loss`)."""
-    fig = Figure(figsize=FIGSIZE)
-    ax = fig.add_subplot()
-    if losses:
-        steps, values = zip(*losses)
-        ax.plot(steps, values, lw=0.8, alpha=0.6, label="train loss")
-    if evals:
-        steps, values = zip(*evals)
-        ax.plot(steps, values, "o-", ms=3, label="validation loss")
-    if baseline is not None:
-        ax.axhline(baseline, ls="--", color="gray", lw=1, label=f"unigram baseline ({baseline:.2f})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+from .. import positional
+from ..concepts import STAGES
+from ..feedforward.output import probabilities
+from .style import FIGSIZE, visible
 
 
 # ---------------------------------------------------------------------- the pipeline (stages 1-5)
@@ -176,7 +35,7 @@ def token_boundaries(labels: list, ids: list, title: str = "tokens") -> Figure:
     colours = ["#fde2e4", "#dbeafe", "#dcfce7", "#fef9c3", "#ede9fe", "#ffedd5"]
     for t, (label, i) in enumerate(zip(labels, ids)):
         ax.add_patch(_box(t, colours[t % len(colours)]))
-        ax.text(t + 0.5, 0.62, _visible(label).replace("\n", "\\n"), ha="center", va="center", fontsize=9,
+        ax.text(t + 0.5, 0.62, visible(label).replace("\n", "\\n"), ha="center", va="center", fontsize=9,
                 family="monospace")
         ax.text(t + 0.5, 0.18, str(i), ha="center", va="center", fontsize=7, color="#555")
     ax.set_xlim(0, max(len(labels), 1))
@@ -206,7 +65,7 @@ def embedding_map(W_E, highlight_ids: list, vocab_labels: list, n_background: in
     ax.scatter(P[::step, 0], P[::step, 1], s=4, color="#bbb", label="other tokens")
     for i in dict.fromkeys(highlight_ids):
         ax.scatter(P[i, 0], P[i, 1], s=18, color="C0")
-        ax.annotate(_visible(vocab_labels[i]), P[i], fontsize=8, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(visible(vocab_labels[i]), P[i], fontsize=8, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title)
@@ -217,7 +76,6 @@ def embedding_map(W_E, highlight_ids: list, vocab_labels: list, n_background: in
 def positional_heatmap(config, n_positions: int, W_pos=None, title: str | None = None) -> Figure:
     """The position signal as position x dimension: the learned rows of ``W_pos`` (pass them for a
     learned model), RoPE's rotation angles (as cosines), or the sinusoidal table otherwise."""
-    from . import positional
 
     fig = Figure(figsize=FIGSIZE)
     ax = fig.add_subplot()
@@ -245,7 +103,7 @@ def attention_patterns(patterns, labels: list, title: str = "attention patterns"
     L, H = patterns.shape[:2]
     fig = Figure(figsize=(2.2 * H + 0.5, 2.2 * L + 0.6))
     axes = fig.subplots(L, H, squeeze=False)
-    short = [_visible(s)[:6] for s in labels]
+    short = [visible(s)[:6] for s in labels]
     for layer in range(L):
         for h in range(H):
             ax = axes[layer][h]
@@ -279,7 +137,6 @@ def next_token_bars(probs, vocab_labels: list, k: int = 10, title: str = "next-t
 def rope_rotations(positions, d_head: int = 8, base: float = 10000.0, title: str = "RoPE: one vector, rotated by position") -> Figure:
     """Each rotated pair of a RoPE head as a clock hand: the unit vector [1, 0] of every pair,
     rotated to each of ``positions``; fast pairs spin, slow pairs barely move."""
-    from . import positional
 
     positions = np.asarray(positions)
     cos, sin = positional.rope_angles(positions, d_head, base)  # (P, D/2)
@@ -356,7 +213,6 @@ def sampling_effects(logits, vocab_labels: list, settings=None, k: int = 8,
     ``settings`` is a list of dicts of `feedforward.probabilities` arguments
     (default: temperature 1, 0.5, 2, and top-p 0.9).
     """
-    from .feedforward import probabilities
 
     settings = settings or [{"temperature": 1.0}, {"temperature": 0.5}, {"temperature": 2.0}, {"top_p": 0.9}]
     base = probabilities(np.asarray(logits, dtype=float))
@@ -379,7 +235,6 @@ def pipeline_diagram(title: str = "minitransformer: five stages, five retrieval 
     (read from `concepts.STAGES`, so the picture cannot disagree with the code)."""
     from matplotlib.patches import FancyBboxPatch
 
-    from .concepts import STAGES
 
     fig = Figure(figsize=(11, 2.9))
     ax = fig.add_subplot()
@@ -415,7 +270,7 @@ def logit_lens(rows: list, vocab_labels: list, title: str = "logit lens: the nex
         for j, (i, p) in enumerate(zip(r["top_ids"], r["top_probs"])):
             ax.barh(r["layer"], p, left=left, color=f"C{j % 10}", edgecolor="white")
             if p > 0.04:
-                ax.text(left + p / 2, r["layer"], _visible(vocab_labels[i])[:8], ha="center", va="center", fontsize=7)
+                ax.text(left + p / 2, r["layer"], visible(vocab_labels[i])[:8], ha="center", va="center", fontsize=7)
             left += p
     ax.set_yticks([r["layer"] for r in rows], [f"after block {r['layer']}" for r in rows])
     ax.invert_yaxis()

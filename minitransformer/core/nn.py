@@ -6,7 +6,7 @@ Every operation is a pair of plain functions, side by side:
     dx, grads... = op_backward(dy, cache)    # gradients of the loss w.r.t. the inputs
 
 Nothing is stored on objects, so a student can call any forward on a toy array,
-read its cache, and check its backward with `minitransformer.testing.gradcheck`.
+read its cache, and check its backward with `minitransformer.kit.gradcheck`.
 
 Dimension letters used in shape comments throughout the package:
 
@@ -53,6 +53,13 @@ def no_grad():
 
 def grad_enabled() -> bool:
     return _GRAD["enabled"]
+
+
+def require_cache(cache) -> None:
+    """Raise the error a backward gives when its forward kept no cache."""
+    if cache is None:
+        raise ValueError("backward needs the cache of forward, but it is None: run forward with "
+                         "need_cache=True (and outside nn.no_grad())")
 
 
 def want_cache(need_cache: Optional[bool]) -> bool:

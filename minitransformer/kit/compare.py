@@ -6,7 +6,7 @@ second: it trains one small model per configuration on the same tokens, from
 the same seed, with the same data order, and returns their loss curves and
 speed, ready to plot.
 
-    >>> from minitransformer.config import ModelConfig
+    >>> from minitransformer.core.config import ModelConfig
     >>> base = ModelConfig.preset("toy", vocab_size=300, context_length=32)
     >>> result = compare({"learned": base, "rope": base.replace(positional="rope")}, steps=3, corpus="tiny")
     >>> sorted(result.runs)
@@ -21,10 +21,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from . import data
-from .config import ModelConfig
-from .model import GPT
-from .train import TrainConfig, Trainer, unigram_loss
+from ..core.config import ModelConfig
+from ..model import GPT
+from ..training import data
+from ..training.loop import TrainConfig, Trainer, unigram_loss
 
 
 @dataclass

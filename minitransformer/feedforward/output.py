@@ -1,31 +1,15 @@
-"""Stage 5, feed-forward & output (IR concept: processing).
+"""Stage 5, the output: the residual stream -> logits -> probabilities -> the next token.
 
-After attention has retrieved what each position needs, the MLP processes every
-position on its own: widen from C to F, apply a non-linearity, narrow back to C
-(Vaswani et al., 2017, "position-wise feed-forward"; Geva et al., 2021, read its
-two matrices as keys and values of a memory). The output head then turns the
-residual stream into logits over the vocabulary, and `sample` picks the next id.
+The output head turns each position's final vector into one score per token of
+the vocabulary: ``logits = x @ W_U``, or, with ``tie_embeddings``, ``x @ W_E.T``,
+so the vector that reads a token in is the one that scores it on the way out
+(Press & Wolf, 2017). `probabilities` turns logits into a distribution with
+temperature, top-k (Fan et al., 2018) and nucleus / top-p (Holtzman et al.,
+2019) filtering, and `sample` draws the next id from it.
 
-    >>> import numpy as np
-    >>> from minitransformer.config import ModelConfig
-    >>> cfg = ModelConfig.preset("toy", ffn="swiglu")
-    >>> params = init(cfg, np.random.default_rng(0))
-    >>> sorted(params), params["W_in"].shape
-    (['W_gate', 'W_in', 'W_out', 'b_gate', 'b_in', 'b_out'], (32, 88))
-    >>> y, cache = forward(params, np.ones((2, 5, 32), np.float32), cfg)
-    >>> y.shape, y.dtype, cache["hook_post"].shape
-    ((2, 5, 32), dtype('float32'), (2, 5, 88))
+Deliberately left out: beam search, repetition penalties and min-p sampling.
 
-Variants (``config.ffn``): ``"gelu"``, GPT-2's MLP (Radford et al., 2019), and
-``"swiglu"``, a gated MLP (Shazeer, 2020, "GLU Variants Improve Transformer").
-The head is a separate ``W_U`` or, with ``tie_embeddings``, the embedding matrix
-``W_E`` transposed (Press & Wolf, 2017). Sampling offers temperature, top-k
-(Fan et al., 2018) and nucleus / top-p (Holtzman et al., 2019).
-
-Deliberately left out: mixture-of-experts MLPs, dropout (the model applies it on
-the residual stream), beam search, repetition penalties and min-p sampling.
-
-Dimension letters: B batch, T time, C model width, F hidden width, V vocabulary.
+Dimension letters: B batch, T time, C model width, V vocabulary.
 """
 
 from __future__ import annotations
@@ -35,98 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import nn, registry
-from .config import FFN
-
-VARIANTS = FFN  # ("gelu", "swiglu"): named once, in config.py
-
-
-# --------------------------------------------------------------------------- the MLP
-def init(config, rng: np.random.Generator) -> dict:
-    """Weights ~ N(0, init_std) in float32, biases zero (only if ``config.bias``).
-
-    Returns ``{"W_in": (C, F), "W_out": (F, C)}`` plus ``"W_gate": (C, F)`` for SwiGLU,
-    and ``b_in``/``b_out`` (and ``b_gate``) when the config has biases.
-    """
-    if config.ffn not in VARIANTS:
-        raise ValueError(f"ffn={config.ffn!r} is not a feed-forward variant; choose one of {', '.join(map(repr, VARIANTS))}")
-    C, F, std = config.d_model, config.ff_width, float(config.init_std)
-    # note: W_out writes into the residual stream, which sums 2 * n_layers such writes
-    # (attention and MLP per block); GPT-2 scales these projections by 1/sqrt(2 * n_layers)
-    # so the stream's variance at init does not grow with depth.
-    out_std = std / math.sqrt(2 * config.n_layers)
-    params = {"W_in": rng.standard_normal((C, F), dtype=np.float32) * std,  # (C, F)
-              "W_out": rng.standard_normal((F, C), dtype=np.float32) * out_std}  # (F, C)
-    if config.ffn == "swiglu":
-        params["W_gate"] = rng.standard_normal((C, F), dtype=np.float32) * std  # (C, F)
-    if config.bias:
-        params["b_in"], params["b_out"] = np.zeros(F, np.float32), np.zeros(C, np.float32)
-        if config.ffn == "swiglu":
-            params["b_gate"] = np.zeros(F, np.float32)
-    return params
-
-
-def forward(params: dict, x: np.ndarray, config, need_cache: Optional[bool] = None):
-    """Process every position on its own: ``x (B, T, C) -> y (B, T, C)``, same dtype.
-
-    gelu:   ``y = gelu(x @ W_in + b_in) @ W_out + b_out``
-    swiglu: ``y = (silu(x @ W_gate) * (x @ W_in)) @ W_out``  (plus biases if present)
-
-    Returns ``(y, cache)``. The cache names the activations ``hook_pre`` (what goes into
-    the non-linearity; for SwiGLU the gate), ``hook_pre_linear`` (SwiGLU's ungated branch)
-    and ``hook_post`` (the hidden vector that ``W_out`` reads), all (B, T, F). It is None
-    when `nn.want_cache` says no (``need_cache=False``, or None inside `nn.no_grad`).
-    """
-    if x.shape[-1] != params["W_in"].shape[0]:
-        raise ValueError(f"x has width {x.shape[-1]} on its last axis, but the MLP expects d_model={params['W_in'].shape[0]}")
-    if ("W_gate" in params) != (config.ffn == "swiglu"):
-        raise ValueError(f"config.ffn={config.ffn!r} does not match these params (keys {sorted(params)}); "
-                         "build them with init(config, rng) for the same config")
-    if config.ffn == "swiglu":
-        gate, _ = nn.linear_forward(x, params["W_gate"], params.get("b_gate"))  # (B, T, C) -> (B, T, F)
-        up, _ = nn.linear_forward(x, params["W_in"], params.get("b_in"))  # (B, T, C) -> (B, T, F)
-        act, (_, sig) = nn.silu_forward(gate)  # (B, T, F)
-        # the gate decides, per hidden unit, how much of the linear branch passes
-        post = act * up  # (B, T, F)
-        cache = {"x": x, "hook_pre": gate, "hook_pre_linear": up, "sigmoid": sig, "hook_post": post}
-    elif config.ffn == "gelu":
-        pre, _ = nn.linear_forward(x, params["W_in"], params.get("b_in"))  # (B, T, C) -> (B, T, F)
-        post, (_, tanh) = nn.gelu_forward(pre)  # (B, T, F)
-        cache = {"x": x, "hook_pre": pre, "tanh": tanh, "hook_post": post}
-    else:
-        raise ValueError(f"ffn={config.ffn!r} is not a feed-forward variant; choose one of {', '.join(map(repr, VARIANTS))}")
-    y, _ = nn.linear_forward(post, params["W_out"], params.get("b_out"))  # (B, T, F) -> (B, T, C)
-    return y, (cache if nn.want_cache(need_cache) else None)
-
-
-def backward(params: dict, cache: dict, dy: np.ndarray):
-    """Backward of `forward`. Returns ``(dx (B, T, C), grads)`` with the keys of ``params``.
-
-    note: the variant and the biases are read from the keys of ``params`` (``W_gate``,
-    ``b_in``), so backward needs no config.
-    """
-    _need(cache)
-    has_bias = "b_out" in params
-    grads = {}
-    dpost, grads["W_out"], db = nn.linear_backward(dy, cache["hook_post"], params["W_out"], has_bias)  # (B, T, C) -> (B, T, F)
-    if has_bias:
-        grads["b_out"] = db
-    if "W_gate" in params:
-        gate, up = cache["hook_pre"], cache["hook_pre_linear"]
-        act = gate * cache["sigmoid"]  # silu(gate), recomputed: cheaper than caching it, (B, T, F)
-        dgate = nn.silu_backward(dpost * up, (gate, cache["sigmoid"]))  # product rule, gate side
-        dx_gate, grads["W_gate"], db = nn.linear_backward(dgate, cache["x"], params["W_gate"], has_bias)  # (B, T, F) -> (B, T, C)
-        if has_bias:
-            grads["b_gate"] = db
-        dup = dpost * act  # product rule, linear side
-    else:
-        dup = nn.gelu_backward(dpost, (cache["hook_pre"], cache["tanh"]))  # (B, T, F)
-    dx, grads["W_in"], db = nn.linear_backward(dup, cache["x"], params["W_in"], has_bias)  # (B, T, F) -> (B, T, C)
-    if has_bias:
-        grads["b_in"] = db
-    if "W_gate" in params:
-        dx += dx_gate  # subtle: x feeds both branches of SwiGLU, so its gradient is the sum of both
-    return dx, grads
+from ..core import nn
 
 
 # --------------------------------------------------------------------------- the output head
@@ -157,7 +50,7 @@ def head_backward(params: dict, cache: dict, dlogits: np.ndarray, W_E: Optional[
     of the embedding gradient, which the model adds to what the embedding's own backward
     returns (a tied weight gets the sum of the gradients of both its uses).
     """
-    _need(cache)
+    nn.require_cache(cache)
     dx, dW, _ = nn.linear_backward(dlogits, cache["x"], _head_weight(params, W_E))  # (B, T, V) -> (B, T, C)
     return dx, ({"W_U": dW} if "W_U" in params else {"W_E": dW.T})  # dW (C, V); tied: .T -> (V, C)
 
@@ -170,12 +63,6 @@ def _head_weight(params: dict, W_E: Optional[np.ndarray]) -> np.ndarray:
     if W_E is None:
         raise ValueError("this head is tied to the embedding (no W_U): pass W_E=<the embedding's W_E (V, C)>")
     return W_E.T  # (V, C) -> (C, V), a view
-
-
-def _need(cache) -> None:
-    if cache is None:
-        raise ValueError("backward needs the cache of forward, but it is None: run forward with "
-                         "need_cache=True (and outside nn.no_grad())")
 
 
 # --------------------------------------------------------------------------- logits -> next token
@@ -260,8 +147,3 @@ def _check_sampling_args(V: int, temperature, top_k, top_p) -> None:
         raise ValueError(f"top_k={top_k!r} must be an int in 1..{V} (the vocabulary size), or None to keep all")
     if top_p is not None and (not number(top_p) or not 0 < top_p <= 1):
         raise ValueError(f"top_p={top_p!r} must be a number in (0, 1], or None to keep all")
-
-
-# --------------------------------------------------------------------------- the built-in variants, by name
-for _name in VARIANTS:
-    registry.register("ffn", _name, init=init, forward=forward, backward=backward, builtin=True)

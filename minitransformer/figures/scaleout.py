@@ -1,6 +1,6 @@
 """Figures for the scale-out notebook: one matplotlib ``Figure`` per experiment.
 
-As in ``minitransformer.viz``, each function takes numbers the simulator already
+As in ``minitransformer.figures``, each function takes numbers the simulator already
 computed (a topology, per-link loads, completion times, a speed-up curve) and
 returns a ``matplotlib.figure.Figure`` built without ``pyplot``: nothing global,
 nothing pops up, a notebook shows the figure when it is a cell's value.

@@ -3,7 +3,7 @@
 The same three pieces (split pattern, merges, special tokens) are written in the
 layout that ``tokenizers.Tokenizer.from_file`` and ``transformers``'
 ``PreTrainedTokenizerFast(tokenizer_file=...)`` read, so a model exported with
-`minitransformer.gpt2.export_gpt2` can travel with its tokenizer:
+`minitransformer.interop.gpt2.export_gpt2` can travel with its tokenizer:
 
 - pre-tokenizer: ``Split`` with our split regex (each match is a chunk), then
   ``ByteLevel`` (each chunk's UTF-8 bytes become printable characters, below);
@@ -40,8 +40,8 @@ import functools
 import json
 from pathlib import Path
 
-from ..fileio import PathLike, atomic_write
-from .core import Tokenizer
+from ..core.fileio import PathLike, atomic_write
+from ..tokenizer import Tokenizer
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,10 +20,9 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-POSITIONAL = ("learned", "sinusoidal", "rope", "none")
+from . import registry
+
 ROPE_STYLES = ("half", "interleaved")
-ATTENTION = ("mha", "mla")  # grouped-query and multi-query attention are "mha" with n_kv_heads < n_heads
-FFN = ("gelu", "swiglu")
 NORM = ("layernorm", "rmsnorm")
 
 
@@ -98,13 +97,11 @@ class ModelConfig:
         for name in ("n_kv_heads", "d_ff"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
-        from . import registry  # lazily: the registry imports the stage modules, which import this one
-
         for name in ("positional", "attention", "ffn"):
             valid = registry.names(name)
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(map(repr, valid))} "
-                                 f"(or register your own with minitransformer.registry.register_{name})")
+                                 f"(or register your own with minitransformer.core.registry.register_{name})")
         for name, valid in (("rope_style", ROPE_STYLES), ("norm", NORM)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(map(repr, valid))}")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_write
+from ..core.fileio import atomic_write
 
 CORPORA = {
     "pydoc": "the Python language reference topics from pydoc_data (built on first use)",
@@ -41,7 +41,7 @@ def data_dir() -> Path:
     env = os.environ.get("MINITRANSFORMER_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data"
+    return Path(__file__).resolve().parents[2] / "data"
 
 
 def build_pydoc_corpus() -> str:
@@ -121,7 +121,7 @@ def corpus_tokens(name: str, vocab_size: int, context: int, tokenizer=None) -> C
     one window of ``context + 1`` tokens; then validation falls back to the training stream
     and ``held_out`` says so, instead of failing later inside the trainer.
     """
-    from .tokenizer import Tokenizer
+    from ..tokenizer import Tokenizer
 
     train_text, val_text = split_text(load_corpus(name))
     tok = tokenizer or Tokenizer.train(train_text, vocab_size - 1, special_tokens=["<|endoftext|>"])

@@ -60,7 +60,7 @@ DeepSeek-V3 reference inference code (``inference/model.py``, class ``MLA``,
 bonus chapter in *LLMs from Scratch* (latent cache without RoPE or absorption).
 The specification followed here is ``specs/mla.md`` of this project.
 
-    >>> from minitransformer.config import ModelConfig
+    >>> from minitransformer.core.config import ModelConfig
     >>> cfg = ModelConfig(d_model=32, n_heads=4, attention="mla", positional="rope", d_latent=16, d_rope=4, bias=False)
     >>> params = init(cfg, np.random.default_rng(0))
     >>> sorted(params)
@@ -83,8 +83,10 @@ from typing import Optional
 
 import numpy as np
 
-from . import positional, registry
-from .nn import linear_backward, linear_forward, rmsnorm_backward, rmsnorm_forward, want_cache
+from .. import positional
+from ..core.nn import linear_backward, linear_forward, rmsnorm_backward, rmsnorm_forward, want_cache
+
+from .kv_cache import LatentKVCache
 
 IMPLS = ("naive", "absorbed")
 
@@ -146,87 +148,6 @@ def _fused(params: dict, Dq: int, Dr: int):
     W_down = np.concatenate(down, axis=1)  # (C, Dq + Dc + Dr), or (C, H(Dh+Dr) + Dc + Dr)
     W_ukv = np.concatenate([params["W_UK"], params["W_UV"]], axis=1)  # (Dc, H·Dh + H·Dv)
     return W_down, q_up, W_ukv
-
-
-# --------------------------------------------------------------------------- the latent cache
-class LatentKVCache:
-    """The MLA cache: per layer and token, the latent c_KV (Dc) and the rotated shared key k_R (Dr).
-
-    Each layer holds one (B, max_len, Dc + Dr) array, laid out [c_KV | k_R]: read
-    as a whole it is the single shared key of the absorbed (multi-query) view,
-    and its two slices are the latents and the positional keys. k_R is stored
-    *after* RoPE at its absolute position, so it is never rotated again; c_KV
-    never is rotated at all.
-
-    >>> cache = LatentKVCache(n_layers=2, batch_size=1, max_len=8, d_latent=6, d_rope=2)
-    >>> cache.numbers_per_token, cache.length, cache.nbytes
-    (8, 0, 0)
-    """
-
-    def __init__(self, n_layers: int, batch_size: int, max_len: int, d_latent: int, d_rope: int,
-                 dtype=np.float32):
-        self.kv = [np.zeros((batch_size, max_len, d_latent + d_rope), dtype) for _ in range(n_layers)]
-        self.d_latent, self.d_rope, self.max_len = d_latent, d_rope, max_len
-        self.lengths = [0] * n_layers
-
-    @classmethod
-    def for_config(cls, config, batch_size: int = 1, max_len: Optional[int] = None, dtype=np.float32):
-        H, Dh, Dv, Dc, Dq, Dr = dims(config)
-        return cls(config.n_layers, batch_size, max_len or config.context_length, Dc, Dr, dtype)
-
-    @property
-    def length(self) -> int:
-        """Positions stored (the next token's absolute position when the cache started at 0)."""
-        return self.lengths[0]
-
-    @property
-    def numbers_per_token(self) -> int:
-        """Dc + Dr: numbers stored per token, per layer and sequence (576 in DeepSeek-V2/V3)."""
-        return self.d_latent + self.d_rope
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of latents and rotated keys actually stored (filled positions, all layers)."""
-        B = self.kv[0].shape[0]
-        return B * self.numbers_per_token * self.kv[0].itemsize * sum(self.lengths)
-
-    @property
-    def capacity_nbytes(self) -> int:
-        """Bytes allocated (all ``max_len`` positions)."""
-        return sum(a.nbytes for a in self.kv)
-
-    def c_kv(self, layer: int) -> np.ndarray:
-        """The stored latents of ``layer``, (B, S, Dc) (a view)."""
-        return self.kv[layer][:, :self.lengths[layer], :self.d_latent]
-
-    def k_r(self, layer: int) -> np.ndarray:
-        """The stored rotated shared keys of ``layer``, (B, S, Dr) (a view)."""
-        return self.kv[layer][:, :self.lengths[layer], self.d_latent:]
-
-    def append(self, layer: int, c_kv: np.ndarray, k_r: np.ndarray) -> np.ndarray:
-        """Store (B, T, Dc) latents and (B, T, Dr) rotated keys; return all stored (B, S, Dc + Dr) (a view)."""
-        start, T = self.lengths[layer], c_kv.shape[1]
-        B = self.kv[layer].shape[0]
-        if c_kv.shape != (B, T, self.d_latent) or k_r.shape != (B, T, self.d_rope):
-            raise ValueError(f"the latent cache stores c_KV (B, T, {self.d_latent}) and k_R (B, T, {self.d_rope}) "
-                             f"with batch B = {B}; got {c_kv.shape} and {k_r.shape}: create the cache with "
-                             "LatentKVCache.for_config(config, batch_size=...) for this batch and config")
-        if start + T > self.max_len:
-            raise ValueError(f"the latent cache holds {self.max_len} positions and {start} are used: {T} more do "
-                             "not fit; call reset() or create a cache with a larger max_len")
-        self.kv[layer][:, start:start + T, :self.d_latent] = c_kv
-        self.kv[layer][:, start:start + T, self.d_latent:] = k_r
-        self.lengths[layer] = start + T
-        return self.kv[layer][:, :start + T]
-
-    def reset(self) -> None:
-        """Forget every position (the arrays are kept for reuse)."""
-        self.lengths = [0] * len(self.lengths)
-
-    def __repr__(self) -> str:
-        B, L, W = self.kv[0].shape
-        return (f"LatentKVCache(layers={len(self.kv)}, batch={B}, d_latent={self.d_latent}, d_rope={self.d_rope}, "
-                f"length={self.length}/{L}, {self.nbytes:,} bytes)")
 
 
 # --------------------------------------------------------------------------- forward
@@ -455,71 +376,3 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     if Dr:
         grads["W_KR"] = dW_down[:, a + Dc:]
     return dx, grads
-
-
-# --------------------------------------------------------------------------- DeepSeek's fused layout
-def to_deepseek_layout(params: dict, config) -> dict:
-    """The weights in the layout of DeepSeek-V3's ``inference/model.py`` ((out, in), fused, per-head interleaved).
-
-    ``wq_a`` (Dq, C), ``q_norm``, ``wq_b`` (H·(Dh+Dr), Dq) whose rows are, per head, [W_UQ,i; W_QR,i]
-    (without query compression ``wq`` (H·(Dh+Dr), C), the same per-head order); ``wkv_a``
-    (Dc+Dr, C) = [W_DKV; W_KR]; ``kv_norm``; ``wkv_b`` (H·(Dh+Dv), Dc) whose rows are, per head,
-    [W_UK,i; W_UV,i]; ``wo`` (C, H·Dv). A loader for real checkpoints would use `from_deepseek_layout`.
-
-    note: DeepSeek rotates consecutive pairs (``rope_style="interleaved"``); HF's port de-interleaves
-    and rotates halves. Either is fine as long as q_R and k_R agree (q·k is unchanged).
-    """
-    H, Dh, Dv, Dc, Dq, Dr = dims(config)
-
-    def per_head(*blocks):  # blocks (in, H·w_k) -> rows (H·Σw, in), per head [block_1; block_2; ...]
-        parts = [b.reshape(b.shape[0], H, -1).transpose(1, 2, 0) for b in blocks]  # each (H, w_k, in)
-        stacked = np.concatenate(parts, axis=1)  # (H, Σw, in)
-        return stacked.reshape(-1, stacked.shape[-1])  # (H·Σw, in)
-
-    zeros = np.zeros((params["W_DKV"].shape[0], 0), params["W_DKV"].dtype)  # (C, 0): the absent RoPE key when Dr = 0
-    out = {"wkv_a": np.concatenate([params["W_DKV"], params.get("W_KR", zeros)], axis=1).T,  # (Dc + Dr, C)
-           "wkv_b": per_head(params["W_UK"], params["W_UV"]),  # (H·(Dh + Dv), Dc)
-           "wo": params["W_O"].T}  # (C, H·Dv)
-    if Dq:
-        W_QR = params.get("W_QR", np.zeros((Dq, 0), params["W_UQ"].dtype))
-        out.update(wq_a=params["W_DQ"].T, wq_b=per_head(params["W_UQ"], W_QR))  # (Dq, C), (H·(Dh+Dr), Dq)
-    else:
-        out["wq"] = per_head(params["W_Q"][:, :H * Dh], params["W_Q"][:, H * Dh:])  # (H·(Dh+Dr), C)
-    for name in ("kv_norm", "q_norm"):
-        if name in params:
-            out[name] = params[name]
-    return out
-
-
-def from_deepseek_layout(packed: dict, config) -> dict:
-    """The inverse of `to_deepseek_layout`: role-named (in, out) weights for `forward`."""
-    H, Dh, Dv, Dc, Dq, Dr = dims(config)
-
-    def split_heads(rows, widths):  # rows (H·Σw, in) -> [(in, H·w_k), ...]
-        per = rows.reshape(H, sum(widths), -1)  # (H, Σw, in)
-        edges = np.cumsum([0] + list(widths))
-        return [per[:, a:b].transpose(2, 0, 1).reshape(per.shape[-1], -1) for a, b in zip(edges[:-1], edges[1:])]
-
-    kv_a = packed["wkv_a"].T  # (C, Dc + Dr)
-    W_UK, W_UV = split_heads(packed["wkv_b"], (Dh, Dv))
-    params = {"W_DKV": kv_a[:, :Dc], "W_UK": W_UK, "W_UV": W_UV, "W_O": packed["wo"].T}
-    if Dr:
-        params["W_KR"] = kv_a[:, Dc:]
-    if Dq:
-        W_UQ, W_QR = split_heads(packed["wq_b"], (Dh, Dr))
-        params.update(W_DQ=packed["wq_a"].T, W_UQ=W_UQ)
-        if Dr:
-            params["W_QR"] = W_QR
-    else:
-        q_c, q_r = split_heads(packed["wq"], (Dh, Dr))
-        params["W_Q"] = np.concatenate([q_c, q_r], axis=1)  # (C, [H·Dh | H·Dr])
-    for name in ("kv_norm", "q_norm"):
-        if name in packed:
-            params[name] = packed[name]
-    return {k: np.ascontiguousarray(v) for k, v in params.items()}
-
-
-# --------------------------------------------------------------------------- the built-in variant, by name
-registry.register("attention", "mla", init=init, forward=forward, backward=backward, builtin=True,
-                  make_cache=lambda config, batch_size=1, max_len=None: LatentKVCache.for_config(
-                      config, batch_size=batch_size, max_len=max_len))

@@ -1,176 +1,22 @@
-"""Checking a hand-written backward against finite differences.
+"""The stage contract kit: is a stage (the library's or a student's) right?
 
-A backward pass is checked the way one checks a derivative on paper: nudge each
-input a little, see how the output moves, and compare with what backward said.
-The loss used is ``sum(y * dy)`` with a *random* upstream gradient ``dy``: with
-``y.sum()`` every output would count equally, and a backward that swaps or
-transposes output positions could still pass.
-
-    >>> import numpy as np
-    >>> from minitransformer import nn
-    >>> rng = np.random.default_rng(0)
-    >>> x, W = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
-    >>> dy = rng.normal(size=(3, 2))
-    >>> dx, dW, _ = nn.linear_backward(dy, x, W)
-    >>> report = gradcheck(lambda a: nn.linear_forward(a["x"], a["W"])[0], {"x": x, "W": W}, {"x": dx, "W": dW}, dy)
-    >>> report.ok
-    True
+`check_stage(kind, variant)` runs the contract every stage must keep (shapes,
+dtypes, gradients against finite differences, determinism, no mutation of its
+inputs, causality, stability, the KV cache, the context boundary) and returns a
+readable report, one line per check.
 """
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
-from typing import Callable, Optional
-
 import numpy as np
 
-
-@dataclass
-class GradCheck:
-    """The result for one array: its relative error and a few values side by side."""
-
-    name: str
-    rel_error: float
-    max_abs_diff: float
-    checked: int
-    analytic: np.ndarray
-    numeric: np.ndarray
-    tol: float
-    atol: float = 1e-8
-
-    @property
-    def ok(self) -> bool:
-        # note: a gradient that is truly zero (e.g. of the key bias, which shifts every score
-        # of a query equally and so cancels in the softmax) has only rounding noise on both
-        # sides; its relative error is meaningless, so an absolute floor decides instead.
-        return self.rel_error <= self.tol or self.max_abs_diff <= self.atol
-
-    def __str__(self) -> str:
-        lines = [f"{self.name}: {'OK' if self.ok else 'NOT OK'}  rel error {self.rel_error:.2e}, "
-                 f"max |diff| {self.max_abs_diff:.2e} over {self.checked} entries"]
-        for a, n in list(zip(self.analytic, self.numeric))[:5]:
-            flag = "OK" if abs(a - n) <= self.tol * max(abs(a), abs(n), 1.0) else "NOT OK"
-            lines.append(f"    {flag:>6}  analytic {a: .8e}  numeric {n: .8e}")
-        return "\n".join(lines)
+from ..core import registry
+from ..core.config import ModelConfig
+from .gradcheck import gradcheck
 
 
-@dataclass
-class GradReport:
-    """All arrays of one check; ``str(report)`` prints llm.c-style lines, worst array last."""
-
-    checks: list[GradCheck]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    @property
-    def worst(self) -> GradCheck:
-        """The array furthest from passing (one that passes only through ``atol``, a zero
-        gradient, counts as error 0)."""
-        return max(self.checks, key=lambda c: (not c.ok, c.rel_error if c.max_abs_diff > c.atol else 0.0))
-
-    @property
-    def max_rel_error(self) -> float:
-        return self.worst.rel_error
-
-    def __str__(self) -> str:
-        body = "\n".join(str(c) for c in self.checks)
-        return f"{body}\nworst: {self.worst.name} rel error {self.worst.rel_error:.2e} -> {'OK' if self.ok else 'NOT OK'}"
-
-
-def gradcheck(
-    fn: Callable[[dict], np.ndarray],
-    arrays: dict[str, np.ndarray],
-    analytic: dict[str, np.ndarray],
-    dy: np.ndarray,
-    eps: float = 1e-6,
-    tol: float = 1e-6,
-    atol: float = 1e-8,
-    max_entries: int = 40,
-    rng: Optional[np.random.Generator] = None,
-) -> GradReport:
-    """Compare analytic gradients with central finite differences of ``sum(fn(arrays) * dy)``.
-
-    Args:
-        fn: maps the dict of arrays to the output y (float64 throughout).
-        arrays: the inputs to perturb, by name (float64).
-        analytic: the gradients backward returned, same names and shapes.
-        dy: the upstream gradient, the shape of y.
-        eps: the finite-difference step.
-        tol: the largest acceptable relative error ``|a - n| / max(|a|, |n|)`` (as vectors).
-        atol: an array also passes if no entry differs by more than this (for zero gradients).
-        max_entries: check at most this many entries per array (chosen at random).
-
-    Returns:
-        A `GradReport`; ``report.ok`` is True when every array is within ``tol``.
-    """
-    rng = np.random.default_rng(0) if rng is None else rng
-    checks = []
-    for name, arr in arrays.items():
-        if arr.dtype != np.float64:
-            raise ValueError(f"gradcheck needs float64 arrays, but {name!r} is {arr.dtype}")
-        grad = analytic[name]
-        if grad.shape != arr.shape:
-            raise ValueError(f"gradient of {name!r} has shape {grad.shape}, the array has {arr.shape}")
-        flat = arr.reshape(-1)  # a view: perturbing it perturbs arr
-        idx = np.arange(flat.size) if flat.size <= max_entries else rng.choice(flat.size, max_entries, replace=False)
-        numeric = np.empty(len(idx))
-        for k, i in enumerate(idx):
-            old = flat[i]
-            flat[i] = old + eps
-            plus = float(np.sum(fn(arrays) * dy))
-            flat[i] = old - eps
-            minus = float(np.sum(fn(arrays) * dy))
-            flat[i] = old
-            numeric[k] = (plus - minus) / (2 * eps)
-        a = grad.reshape(-1)[idx]
-        diff = np.abs(a - numeric)
-        scale = max(np.linalg.norm(a), np.linalg.norm(numeric), 1e-12)
-        rel = float(np.linalg.norm(a - numeric) / scale)
-        checks.append(GradCheck(name, rel, float(diff.max(initial=0.0)), len(idx), a, numeric, tol, atol))
-    return GradReport(checks)
-
-
-def gradcheck_model(config, seed: int = 0, batch: int = 2, T: int = 6, max_entries: int = 6,
-                    tol: float = 1e-6) -> GradReport:
-    """The whole model's backward against finite differences, in float64, with a random upstream gradient.
-
-    Parameters are moved away from their initial values first (zero biases and unit gains hide
-    mistakes), then every parameter array of the model is checked (``max_entries`` entries each).
-
-    >>> from minitransformer.config import ModelConfig
-    >>> gradcheck_model(ModelConfig.preset("toy")).ok
-    True
-    """
-    from . import model as model_mod
-
-    rng = np.random.default_rng(seed)
-    params = _to_float64(model_mod.init_params(config, rng))
-    flat_p = model_mod.flatten(params)
-    for a in flat_p.values():
-        a += rng.normal(0, 0.1, a.shape)
-    ids = rng.integers(0, config.vocab_size, size=(batch, T))
-    logits, cache = model_mod.forward(params, config, ids, need_cache=True)
-    dlogits = rng.normal(size=logits.shape)
-    flat_g = model_mod.flatten(model_mod.backward(params, config, cache, dlogits))
-    if set(flat_g) != set(flat_p):
-        raise ValueError(f"backward returned gradients for {sorted(set(flat_g) ^ set(flat_p))[:5]} "
-                         "that do not match the parameters")
-    # note: the flat arrays are views into ``params``, so perturbing them perturbs the model
-    return gradcheck(lambda a: model_mod.forward(params, config, ids, need_cache=False)[0], flat_p, flat_g,
-                     dlogits, tol=tol, max_entries=max_entries, rng=rng)
-
-
-def _to_float64(tree):
-    if isinstance(tree, dict):
-        return {k: _to_float64(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_to_float64(v) for v in tree]
-    return tree.astype(np.float64)
-
-
-# =========================================================================== the stage contract kit
 @dataclass
 class Check:
     """One line of a `StageReport`."""
@@ -214,16 +60,10 @@ KINDS = ("positional", "attention", "feedforward")
 
 def _resolve_variant(kind: str, variant, config):
     """(functions namespace, config, label) for a built-in name or a student's own functions."""
-    import types
-
-    from .config import ModelConfig
-
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
     base = config or ModelConfig(vocab_size=32, context_length=12, d_model=16, n_layers=1, n_heads=4)
     if isinstance(variant, str):  # a registered name: the library's own, or one a student registered
-        from . import registry
-
         field_name = {"positional": "positional", "attention": "attention", "feedforward": "ffn"}[kind]
         registered = registry.get(field_name, variant)
         cfg = base.replace(**{field_name: variant}) if variant != getattr(base, field_name) else base
@@ -251,7 +91,7 @@ def check_stage(kind: str, variant, config=None, seed: int = 0, tol: float = 1e-
     Args:
         kind: ``"positional"``, ``"attention"`` or ``"feedforward"``.
         variant: a registered name (``"rope"``, ``"mha"``, ``"swiglu"``, or one registered with
-            `minitransformer.registry`) or a student's stage:
+            `minitransformer.core.registry`) or a student's stage:
             a module, object or dict with ``init(config, rng)``, ``forward(...)`` and
             ``backward(params, cache, dy)``, with the signatures of the library's stage.
         config: the `ModelConfig` to test with (default: a small one).
@@ -351,7 +191,7 @@ def check_stage(kind: str, variant, config=None, seed: int = 0, tol: float = 1e-
             return bool(np.all(np.isfinite(y))), "finite outputs for inputs x1000" if np.all(np.isfinite(y)) else "inf/nan for large inputs (subtract the row max before exp?)"
 
         def kv_cache():
-            from .attention import KVCache
+            from ..attention.kv_cache import KVCache
 
             cache = KVCache(1, B, cfg.context_length, cfg.kv_heads, cfg.d_head)
             full, _ = _call_forward(kind, fns, params32, x32, cfg, positions)

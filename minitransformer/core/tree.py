@@ -1,0 +1,45 @@
+"""Parameter trees: the model's nested dict of arrays, and its dotted names.
+
+``params["blocks"][0]["attn"]["W_Q"]`` is named ``blocks.0.attn.W_Q`` in
+checkpoints, caches and figures; these helpers go between the two views.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
+    """``{"blocks.0.attn.W_Q": array, ...}`` for a nested dict/list tree of arrays (views, not copies)."""
+    out = {}
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, list)):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def unflatten_like(flat: dict, template):
+    """The inverse of `flatten`, shaped like ``template`` (used when loading checkpoints)."""
+    def build(node, prefix):
+        if isinstance(node, dict):
+            return {k: build(v, f"{prefix}{k}.") for k, v in node.items()}
+        if isinstance(node, list):
+            return [build(v, f"{prefix}{i}.") for i, v in enumerate(node)]
+        return flat[prefix[:-1]]
+    return build(template, "")
+
+
+def set_path(tree, dotted: str, value) -> None:
+    """Set the leaf at dotted name ``dotted`` (``blocks.0.attn.W_Q``) of a nested tree."""
+    *parents, last = dotted.split(".")
+    node = tree
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value

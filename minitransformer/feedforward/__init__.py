@@ -1,0 +1,9 @@
+"""Stage 5, feed-forward & output (concept: processing).
+
+- `mlp`: the position-wise MLP (GELU as in GPT-2, or SwiGLU);
+- `output`: the output head, then logits -> probabilities -> the next token.
+"""
+
+from .output import probabilities, sample
+
+__all__ = ["probabilities", "sample"]
