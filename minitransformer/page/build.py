@@ -83,13 +83,25 @@ def _distinction(tok, work, ids: list[int], first: int) -> dict:
 
 
 def _classification(W_E: np.ndarray, ids: list[int], k: int) -> dict:
-    """PCA of the rows of W_E (V_tok, C) to 2-D, and each prompt token's nearest neighbours."""
-    X = W_E.astype(np.float64) - W_E.mean(axis=0)  # (V, C), centred
-    _, S, Vt = np.linalg.svd(X, full_matrices=False)  # rows of Vt: principal directions
-    P = X @ Vt[:2].T  # (V, C) @ (C, 2) -> (V, 2)
+    """PCA of the rows of W_E (V_tok, C) to 2-D, and each prompt token's nearest neighbours.
+
+    note: the directions are fitted on the rows of merged tokens and printable ASCII bytes.
+    The other raw bytes (control characters, pieces of UTF-8) are rare in a training text, so
+    their rows barely move from where they started; fitted on, they would spend the first
+    component on "seen or not" instead of on kinds of tokens. Every row is still drawn.
+    """
+    ids_all = np.arange(W_E.shape[0])
+    fit = (ids_all >= 256) | ((ids_all >= 32) & (ids_all < 127))  # (V,) rows that shape the map
+    if fit.sum() < 3:
+        fit[:] = True
+    mean = W_E[fit].astype(np.float64).mean(axis=0)  # (C,)
+    _, S, Vt = np.linalg.svd(W_E[fit].astype(np.float64) - mean, full_matrices=False)  # rows of Vt: directions
+    P = (W_E.astype(np.float64) - mean) @ Vt[:2].T  # (V, C) @ (C, 2) -> (V, 2)
     explained = (S[:2] ** 2 / np.sum(S ** 2)).tolist()
     near = {str(i): [[j, round(s, 3)] for j, s in embedding.nearest(W_E, i, k=k)] for i in dict.fromkeys(ids)}
-    return {"xy": _sig(P, 3), "explained": _dec(explained, 3), "nearest": near}
+    frame = np.percentile(P[fit], [1, 99], axis=0)  # (2, 2): what the map's frame shows (outliers on its edge)
+    return {"xy": _sig(P, 3), "frame": _sig(frame.T, 3), "explained": _dec(explained, 3), "n_fit": int(fit.sum()),
+            "nearest": near}
 
 
 def _indexing(model, cache, T: int) -> dict:
@@ -159,6 +171,20 @@ def _processing(model, cache, logits: np.ndarray, T: int, k: int) -> dict:
     }
 
 
+def _decode(tok, ids: list[int]) -> str:
+    """Text of ``ids``; an id the model has but the tokenizer never produces shows as ``<unused i>``."""
+    out, run = [], []
+    for i in ids + [None]:
+        if i is not None and i < tok.vocab_size:
+            run.append(i)
+            continue
+        out.append(tok.decode(run))  # whole runs, so a character split over two tokens decodes whole
+        run = []
+        if i is not None:
+            out.append(f"<unused {i}>")
+    return "".join(out)
+
+
 # --------------------------------------------------------------------------- the data
 def page_data(tokenizer, model, text: str, max_new_tokens: int = 24, seed: int = 0,
               temperature: float = 0.8, top_k: Optional[int] = 40, neighbours: int = 6, top: int = 5) -> dict:
@@ -201,7 +227,8 @@ def page_data(tokenizer, model, text: str, max_new_tokens: int = 24, seed: int =
         "indexing": _indexing(model, cache, T),
         "retrieval": _retrieval(model, cache, T),
         "processing": _processing(model, cache, logits, T, top),
-        "generation": {"ids": sample, "temperature": temperature, "top_k": top_k, "seed": seed},
+        "generation": {"ids": sample, "text": _decode(tokenizer, sample), "prompt_text": _decode(tokenizer, ids),
+                       "temperature": temperature, "top_k": top_k, "seed": seed},
     }
 
 

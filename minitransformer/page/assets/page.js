@@ -126,10 +126,10 @@
 
   // ---------------------------------------------------------------- 1. distinction: token boundaries and merge trees
   var PALE = ["#fde2e4", "#dbeafe", "#dcfce7", "#fef9c3", "#ede9fe", "#ffedd5"];
-  function tree(node) {
-    var kids = node.children.length ? "<ul>" + node.children.map(tree).join("") + "</ul>" : "";
+  function tree(node) {  // a token above the two it was merged from, down to single bytes
+    var kids = node.children.length ? '<div class="kids">' + node.children.map(tree).join("") + "</div>" : "";
     var how = node.id < 256 ? "byte" : "merge " + (node.id - 256 + 1);
-    return '<li><span class="node">' + esc(node.token) + '</span> <span class="id">#' + node.id + " \u00b7 " + how + "</span>" + kids + "</li>";
+    return '<div class="n"><span class="node">' + esc(node.token.replace(/ /g, "\u2423")) + '</span><span class="id">#' + node.id + "<br>" + how + "</span>" + kids + "</div>";
   }
   function distinction() {
     var d = D.distinction;
@@ -148,16 +148,15 @@
     var tk = D.distinction.tokens[t], tr = D.distinction.trees[tk.id];
     $("#tok-detail").innerHTML = "<h3>Token " + t + ": " + esc(q(tk.id)) + " = id " + tk.id + "</h3>" +
       '<div class="bytes small">bytes: ' + tk.bytes.map(function (b) { return "<span>" + b.toString(16).padStart(2, "0") + "</span>"; }).join("") + "</div>" +
-      "<h3>How it was built (merge tree)</h3>" + (tr ? '<div class="tree"><ul>' + tree(tr) + "</ul></div>" : '<p class="muted">a special token</p>');
+      "<h3>How it was built (merge tree)</h3>" + (tr ? '<div class="tree">' + tree(tr) + "</div>" : '<p class="muted">a special token</p>');
   }
   onPoint("tok", function (t) { if (S.step === 1 && t !== S.tok) showToken(t); });
 
   // ---------------------------------------------------------------- 2. classification: the embedding map
   var MAP = { w: 520, h: 430, pad: 24 };
   function mapXY() {
-    // the 1st..99th percentile fills the frame (a few outlying rows would squeeze the rest); outliers sit on the edge
-    var xy = D.classification.xy, cut = function (k) { var v = xy.map(function (p) { return p[k]; }).sort(function (a, b) { return a - b; }); return [v[Math.floor(0.01 * (v.length - 1))], v[Math.ceil(0.99 * (v.length - 1))]]; };
-    var X = cut(0), Y = cut(1), fit = function (v, r, n) { return Math.max(0, Math.min(1, (v - r[0]) / (r[1] - r[0] || 1))) * n; };
+    // the 1st..99th percentile of the fitted rows fills the frame (outliers would squeeze the rest); outliers sit on the edge
+    var xy = D.classification.xy, X = D.classification.frame[0], Y = D.classification.frame[1], fit = function (v, r, n) { return Math.max(0, Math.min(1, (v - r[0]) / (r[1] - r[0] || 1))) * n; };
     return function (i) { var p = xy[i]; return [MAP.pad + fit(p[0], X, MAP.w - 2 * MAP.pad), MAP.h - MAP.pad - fit(p[1], Y, MAP.h - 2 * MAP.pad)]; };
   }
   function classification() {
@@ -173,7 +172,7 @@
       chips("emb", S.emb) + '<div class="cols"><div class="panel"><svg id="emb-map" width="100%" viewBox="0 0 ' + MAP.w + " " + MAP.h + '" role="img" aria-label="embedding map">' +
       dots.join("") + '<g id="emb-over"></g><text x="' + MAP.w / 2 + '" y="' + (MAP.h - 4) + '" font-size="12" text-anchor="middle">PC 1 (' + pct(c.explained[0]) + " of variance)</text>" +
       '<text x="10" y="' + MAP.h / 2 + '" font-size="12" transform="rotate(-90 10 ' + MAP.h / 2 + ')" text-anchor="middle">PC 2 (' + pct(c.explained[1]) + ")</text></svg>" +
-      '<p class="muted small">All ' + c.xy.length + " rows of W_E projected on their first two principal components (grey); the prompt's tokens coloured by position.</p></div>" +
+      '<p class="muted small">All ' + c.xy.length + " rows of W_E (grey) on the first two principal components of the " + c.n_fit + " rows of merged tokens and printable bytes; the prompt\u2019s tokens coloured by position. Points beyond the frame sit on its edge.</p></div>" +
       '<div class="panel" id="emb-detail"></div></div>';
     showNeighbours(S.emb);
   }
@@ -199,19 +198,27 @@
   function indexing() {
     var x = D.indexing, rows = x.values;
     if (x.kind === "none") { view.innerHTML = "<h2>No positional encoding</h2><p>This model sees a bag of tokens: nothing tells it where a token stands.</p>"; return; }
-    var cols = rows[0].length, w = Math.max(2, Math.min(14, Math.floor(520 / cols))), h = Math.max(4, Math.min(18, Math.floor(440 / T)));
+    var cols = rows[0].length, w = Math.max(2, Math.min(40, Math.floor(520 / cols))), h = Math.max(4, Math.min(18, Math.floor(440 / T)));
     var lr = range(rows), lo = x.kind === "angles" ? 0 : lr[0], hi = x.kind === "angles" ? 2 * Math.PI : lr[1];
-    var sim = rows.map(function (a) { return rows.map(function (b) { var ab = 0, aa = 0, bb = 0; for (var k = 0; k < a.length; k++) { ab += a[k] * b[k]; aa += a[k] * a[k]; bb += b[k] * b[k]; } return ab / Math.sqrt(aa * bb || 1); }); });
+    // vectors: cosine of the two rows; RoPE: the mean cosine of the angle differences, which is what a
+    // rotated query-key product keeps of the positions (it depends on t - s only)
+    var sim = rows.map(function (a) { return rows.map(function (b) {
+      var ab = 0, aa = 0, bb = 0, k;
+      if (x.kind === "angles") { for (k = 0; k < a.length; k++) ab += Math.cos(a[k] - b[k]); return ab / a.length; }
+      for (k = 0; k < a.length; k++) { ab += a[k] * b[k]; aa += a[k] * a[k]; bb += b[k] * b[k]; }
+      return ab / Math.sqrt(aa * bb || 1);
+    }); });
     var title = x.kind === "angles" ? "RoPE: position t turns pair i of every query and key by the angle t\u00b7\u03b8\u1d62 (mod 2\u03c0), \u03b8\u1d62 = " + cfg.rope_base + "^(\u22122i/" + x.width + ")"
       : (x.variant === "learned" ? "Learned positions: row t of W_pos is added to the token at position t" : "Sinusoidal positions: fast to slow sine/cosine clocks added to each token");
     var s = Math.max(2, Math.min(14, Math.floor(Math.min(300, 1200 - cols * w - 320) / T)));
     view.innerHTML = "<h2>" + esc(title) + "</h2>" + chips("pos", S.pos) +
-      '<div class="cols" style="grid-template-columns:' + (cols * w + 24) + 'px minmax(0,1fr)"><div class="panel"><svg id="pos-map" width="' + cols * w + '" height="' + T * h + '" role="img" aria-label="position heatmap">' +
+      '<div class="cols" style="grid-template-columns:' + Math.max(cols * w + 24, 300) + 'px minmax(0,1fr)"><div class="panel"><svg id="pos-map" width="' + cols * w + '" height="' + T * h + '" role="img" aria-label="position heatmap">' +
       heatmap(rows, CIVIDIS, lo, hi, w, h, ' class="pcell"') + '<rect id="pos-row" x="0" y="-100" width="' + cols * w + '" height="' + h + '" fill="none" stroke="#e07a00" stroke-width="2"></rect></svg>' +
       legend(CIVIDIS, lo.toFixed(2), hi.toFixed(2), x.kind === "angles" ? "angle (rad):" : "value:") +
       '<p class="readout mono" id="pos-read">rows: positions 0..' + (T - 1) + "; columns: " + (x.kind === "angles" ? "rotated pairs" : "dimensions of the vector") + ". Hover a cell for its value.</p></div>" +
       '<div class="panel"><h3>Addresses that look alike</h3><svg width="' + T * s + '" height="' + T * s + '">' + heatmap(sim, VIRIDIS, -1, 1, s, s) + "</svg>" +
-      legend(VIRIDIS, "\u22121", "1", "cosine:") + '<p class="small">Cosine similarity of the rows on the left, position against position: ' +
+      legend(VIRIDIS, "\u22121", "1", x.kind === "angles" ? "mean cos(\u0394angle):" : "cosine:") + '<p class="small">' +
+      (x.kind === "angles" ? "Mean cosine of the angle differences of two positions, position against position (what a rotated query\u00b7key keeps of them): " : "Cosine similarity of the rows on the left, position against position: ") +
       (x.kind === "angles" ? "the codes of nearby positions are alike, so attention can tell near from far." : "if nearby positions get similar vectors, attention can tell near from far.") + "</p></div></div>";
     $("#pos-map").addEventListener("mousemove", function (e) {
       var r = e.target.closest("rect.pcell"); if (!r) return;
@@ -245,8 +252,8 @@
     showHead(); showCache();
   }
   function showHead() {
-    var r = D.retrieval, pat = r.patterns[S.layer][S.head], big = Math.max(3, Math.min(14, Math.floor(210 / T))), pad = T <= 40 ? 80 : 4;
-    var labels = T <= 40 ? ids.map(function (id, t) { return '<text x="' + (pad - 4) + '" y="' + (t * big + big - 1) + '" font-size="' + Math.min(11, big) + '" text-anchor="end">' + esc(lab(id)) + "</text>"; }).join("") : "";
+    var r = D.retrieval, pat = r.patterns[S.layer][S.head], big = Math.max(3, Math.min(14, Math.floor(210 / T))), pad = big >= 8 ? 80 : 4;
+    var labels = big >= 8 ? ids.map(function (id, t) { return '<text x="' + (pad - 4) + '" y="' + (t * big + big - 1) + '" font-size="' + Math.min(11, big) + '" text-anchor="end">' + esc(lab(id)) + "</text>"; }).join("") : "";
     var w = pat[S.query];
     $("#head-big").innerHTML = "<h3>Layer " + S.layer + ", head " + S.head + ": where " + esc(q(ids[S.query])) + " (position " + S.query + ") attends</h3>" +
       '<div id="weights" class="weights" data-layer="' + S.layer + '" data-head="' + S.head + '" data-query="' + S.query + '">' + w.map(function (v, j) {
@@ -289,7 +296,7 @@
       '<label>top-p <input id="topp" type="range" min="0.05" max="1" step="0.05" value="' + S.topP + '"><output id="topp-out"></output></label>' +
       '<label>top-k <input id="topk" type="number" min="0" max="' + vocab.length + '" value="' + S.topK + '" style="width:4.5em"></label></div>' +
       '<div id="probs" class="bars"></div><h3>The continuation (model.generate: temperature ' + D.generation.temperature + ", top-k " + D.generation.top_k + ", seed " + D.generation.seed + ')</h3>' +
-      '<div class="panel continuation">' + esc(ids.map(lab).join("")) + '<span class="gen">' + esc(D.generation.ids.map(lab).join("")) + "</span></div></div>" +
+      '<div class="panel continuation">' + esc(D.generation.prompt_text) + '<span class="gen">' + esc(D.generation.text) + "</span></div></div>" +
       '<div><h2>Layer by layer: the logit lens at one position</h2>' + chips("lens", S.lens) + '<div id="lens"></div>' +
       "<h3>MLP activations: mean |hook_post| per layer (rows) and position (columns), " + p.d_ff + " units, " + esc(p.ffn) + "</h3>" +
       '<svg id="mlp" width="' + (T * cw) + '" height="' + (L * 18) + '">' + heatmap(mm, VIRIDIS, mr[0], mr[1], cw, 18, ' class="mcell"') + "</svg>" +
@@ -320,9 +327,9 @@
     S.lens = t;
     $$(".tok[data-lens]").forEach(function (b) { b.classList.toggle("sel", +b.getAttribute("data-lens") === t); });
     var rows = D.processing.lens[t];
-    $("#lens").innerHTML = '<table class="lens"><tr><th>after</th><th colspan="5">top guesses for the token after ' + esc(q(ids[t])) + "</th></tr>" + rows.map(function (r, l) {
-      return "<tr><th>block " + l + "</th>" + r[0].map(function (id, k) {
-        var v = r[1][k]; return '<td style="background:' + colour(VIRIDIS, v) + ";color:" + ink(v) + '">' + esc(lab(id)) + " " + (100 * v).toFixed(1) + "%</td>";
+    $("#lens").innerHTML = '<table class="lens"><tr><th></th><th colspan="5">top guesses for the token after ' + esc(q(ids[t])) + " (the last block is the model\u2019s own output)</th></tr>" + rows.map(function (r, l) {
+      return '<tr><th title="after block ' + l + '">L' + l + "</th>" + r[0].map(function (id, k) {
+        var v = r[1][k]; return '<td style="background:' + colour(VIRIDIS, v) + ";color:" + ink(v) + '">' + esc(lab(id)) + "<br><small>" + (100 * v).toFixed(1) + "%</small></td>";
       }).join("") + "</tr>";
     }).join("") + "</table>";
   }
