@@ -32,6 +32,7 @@ MODULES = [
     "minitransformer.tokenizer.train_fast",
     "minitransformer.tokenizer.files",
     "minitransformer.tokenizer.show",
+    "minitransformer.page.build",
 ]
 
 

@@ -238,7 +238,7 @@ def browser():
         b.close()
 
 
-def open_page(browser, path: Path, hash_: str = ""):
+def open_page(browser, path: Path, hash_: str = "", wait: bool = True):
     """A 1280x720 page on ``path``, recording console errors, page errors and every request."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     log = {"errors": [], "requests": []}
@@ -246,7 +246,8 @@ def open_page(browser, path: Path, hash_: str = ""):
     page.on("pageerror", lambda e: log["errors"].append(str(e)))
     page.on("request", lambda r: log["requests"].append(r.url))
     page.goto(path.as_uri() + hash_)
-    page.wait_for_selector("#view[data-step]")
+    if wait:
+        page.wait_for_selector("#view[data-step]")
     return page, log
 
 
@@ -350,3 +351,20 @@ def test_browser_temperature_gives_the_library_probabilities(browser, course_pag
         assert np.abs(np.array(got) - want).max() < 1e-3
         assert np.abs(np.array(got) - feedforward.probabilities(np.array(page_logits), temperature, top_k or None, top_p)).max() < 1e-9
     page.close()
+
+
+def test_browser_inside_a_notebook_iframe(browser, small_tok, tmp_path):
+    """What Jupyter shows: the `show` iframe (srcdoc, scripts sandboxed) draws and steps without errors."""
+    path = tmp_path / "notebook.html"
+    path.write_text("<!DOCTYPE html><html><body>" + show(small_tok, tiny_model(), TEXT)._repr_html_() + "</body></html>",
+                    encoding="utf-8")
+    page, log = open_page(browser, path, wait=False)
+    frame = page.frame_locator("iframe")
+    frame.locator('#view[data-step="1"]').wait_for()
+    frame.locator("#next").click()
+    frame.locator('#view[data-step="2"]').wait_for()
+    frame.locator('.tok[data-emb="0"]').hover()
+    assert "Nearest neighbours" in frame.locator("#emb-detail").inner_text()
+    assert log["errors"] == [] and set(log["requests"]) == {path.as_uri()}
+    page.close()
+

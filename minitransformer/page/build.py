@@ -11,10 +11,11 @@ package: one `model.run_with_cache` (patterns, MLP activations, logits),
 Content-Security-Policy forbids them), which works from ``file://``, projected in a
 lecture or inside a notebook (`show`, which wraps it in an iframe).
 
+    >>> from minitransformer.config import ModelConfig
     >>> from minitransformer.model import GPT
     >>> from minitransformer.tokenizer import Tokenizer
     >>> tok = Tokenizer.train("the cat sat on the mat " * 20, 300)
-    >>> model = GPT("toy", seed=0)
+    >>> model = GPT(ModelConfig.preset("toy", vocab_size=tok.vocab_size), seed=0)
     >>> data = page_data(tok, model, "the cat")
     >>> [s["concept"] for s in data["stages"]]
     ['distinction', 'classification', 'indexing', 'retrieval', 'processing']
