@@ -78,8 +78,8 @@ def read_dir(path: PathLike, kind: str) -> tuple[dict, dict[str, np.ndarray], st
             hint = " It has a pickled pytorch_model.bin, which is never loaded here (unpickling runs code)."
         else:
             hint = ""
-        raise ValueError(f"no {WEIGHTS} in {folder}.{hint} Save it with save_pretrained(dir) "
-                         "(safetensors, one file) first.")
+        raise ValueError(f"no {WEIGHTS} in {folder}.{hint} Write one file with transformers first: "
+                         "from_pretrained(dir).save_pretrained(dir, max_shard_size='100GB').")
     try:
         hf_config = json.loads(config_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
