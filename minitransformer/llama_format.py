@@ -189,13 +189,14 @@ def config_from_llama(hf: dict, source: str = "config.json", rope_style: str = "
         raise ValueError(f"{source}: head_dim={head_dim} with num_attention_heads={heads} is not "
                          f"hidden_size={width}; here a head is always hidden_size / num_attention_heads wide")
     bias = hf.get("attention_bias", False)
+    kv = hf.get("num_key_value_heads") or heads  # absent or null: one key/value head per query head
     if hf.get("mlp_bias", False) != bias:
         raise ValueError(f"{source}: attention_bias={bias!r} and mlp_bias={hf.get('mlp_bias')!r} differ; here "
                          "one switch (bias) gives both attention and MLP biases or neither")
     try:
         return ModelConfig(
             vocab_size=hf["vocab_size"], context_length=hf.get("max_position_embeddings", 2048), d_model=width,
-            n_layers=hf["num_hidden_layers"], n_heads=heads, n_kv_heads=hf.get("num_key_value_heads") or heads,
+            n_layers=hf["num_hidden_layers"], n_heads=heads, n_kv_heads=kv if kv != heads else None,
             d_ff=hf["intermediate_size"], positional="rope", rope_style=rope_style,
             rope_base=hf_checkpoint.rope_base_of(hf, source), attention="mha", ffn="swiglu", norm="rmsnorm",
             tie_embeddings=hf.get("tie_word_embeddings", False),  # note: LlamaConfig's default is untied
