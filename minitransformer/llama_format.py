@@ -32,7 +32,7 @@ Two things to know when moving weights into Llama's layout:
   exactly by reordering each head's query and key rows to [even dims | odd dims]:
   pair (2i, 2i+1) becomes pair (i, i + D/2) and turns by the same angle, so every
   score q·k is unchanged. Loading with ``rope_style="interleaved"`` undoes it.
-  (Meta's conversion script does the same reordering the other way round.)
+  (``transformers``' converter for Meta's original weights reorders the same way.)
 
 Deliberately left out: RoPE scaling (``rope_type`` other than "default"),
 sharded and pickled weight files, and Llama's cousins with extra options.
