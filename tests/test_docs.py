@@ -22,3 +22,21 @@ def test_extending_guide_runs(tmp_path, monkeypatch, capsys):
     finally:
         if "alibi" in registry.names("positional"):
             registry.unregister("positional", "alibi")
+
+
+def test_interop_guide_runs(tmp_path, monkeypatch, capsys):
+    """The numpy blocks always; the block that loads the export in transformers when it is installed."""
+    import importlib.util
+
+    text = (DOCS / "interop.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.+?)\n```", text, re.S)
+    assert len(blocks) == 2 and "transformers" in blocks[1]
+    has_peers = all(importlib.util.find_spec(m) for m in ("torch", "transformers"))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks if has_peers else blocks[:1]:
+        exec(compile(block, "docs/interop.md", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "['config.json', 'model.safetensors']" in out
+    if has_peers:
+        assert "LlamaForCausalLM" in out and float(out.split()[-1]) < 1e-4
