@@ -12,10 +12,13 @@ from itertools import product
 import numpy as np
 import pytest
 
-from minitransformer import attention_mla, deepseek_format, registry, safetensors_io
-from minitransformer.config import ModelConfig
-from minitransformer.deepseek_format import export_deepseek_v3, load_deepseek_v3
-from minitransformer.model import GPT, flatten, unflatten_like
+from minitransformer.attention import mla as attention_mla
+from minitransformer.core import registry
+from minitransformer.interop import deepseek, mla_layout, safetensors as safetensors_io
+from minitransformer.core.config import ModelConfig
+from minitransformer.interop.deepseek import export_deepseek_v3, load_deepseek_v3
+from minitransformer.model import GPT, flatten
+from minitransformer.core.tree import unflatten_like
 
 DEEPSEEK = dict(attention="mla", positional="rope", ffn="swiglu", norm="rmsnorm", bias=False, norm_eps=1e-6,
                 d_latent=16, d_rope=4)
@@ -36,7 +39,7 @@ def a_model(seed=0, **overrides) -> GPT:
 
 
 def test_docstring_examples():
-    result = doctest.testmod(deepseek_format)
+    result = doctest.testmod(deepseek)
     assert result.failed == 0 and result.attempted > 0
 
 
@@ -57,7 +60,7 @@ def test_file_layout_is_deepseeks_fused_layout(tmp_path, q_rank):
     model = a_model(d_latent_q=q_rank, tie_embeddings=False, rope_style="interleaved")
     folder = export_deepseek_v3(model, tmp_path / "ckpt", eos_token_id=3)
     tensors = safetensors_io.load_file(folder / "model.safetensors")
-    packed = attention_mla.to_deepseek_layout(model.params["blocks"][1]["attn"], model.config)
+    packed = mla_layout.to_deepseek_layout(model.params["blocks"][1]["attn"], model.config)
     names = {"wkv_a": "kv_a_proj_with_mqa.weight", "wkv_b": "kv_b_proj.weight", "wo": "o_proj.weight",
              "kv_norm": "kv_a_layernorm.weight", "wq": "q_proj.weight", "wq_a": "q_a_proj.weight",
              "wq_b": "q_b_proj.weight", "q_norm": "q_a_layernorm.weight"}
@@ -78,7 +81,7 @@ def test_file_layout_is_deepseeks_fused_layout(tmp_path, q_rank):
 
 # --------------------------------------------------------------------------- refusals by name
 @pytest.mark.parametrize("change, words", [
-    (dict(attention="mha", d_latent=None, d_rope=None), ["attention='mha'", "only 'mla'", "llama_format"]),
+    (dict(attention="mha", d_latent=None, d_rope=None), ["attention='mha'", "only 'mla'", "llama"]),
     (dict(positional="learned", d_rope=None), ["positional='learned'", "only 'rope'"]),
     (dict(positional="none", d_rope=0), ["positional='none'"]),
     (dict(ffn="gelu"), ["ffn='gelu'", "only 'swiglu'"]),
@@ -108,7 +111,7 @@ def test_refuses_a_students_registered_variant(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(model_type="llama"), "model_type is 'llama'.*llama_format.load_llama"),
+    (dict(model_type="llama"), "model_type is 'llama'.*llama.load_llama"),
     (dict(model_type="qwen2"), "model_type is 'qwen2'; only DeepSeek-V3"),
     (dict(first_k_dense_replace=1), "first_k_dense_replace=1 < num_hidden_layers=2.*mixture-of-experts"),
     (dict(hidden_act="gelu"), "hidden_act='gelu'"),

@@ -13,10 +13,12 @@ from itertools import product
 import numpy as np
 import pytest
 
-from minitransformer import hf_checkpoint, llama_format, registry, safetensors_io
-from minitransformer.config import ModelConfig
-from minitransformer.llama_format import export_llama, load_llama
-from minitransformer.model import GPT, flatten, unflatten_like
+from minitransformer.core import registry
+from minitransformer.interop import hf_checkpoint, llama, safetensors as safetensors_io
+from minitransformer.core.config import ModelConfig
+from minitransformer.interop.llama import export_llama, load_llama
+from minitransformer.model import GPT, flatten
+from minitransformer.core.tree import unflatten_like
 
 LLAMA = dict(positional="rope", ffn="swiglu", norm="rmsnorm")
 IDS = np.random.default_rng(5).integers(0, 64, size=(2, 9))
@@ -32,7 +34,7 @@ def a_model(seed=0, **overrides) -> GPT:
 
 
 def test_docstring_examples():
-    result = doctest.testmod(llama_format)
+    result = doctest.testmod(llama)
     assert result.failed == 0 and result.attempted > 0
 
 
@@ -88,7 +90,7 @@ def test_interleaved_export_is_the_same_function_under_half_rope(tmp_path):
     assert as_half.config.rope_style == "half"
     assert not np.array_equal(as_half.params["blocks"][0]["attn"]["W_Q"], model.params["blocks"][0]["attn"]["W_Q"])
     assert np.abs(as_half.forward(IDS) - model.forward(IDS)).max() < 1e-5
-    order = llama_format._rope_order(8)
+    order = llama._rope_order(8)
     assert order.tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
     W_Q = model.params["blocks"][0]["attn"]["W_Q"]  # (C, H·D): head 1's dims 8..15
     assert np.array_equal(as_half.params["blocks"][0]["attn"]["W_Q"][:, 8:16], W_Q[:, 8:16][:, order])
@@ -101,7 +103,7 @@ def test_interleaved_export_is_the_same_function_under_half_rope(tmp_path):
     (dict(positional="none"), ["positional='none'", "only 'rope'"]),
     (dict(ffn="gelu"), ["ffn='gelu'", "only 'swiglu'"]),
     (dict(norm="layernorm"), ["norm='layernorm'", "only 'rmsnorm'"]),
-    (dict(attention="mla", d_latent=16), ["attention='mla'", "deepseek_format"]),
+    (dict(attention="mla", d_latent=16), ["attention='mla'", "deepseek"]),
     (dict(positional="learned", ffn="gelu", norm="layernorm"), ["positional=", "ffn=", "norm="]),
 ])
 def test_refuses_what_llama_cannot_express(tmp_path, change, words):

@@ -13,7 +13,7 @@ import pytest
 from minitransformer import positional
 from minitransformer.attention import mha
 from minitransformer.attention import mla
-from minitransformer.interop import deepseek
+from minitransformer.interop import mla_layout
 from minitransformer.attention import mla_accounting
 from minitransformer.core import nn
 from minitransformer import model as model_mod
@@ -499,7 +499,7 @@ def deepseek_absorb_reference(packed, x, cfg, positions):
 def test_T12_deepseek_fused_layout_round_trip_and_meaning(kw):
     cfg = config(**kw)
     p = f64_params(cfg)
-    packed = deepseek.to_deepseek_layout(p, cfg)
+    packed = mla_layout.to_deepseek_layout(p, cfg)
     H, Dh, Dv, Dc, Dq, Dr = mla.dims(cfg)
     assert packed["wkv_a"].shape == (Dc + Dr, 64) and packed["wkv_b"].shape == (H * (Dh + Dv), Dc)
     assert packed["wo"].shape == (64, H * Dv)
@@ -511,7 +511,7 @@ def test_T12_deepseek_fused_layout_round_trip_and_meaning(kw):
     assert np.array_equal(packed["wkv_b"].reshape(H, Dh + Dv, Dc)[i, Dh:], p["W_UV"][:, i * Dv:(i + 1) * Dv].T)
     q_rope = p["W_QR"] if Dq else p["W_Q"][:, H * Dh:]
     assert np.array_equal(q_b.reshape(H, Dh + Dr, -1)[i, Dh:], q_rope[:, i * Dr:(i + 1) * Dr].T)
-    back = deepseek.from_deepseek_layout(packed, cfg)
+    back = mla_layout.from_deepseek_layout(packed, cfg)
     assert set(back) == set(p) and all(np.array_equal(back[k], p[k]) for k in p)
     x = np.random.default_rng(15).normal(size=(2, 6, 64))
     ours = mla.forward(p, x, cfg, np.arange(6))[0]

@@ -36,8 +36,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import safetensors_io
-from .fileio import PathLike, atomic_write
+from ..core.fileio import PathLike, atomic_write
+from . import safetensors as safetensors_io
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 Transform = tuple[Callable, Callable]  # (export: ours -> transformers, import: transformers -> ours)

@@ -12,7 +12,7 @@ model; `load_llama` reads one back; any other variant is refused with a
 ValueError that names the field and what Llama supports.
 
     >>> import tempfile
-    >>> from minitransformer.config import ModelConfig
+    >>> from minitransformer.core.config import ModelConfig
     >>> cfg = ModelConfig.preset("toy", positional="rope", ffn="swiglu", norm="rmsnorm", bias=False, n_kv_heads=2)
     >>> model = GPT(cfg, seed=0)
     >>> with tempfile.TemporaryDirectory() as folder:
@@ -49,10 +49,12 @@ from typing import Optional
 
 import numpy as np
 
-from . import hf_checkpoint, registry
-from .config import ROPE_STYLES, ModelConfig
-from .fileio import PathLike
-from .model import GPT, flatten, init_params, unflatten_like
+from ..core import registry
+from ..core.config import ROPE_STYLES, ModelConfig
+from ..core.fileio import PathLike
+from ..core.tree import flatten, unflatten_like
+from ..model import GPT, init_params
+from . import hf_checkpoint
 
 # --------------------------------------------------------------------------- the name table
 # One row per Llama tensor: its name, its shape (transformers' (out, in) for linear layers), our
@@ -131,7 +133,7 @@ def check_llama_compatible(config: ModelConfig) -> None:
         problems.append(f"positional={config.positional!r}{own('positional', config.positional)} "
                         "(Llama supports only 'rope': rotary positions inside attention)")
     if config.attention != "mha":
-        hint = "; write MLA with deepseek_format.export_deepseek_v3" if config.attention == "mla" else ""
+        hint = "; write MLA with deepseek.export_deepseek_v3" if config.attention == "mla" else ""
         problems.append(f"attention={config.attention!r}{own('attention', config.attention)} (Llama supports "
                         f"only 'mha': multi-head, grouped-query or multi-query attention{hint})")
     if config.ffn != "swiglu":
@@ -174,7 +176,7 @@ def config_to_llama(config: ModelConfig, eos_token_id: Optional[int] = None) -> 
 def config_from_llama(hf: dict, source: str = "config.json", rope_style: str = "half") -> ModelConfig:
     """Our `ModelConfig` for a Llama ``config.json`` dict, or a ValueError naming the unsupported field."""
     if hf.get("model_type") != "llama":
-        hint = {"deepseek_v3": " (use deepseek_format.load_deepseek_v3)", "gpt2": " (use gpt2.load_gpt2)"}
+        hint = {"deepseek_v3": " (use deepseek.load_deepseek_v3)", "gpt2": " (use gpt2.load_gpt2)"}
         raise ValueError(f"{source}: model_type is {hf.get('model_type')!r}; only Llama checkpoints ('llama') "
                          f"are read here{hint.get(hf.get('model_type'), '')}")
     hf_checkpoint.check_keys(hf, ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
