@@ -45,6 +45,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from minitransformer.core import registry
 from minitransformer.attention import mha  # noqa: E402
 from minitransformer.attention import mla
 from minitransformer.attention import mla_accounting
@@ -93,8 +94,8 @@ def cache_bytes_per_token(mla_cfg, mha_cfg, tokens: int = 64) -> dict:
     mla_cache = mla.LatentKVCache.for_config(mla_cfg)
     mha_cache = mha.KVCache.for_config(mha_cfg)
     with nn.no_grad():
-        mla.forward(mla_p, x, mla_cfg, np.arange(tokens), kv_cache=mla_cache)
-        mha.forward(mha_p, x, mha_cfg, np.arange(tokens), kv_cache=mha_cache)
+        mla.forward(mla_p, x, mla_cfg, np.arange(tokens), kv_cache=mla_cache, positional=registry.chosen("positional", mla_cfg))
+        mha.forward(mha_p, x, mha_cfg, np.arange(tokens), kv_cache=mha_cache, positional=registry.chosen("positional", mha_cfg))
     H, Dh, Dv, Dc, Dq, Dr = mla.dims(mla_cfg)
     return {"mla": mla_cache.nbytes / tokens, "mha": mha_cache.nbytes / tokens,
             "ratio": mla_cache.nbytes / mha_cache.nbytes, "formula": (Dc + Dr) / (2 * H * Dh)}
@@ -118,12 +119,12 @@ def decode_times(mla_cfg, mha_cfg, contexts, repeats: int) -> dict:
 
         def mha_step():
             mha_cache.lengths[0] = S  # rewind: the cache holds S positions before every call
-            mha.forward(mha_p, x, mha_cfg, pos, kv_cache=mha_cache)
+            mha.forward(mha_p, x, mha_cfg, pos, kv_cache=mha_cache, positional=registry.chosen("positional", mha_cfg))
 
         def mla_step(impl):
             def step():
                 mla_cache.lengths[0] = S
-                mla.forward(mla_p, x, mla_cfg, pos, kv_cache=mla_cache, impl=impl)
+                mla.forward(mla_p, x, mla_cfg, pos, kv_cache=mla_cache, impl=impl, positional=registry.chosen("positional", mla_cfg))
             return step
 
         with nn.no_grad():
@@ -143,8 +144,8 @@ def check_equal_outputs(mla_cfg) -> float:
     for impl in mla.IMPLS:
         cache = mla.LatentKVCache.for_config(mla_cfg)
         with nn.no_grad():
-            mla.forward(p, x[:, :64], mla_cfg, np.arange(64), kv_cache=cache, impl="naive")
-            ys.append(mla.forward(p, x[:, 64:], mla_cfg, np.array([64]), kv_cache=cache, impl=impl)[0])
+            mla.forward(p, x[:, :64], mla_cfg, np.arange(64), kv_cache=cache, impl="naive", positional=registry.chosen("positional", mla_cfg))
+            ys.append(mla.forward(p, x[:, 64:], mla_cfg, np.array([64]), kv_cache=cache, impl=impl, positional=registry.chosen("positional", mla_cfg))[0])
     return float(np.abs(ys[0] - ys[1]).max())
 
 

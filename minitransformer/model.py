@@ -136,7 +136,8 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         h, c["ln1"] = norm_forward(config, p["ln1"], x)
         c["ln1_out"] = h  # the normalised stream attention reads (gain and bias applied)
         a, c["attn"] = attention_module(config).forward(p["attn"], h, config, positions, kv_cache=kv_cache, layer=i,
-                                         need_cache=keep, record=record, hook=_prefixed(hook, f"blocks.{i}.attn."))
+                                         need_cache=keep, record=record, hook=_prefixed(hook, f"blocks.{i}.attn."),
+                                         positional=stage("positional", config))
         a, c["attn_drop"] = nn.dropout_forward(a, drop, rng, train)
         c["hook_attn_out"] = a = hook(f"blocks.{i}.hook_attn_out", a)  # what attention adds to the stream
         x = x + a  # (B, T, C): the residual stream after attention

@@ -145,6 +145,22 @@ def rope_backward(dy: np.ndarray, cos: np.ndarray, sin: np.ndarray, style: str) 
     return rope_apply(dy, cos, -sin, style)
 
 
+def rope_rotate(x: np.ndarray, positions, config) -> np.ndarray:
+    """RoPE as attention asks for it: rotate queries or keys ``x`` (..., T, d) to ``positions`` (T,).
+
+    ``d`` is whatever width attention rotates (a head, or MLA's decoupled channel);
+    the base and the pairing come from ``config.rope_base`` and ``config.rope_style``.
+    """
+    cos, sin = rope_angles(positions, x.shape[-1], config.rope_base)  # (T, d/2) each
+    return rope_apply(x, cos, sin, config.rope_style)
+
+
+def rope_rotate_backward(dy: np.ndarray, positions, config) -> np.ndarray:
+    """The gradient through `rope_rotate`: the inverse rotation (a rotation's transpose)."""
+    cos, sin = rope_angles(positions, dy.shape[-1], config.rope_base)
+    return rope_backward(dy, cos, sin, config.rope_style)
+
+
 # --------------------------------------------------------------------------- the stage
 def init(config, rng: np.random.Generator) -> dict:
     """``{"W_pos": (context_length, C) ~ N(0, init_std)}`` for "learned"; ``{}`` otherwise (nothing to train)."""

@@ -22,8 +22,9 @@ from .feedforward import mlp
 
 def _register_builtins() -> None:
     for name in ("learned", "sinusoidal", "rope", "none"):  # one set of functions serves all four
+        rotary = dict(rotate=positional.rope_rotate, rotate_backward=positional.rope_rotate_backward)
         registry.register("positional", name, init=positional.init, forward=positional.forward,
-                          backward=positional.backward, builtin=True, rotary=(name == "rope"))
+                          backward=positional.backward, builtin=True, **(rotary if name == "rope" else {}))
     registry.register("attention", "mha", init=mha.init, forward=mha.forward, backward=mha.backward, builtin=True,
                       make_cache=lambda config, batch_size=1, max_len=None: KVCache.for_config(config, batch_size, max_len))
     registry.register("attention", "mla", init=mla.init, forward=mla.forward, backward=mla.backward, builtin=True,

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from minitransformer.core import registry
 from minitransformer import positional
 from minitransformer.attention import mha
 from minitransformer.core.config import ModelConfig
@@ -59,7 +60,7 @@ def test_forward_equals_naive_reference(kw):
     params = {k: v + rng.normal(0, 0.3, v.shape) for k, v in params.items()}  # not tiny, not zero biases
     x = rng.normal(size=(2, 7, cfg.d_model))
     pos = np.arange(7)
-    y, _ = mha.forward(params, x, cfg, pos)
+    y, _ = mha.forward(params, x, cfg, pos, positional=registry.chosen("positional", cfg))
     assert np.allclose(y, naive_attention(params, x, cfg, pos), atol=1e-12)
 
 
@@ -69,7 +70,7 @@ def test_hand_computed_two_by_two():
     eye = np.eye(2)
     params = {"W_Q": eye, "W_K": eye, "W_V": eye, "W_O": eye}
     x = np.array([[[1.0, 0.0], [1.0, 1.0]]])
-    y, cache = mha.forward(params, x, cfg, np.arange(2), record=True)
+    y, cache = mha.forward(params, x, cfg, np.arange(2), record=True, positional=registry.chosen("positional", cfg))
     # position 0 sees only itself; position 1: scores [1, 2] / sqrt(2)
     w = np.exp([1 / math.sqrt(2), 2 / math.sqrt(2)])
     w /= w.sum()
@@ -86,12 +87,12 @@ def test_backward_gradcheck(kw):
     params = {k: v + rng.normal(0, 0.3, v.shape) for k, v in params.items()}
     x = rng.normal(size=(2, 5, cfg.d_model))
     pos = np.arange(3, 8)  # not starting at 0: RoPE angles must follow the positions
-    y, cache = mha.forward(params, x, cfg, pos)
+    y, cache = mha.forward(params, x, cfg, pos, positional=registry.chosen("positional", cfg))
     dy = rng.normal(size=y.shape)
     dx, grads = mha.backward(params, cache, dy)
     assert set(grads) == set(params)
     arrays = {"x": x, **params}
-    report = gradcheck(lambda a: mha.forward({k: a[k] for k in params}, a["x"], cfg, pos)[0],
+    report = gradcheck(lambda a: mha.forward({k: a[k] for k in params}, a["x"], cfg, pos, positional=registry.chosen("positional", cfg))[0],
                        arrays, {"x": dx, **grads}, dy)
     assert report.ok, str(report)
 
@@ -110,7 +111,7 @@ def test_gqa_is_mha_with_shared_kv_heads_and_mqa_is_one_group():
             return np.concatenate([W[..., (h // R) * D:(h // R + 1) * D] for h in range(4)], axis=-1)
 
         p_mha = dict(p, W_K=repeat(p["W_K"]), W_V=repeat(p["W_V"]), b_K=repeat(p["b_K"]), b_V=repeat(p["b_V"]))
-        assert np.allclose(mha.forward(p, x, gqa_cfg, pos)[0], mha.forward(p_mha, x, mha_cfg, pos)[0])
+        assert np.allclose(mha.forward(p, x, gqa_cfg, pos, positional=registry.chosen("positional", gqa_cfg))[0], mha.forward(p_mha, x, mha_cfg, pos, positional=registry.chosen("positional", mha_cfg))[0])
 
 
 @pytest.mark.parametrize("kw", VARIANTS)
@@ -121,8 +122,8 @@ def test_causality_future_tokens_never_change_the_past(kw):
     x = rng.normal(size=(1, 8, 16)).astype(np.float32)
     x2 = x.copy()
     x2[:, 5:] = rng.normal(size=(1, 3, 16))
-    y1, _ = mha.forward(params, x, cfg, np.arange(8))
-    y2, _ = mha.forward(params, x2, cfg, np.arange(8))
+    y1, _ = mha.forward(params, x, cfg, np.arange(8), positional=registry.chosen("positional", cfg))
+    y2, _ = mha.forward(params, x2, cfg, np.arange(8), positional=registry.chosen("positional", cfg))
     assert np.array_equal(y1[:, :5], y2[:, :5]) and not np.allclose(y1[:, 5:], y2[:, 5:])
 
 
@@ -132,11 +133,11 @@ def test_kv_cache_decoding_equals_full_forward(kw):
     rng = np.random.default_rng(4)
     params = mha.init(cfg, rng)
     x = rng.normal(size=(2, 9, 16)).astype(np.float32)
-    full, _ = mha.forward(params, x, cfg, np.arange(9))
+    full, _ = mha.forward(params, x, cfg, np.arange(9), positional=registry.chosen("positional", cfg))
     cache = mha.KVCache(1, 2, 12, cfg.kv_heads, cfg.d_head)
-    pieces = [mha.forward(params, x[:, :4], cfg, np.arange(4), kv_cache=cache)[0]]  # prefill
+    pieces = [mha.forward(params, x[:, :4], cfg, np.arange(4), kv_cache=cache, positional=registry.chosen("positional", cfg))[0]]  # prefill
     for t in range(4, 9):  # then one token at a time
-        pieces.append(mha.forward(params, x[:, t:t + 1], cfg, np.arange(t, t + 1), kv_cache=cache)[0])
+        pieces.append(mha.forward(params, x[:, t:t + 1], cfg, np.arange(t, t + 1), kv_cache=cache, positional=registry.chosen("positional", cfg))[0])
     assert np.allclose(np.concatenate(pieces, axis=1), full, atol=1e-6)
     assert cache.length == 9
     assert cache.nbytes == 9 * 2 * 2 * cfg.kv_heads * cfg.d_head * 4  # positions * (k and v) * batch * G * D * 4 B
@@ -157,22 +158,22 @@ def test_padding_mask_hides_keys():
     params = mha.init(cfg, rng)
     x = rng.normal(size=(1, 5, 16)).astype(np.float32)
     mask = np.array([[False, False, True, True, True]])  # two pad tokens on the left
-    y, cache = mha.forward(params, x, cfg, np.arange(5), padding_mask=mask)
+    y, cache = mha.forward(params, x, cfg, np.arange(5), padding_mask=mask, positional=registry.chosen("positional", cfg))
     x2 = x.copy()
     x2[:, :2] = 100.0  # changing the padding changes nothing for real tokens
-    y2, _ = mha.forward(params, x2, cfg, np.arange(5), padding_mask=mask)
+    y2, _ = mha.forward(params, x2, cfg, np.arange(5), padding_mask=mask, positional=registry.chosen("positional", cfg))
     assert np.allclose(y[:, 2:], y2[:, 2:], atol=1e-6)
     assert np.all(cache["hook_pattern"][..., :2][:, :, 2:] == 0)
     assert np.all(np.isfinite(y))
     with pytest.raises(ValueError, match="padding_mask must be a bool array of shape"):
-        mha.forward(params, x, cfg, np.arange(5), padding_mask=np.ones((1, 4), bool))
+        mha.forward(params, x, cfg, np.arange(5), padding_mask=np.ones((1, 4), bool), positional=registry.chosen("positional", cfg))
 
 
 def test_float32_in_float32_out_and_no_cache_when_not_needed():
     cfg = config(positional="rope")
     params = mha.init(cfg, np.random.default_rng(0))
     x = np.ones((1, 3, 16), np.float32)
-    y, cache = mha.forward(params, x, cfg, np.arange(3), need_cache=False)
+    y, cache = mha.forward(params, x, cfg, np.arange(3), need_cache=False, positional=registry.chosen("positional", cfg))
     assert y.dtype == np.float32 and cache is None
 
 
@@ -180,7 +181,7 @@ def test_backward_refuses_a_kv_cache_forward():
     cfg = config()
     params = mha.init(cfg, np.random.default_rng(0))
     kv = mha.KVCache(1, 1, 12, 4, 4)
-    _, cache = mha.forward(params, np.ones((1, 2, 16), np.float32), cfg, np.arange(2), kv_cache=kv, need_cache=True)
+    _, cache = mha.forward(params, np.ones((1, 2, 16), np.float32), cfg, np.arange(2), kv_cache=kv, need_cache=True, positional=registry.chosen("positional", cfg))
     with pytest.raises(ValueError, match="KV cache"):
         mha.backward(params, cache, np.ones((1, 2, 16), np.float32))
 
@@ -189,8 +190,8 @@ def test_causal_mask_follows_positions_that_do_not_start_at_zero():
     cfg = config()
     params = mha.init(cfg, np.random.default_rng(6))
     x = np.random.default_rng(7).normal(size=(1, 6, 16)).astype(np.float32)
-    _, cache = mha.forward(params, x, cfg, np.arange(3, 9))
+    _, cache = mha.forward(params, x, cfg, np.arange(3, 9), positional=registry.chosen("positional", cfg))
     pattern = cache["hook_pattern"][0]
     assert np.all(np.triu(np.ones((6, 6)), 1)[None] * pattern == 0)  # nothing above the diagonal
     # and the output does not depend on where the window starts when positions are learned elsewhere
-    assert np.allclose(mha.forward(params, x, cfg, np.arange(6))[0], mha.forward(params, x, cfg, np.arange(3, 9))[0], atol=1e-6)
+    assert np.allclose(mha.forward(params, x, cfg, np.arange(6), positional=registry.chosen("positional", cfg))[0], mha.forward(params, x, cfg, np.arange(3, 9), positional=registry.chosen("positional", cfg))[0], atol=1e-6)

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from minitransformer.core import registry
 from minitransformer import positional
 from minitransformer.attention import mha
 from minitransformer.attention import mla
@@ -98,7 +99,7 @@ def test_docstring_examples(name):
 # --------------------------------------------------------------------------- config
 @pytest.mark.parametrize("kw, message", [
     (dict(attention="mha", d_latent=8), "d_latent=8 is a Multi-Head Latent Attention size; it needs attention='mla'"),
-    (dict(d_rope=6, positional="none"), "d_rope=6 is the decoupled RoPE channel and needs positional='rope'"),
+    (dict(d_rope=6, positional="none"), "d_rope=6 is the decoupled RoPE channel and needs a rotary positional variant"),
     (dict(d_rope=5), "d_rope=5 must be even"),
     (dict(d_rope=0), "positional='rope' with attention='mla' needs d_rope > 0"),
     (dict(d_latent=0), "d_latent=0 must be a positive int"),
@@ -152,8 +153,8 @@ def test_T2_absorbed_equals_naive_equals_the_definition(name, kw, T):
     params = f64_params(cfg)
     x = np.random.default_rng(1).normal(size=(2, T, cfg.d_model))
     pos = np.arange(T)
-    naive, c1 = mla.forward(params, x, cfg, pos, impl="naive", need_cache=True)
-    absorbed, c2 = mla.forward(params, x, cfg, pos, impl="absorbed", need_cache=True)
+    naive, c1 = mla.forward(params, x, cfg, pos, impl="naive", need_cache=True, positional=registry.chosen("positional", cfg))
+    absorbed, c2 = mla.forward(params, x, cfg, pos, impl="absorbed", need_cache=True, positional=registry.chosen("positional", cfg))
     assert c1["impl"] == "naive" and c2["impl"] == "absorbed"
     assert np.abs(naive - absorbed).max() < 1e-10
     assert np.abs(naive - definition(params, x, cfg, pos)).max() < 1e-10
@@ -165,7 +166,7 @@ def test_absorbed_float32_in_float32_out():
     params = mla.init(cfg, np.random.default_rng(0))
     x = np.random.default_rng(1).normal(size=(1, 5, 64)).astype(np.float32)
     for impl in mla.IMPLS:
-        y, cache = mla.forward(params, x, cfg, np.arange(5), impl=impl, need_cache=False)
+        y, cache = mla.forward(params, x, cfg, np.arange(5), impl=impl, need_cache=False, positional=registry.chosen("positional", cfg))
         assert y.dtype == np.float32 and cache is None
 
 
@@ -176,12 +177,12 @@ def test_T3_incremental_decoding_equals_the_full_forward(name, kw, impl):
     cfg = config(**kw)
     params = f64_params(cfg)
     x = np.random.default_rng(2).normal(size=(2, 13, cfg.d_model))
-    full, full_cache = mla.forward(params, x, cfg, np.arange(13), need_cache=True)
+    full, full_cache = mla.forward(params, x, cfg, np.arange(13), need_cache=True, positional=registry.chosen("positional", cfg))
     cache = mla.LatentKVCache.for_config(cfg, batch_size=2, dtype=np.float64)
     pieces, start = [], 0
     for size in (4, 1, 1, 3, 1, 2, 1):  # a prefill of 4, single tokens, and chunks (start_pos > 0)
         pos = np.arange(start, start + size)
-        pieces.append(mla.forward(params, x[:, start:start + size], cfg, pos, kv_cache=cache, impl=impl)[0])
+        pieces.append(mla.forward(params, x[:, start:start + size], cfg, pos, kv_cache=cache, impl=impl, positional=registry.chosen("positional", cfg))[0])
         start += size
     assert start == 13 and cache.length == 13
     assert np.abs(np.concatenate(pieces, axis=1) - full).max() < 1e-10
@@ -195,9 +196,9 @@ def test_T3_automatic_impl_absorbs_only_when_decoding():
     params = f64_params(cfg)
     x = np.random.default_rng(3).normal(size=(1, 6, 64))
     cache = mla.LatentKVCache.for_config(cfg, dtype=np.float64)
-    _, c = mla.forward(params, x[:, :4], cfg, np.arange(4), kv_cache=cache, need_cache=True)
+    _, c = mla.forward(params, x[:, :4], cfg, np.arange(4), kv_cache=cache, need_cache=True, positional=registry.chosen("positional", cfg))
     assert c["impl"] == "naive"  # prefill: as many queries as keys
-    _, c = mla.forward(params, x[:, 4:5], cfg, np.arange(4, 5), kv_cache=cache, need_cache=True)
+    _, c = mla.forward(params, x[:, 4:5], cfg, np.arange(4, 5), kv_cache=cache, need_cache=True, positional=registry.chosen("positional", cfg))
     assert c["impl"] == "absorbed" and c["hook_q_latent"].shape == (1, 4, 1, 24)
     assert c["hook_pattern"].shape == (1, 4, 1, 5) and c["hook_z_latent"].shape == (1, 4, 1, 24)
 
@@ -209,7 +210,7 @@ def test_T4_latent_cache_holds_T_times_dc_plus_dr_numbers_per_layer():
     params = mla.init(cfg, np.random.default_rng(0))
     x = np.random.default_rng(1).normal(size=(2, 5, 64)).astype(np.float32)
     for layer in range(3):
-        mla.forward(params, x, cfg, np.arange(5), kv_cache=cache, layer=layer)
+        mla.forward(params, x, cfg, np.arange(5), kv_cache=cache, layer=layer, positional=registry.chosen("positional", cfg))
     assert cache.numbers_per_token == 24 + 8
     assert cache.nbytes == 3 * 2 * 5 * (24 + 8) * 4  # layers * batch * tokens * (Dc + Dr) * float32
     assert cache.capacity_nbytes == 3 * 2 * 24 * 32 * 4
@@ -250,21 +251,21 @@ def test_T5_shifting_every_position_changes_nothing(impl):
     cfg = config(context_length=200)
     params = f64_params(cfg)
     x = np.random.default_rng(4).normal(size=(2, 9, 64))
-    y0, _ = mla.forward(params, x, cfg, np.arange(9), impl=impl)
-    y1, _ = mla.forward(params, x, cfg, 137 + np.arange(9), impl=impl)
+    y0, _ = mla.forward(params, x, cfg, np.arange(9), impl=impl, positional=registry.chosen("positional", cfg))
+    y1, _ = mla.forward(params, x, cfg, 137 + np.arange(9), impl=impl, positional=registry.chosen("positional", cfg))
     # note: positional.rope_angles rounds cos/sin to float32, so rotations at positions 0..8 and
     # 137..145 differ by float32 rounding (~1e-7), whatever the dtype of x: hence 1e-5, not 1e-10
     assert np.abs(y0 - y1).max() < 1e-5
     # and through a cache that starts at position 100 (prefill 5, then decode)
     cache = mla.LatentKVCache.for_config(cfg, batch_size=2, dtype=np.float64)
-    a = mla.forward(params, x[:, :5], cfg, 100 + np.arange(5), kv_cache=cache, impl=impl)[0]
-    b = [mla.forward(params, x[:, t:t + 1], cfg, np.array([100 + t]), kv_cache=cache, impl=impl)[0]
+    a = mla.forward(params, x[:, :5], cfg, 100 + np.arange(5), kv_cache=cache, impl=impl, positional=registry.chosen("positional", cfg))[0]
+    b = [mla.forward(params, x[:, t:t + 1], cfg, np.array([100 + t]), kv_cache=cache, impl=impl, positional=registry.chosen("positional", cfg))[0]
          for t in range(5, 9)]
     assert np.abs(np.concatenate([a] + b, axis=1) - y0).max() < 1e-5
     # a real position signal is there: a different *gap* changes the output
     x2 = x.copy()
     x2[:, [3, 4]] = x2[:, [4, 3]]
-    assert not np.allclose(mla.forward(params, x2, cfg, np.arange(9), impl=impl)[0][:, 5:], y0[:, 5:])
+    assert not np.allclose(mla.forward(params, x2, cfg, np.arange(9), impl=impl, positional=registry.chosen("positional", cfg))[0][:, 5:], y0[:, 5:])
 
 
 # --------------------------------------------------------------------------- T6 causality
@@ -277,8 +278,8 @@ def test_T6_future_tokens_never_change_the_past(name, kw, impl):
     x = rng.normal(size=(1, 8, cfg.d_model)).astype(np.float32)
     x2 = x.copy()
     x2[:, 5:] = rng.normal(size=(1, 3, cfg.d_model))
-    y1, _ = mla.forward(params, x, cfg, np.arange(8), impl=impl)
-    y2, _ = mla.forward(params, x2, cfg, np.arange(8), impl=impl)
+    y1, _ = mla.forward(params, x, cfg, np.arange(8), impl=impl, positional=registry.chosen("positional", cfg))
+    y2, _ = mla.forward(params, x2, cfg, np.arange(8), impl=impl, positional=registry.chosen("positional", cfg))
     assert np.array_equal(y1[:, :5], y2[:, :5]) and not np.allclose(y1[:, 5:], y2[:, 5:])
 
 
@@ -298,9 +299,9 @@ def _mha_pair(latent_norm):
 def test_T7_mla_without_rope_and_norms_is_exactly_mha():
     mla_cfg, p_mla, mha_cfg, p_mha = _mha_pair(latent_norm=False)
     x = np.random.default_rng(8).normal(size=(2, 7, 64))
-    ref = mha.forward(p_mha, x, mha_cfg, np.arange(7))[0]
+    ref = mha.forward(p_mha, x, mha_cfg, np.arange(7), positional=registry.chosen("positional", mha_cfg))[0]
     for impl in mla.IMPLS:
-        assert np.abs(mla.forward(p_mla, x, mla_cfg, np.arange(7), impl=impl)[0] - ref).max() < 1e-12
+        assert np.abs(mla.forward(p_mla, x, mla_cfg, np.arange(7), impl=impl, positional=registry.chosen("positional", mla_cfg))[0] - ref).max() < 1e-12
 
 
 def test_T7_every_mla_without_rope_and_norms_is_the_mha_of_the_products():
@@ -310,15 +311,15 @@ def test_T7_every_mla_without_rope_and_norms_is_the_mha_of_the_products():
     p_mha = {"W_Q": p["W_DQ"] @ p["W_UQ"], "W_K": p["W_DKV"] @ p["W_UK"], "W_V": p["W_DKV"] @ p["W_UV"], "W_O": p["W_O"]}
     assert np.linalg.matrix_rank(np.concatenate([p_mha["W_K"], p_mha["W_V"]], axis=1)) <= 24
     x = np.random.default_rng(9).normal(size=(2, 7, 64))
-    assert np.abs(mla.forward(p, x, cfg, np.arange(7))[0]
-                  - mha.forward(p_mha, x, mha_cfg, np.arange(7))[0]).max() < 1e-12
+    assert np.abs(mla.forward(p, x, cfg, np.arange(7), positional=registry.chosen("positional", cfg))[0]
+                  - mha.forward(p_mha, x, mha_cfg, np.arange(7), positional=registry.chosen("positional", mha_cfg))[0]).max() < 1e-12
 
 
 def test_T7_negative_control_the_latent_norm_breaks_the_equivalence():
     mla_cfg, p_mla, mha_cfg, p_mha = _mha_pair(latent_norm=True)
     x = np.random.default_rng(8).normal(size=(2, 7, 64)) * 3.0  # the attention input is not unit-RMS
-    ref = mha.forward(p_mha, x, mha_cfg, np.arange(7))[0]
-    assert np.abs(mla.forward(p_mla, x, mla_cfg, np.arange(7))[0] - ref).max() > 1e-2
+    ref = mha.forward(p_mha, x, mha_cfg, np.arange(7), positional=registry.chosen("positional", mha_cfg))[0]
+    assert np.abs(mla.forward(p_mla, x, mla_cfg, np.arange(7), positional=registry.chosen("positional", mla_cfg))[0] - ref).max() > 1e-2
     # ...and it is restored when the MHA reference reads RMSNorm(x) for its keys and values
     xn = x / np.sqrt((x * x).mean(-1, keepdims=True) + mla_cfg.norm_eps)
     H, D = 4, 16
@@ -327,7 +328,7 @@ def test_T7_negative_control_the_latent_norm_breaks_the_equivalence():
     v = (xn @ p_mha["W_V"]).reshape(2, 7, H, D).transpose(0, 2, 1, 3)
     s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(D) + np.triu(np.full((7, 7), -np.inf), 1)
     z = (nn.softmax(s) @ v).transpose(0, 2, 1, 3).reshape(2, 7, H * D)
-    assert np.abs(mla.forward(p_mla, x, mla_cfg, np.arange(7))[0] - z @ p_mha["W_O"]).max() < 1e-12
+    assert np.abs(mla.forward(p_mla, x, mla_cfg, np.arange(7), positional=registry.chosen("positional", mla_cfg))[0] - z @ p_mha["W_O"]).max() < 1e-12
 
 
 # --------------------------------------------------------------------------- T8 reduction to RoPE-MQA
@@ -346,9 +347,9 @@ def test_T8_mla_contains_rope_mqa(rope_style):
            "W_KR": mqa["W_K"], "W_UK": np.zeros((D, H * D)), "W_UV": np.tile(np.eye(D), (1, H)), "W_O": mqa["W_O"]}
     x = rng.normal(size=(2, 9, C))
     pos = np.arange(9)
-    ref = mha.forward(mqa, x, mqa_cfg, pos)[0]
+    ref = mha.forward(mqa, x, mqa_cfg, pos, positional=registry.chosen("positional", mqa_cfg))[0]
     for impl in mla.IMPLS:
-        assert np.abs(mla.forward(p_mla, x, mla_cfg, pos, impl=impl)[0] - ref).max() < 1e-12
+        assert np.abs(mla.forward(p_mla, x, mla_cfg, pos, impl=impl, positional=registry.chosen("positional", mla_cfg))[0] - ref).max() < 1e-12
 
 
 # --------------------------------------------------------------------------- T9 the scale
@@ -359,15 +360,15 @@ def test_T9_scale_is_one_over_sqrt_dh_plus_dr_and_the_multiplier_scales_q(impl):
     assert ModelConfig().softmax_scale_mult == 1.0  # the YaRN hook is off by default
     p = f64_params(cfg)
     x = np.random.default_rng(11).normal(size=(1, 6, 64))
-    _, c = mla.forward(p, x, cfg, np.arange(6), impl=impl, record=True)
+    _, c = mla.forward(p, x, cfg, np.arange(6), impl=impl, record=True, positional=registry.chosen("positional", cfg))
     q_c, q_r, k_r = c["hook_q"], c["hook_rot_q"], c["hook_rot_k"]
     k_c = (c["hook_latent"] @ p["W_UK"]).reshape(1, 6, 4, 16).transpose(0, 2, 1, 3)
     raw = q_c @ k_c.transpose(0, 1, 3, 2) + q_r @ k_r.transpose(0, 2, 1)[:, None]  # (B, H, T, S)
     lower = np.tril(np.ones((6, 6), bool))
     assert np.allclose(c["hook_attn_scores"][..., lower], raw[..., lower] / math.sqrt(24), atol=1e-12)
     m = 1.9
-    scaled = mla.forward(p, x, cfg.replace(softmax_scale_mult=m), np.arange(6), impl=impl)[0]
-    q_times_m = mla.forward(dict(p, W_Q=p["W_Q"] * m), x, cfg, np.arange(6), impl=impl)[0]
+    scaled = mla.forward(p, x, cfg.replace(softmax_scale_mult=m), np.arange(6), impl=impl, positional=registry.chosen("positional", cfg.replace(softmax_scale_mult=m)))[0]
+    q_times_m = mla.forward(dict(p, W_Q=p["W_Q"] * m), x, cfg, np.arange(6), impl=impl, positional=registry.chosen("positional", cfg))[0]
     assert np.abs(scaled - q_times_m).max() < 1e-12
 
 
@@ -379,13 +380,13 @@ def test_T10_backward_gradcheck_every_weight_and_both_norm_gains(name, kw):
     rng = np.random.default_rng(13)
     x = rng.normal(size=(2, 5, cfg.d_model))
     pos = np.arange(5)
-    y, cache = mla.forward(params, x, cfg, pos, need_cache=True)
+    y, cache = mla.forward(params, x, cfg, pos, need_cache=True, positional=registry.chosen("positional", cfg))
     dy = rng.normal(size=y.shape)
     dx, grads = mla.backward(params, cache, dy)
     assert set(grads) == set(params)
     if cfg.latent_norm and cfg.latent_q_dim:
         assert {"q_norm", "kv_norm"} <= set(grads)
-    report = gradcheck(lambda a: mla.forward({k: a[k] for k in params}, a["x"], cfg, pos)[0],
+    report = gradcheck(lambda a: mla.forward({k: a[k] for k in params}, a["x"], cfg, pos, positional=registry.chosen("positional", cfg))[0],
                        {"x": x, **params}, {"x": dx, **grads}, dy)
     assert report.ok, str(report)
 
@@ -395,21 +396,21 @@ def test_backward_refuses_a_cached_or_absorbed_forward():
     params = mla.init(cfg, np.random.default_rng(0))
     x = np.ones((1, 2, 64), np.float32)
     cache = mla.LatentKVCache.for_config(cfg)
-    _, c = mla.forward(params, x, cfg, np.arange(2), kv_cache=cache, need_cache=True)
+    _, c = mla.forward(params, x, cfg, np.arange(2), kv_cache=cache, need_cache=True, positional=registry.chosen("positional", cfg))
     with pytest.raises(ValueError, match="latent cache"):
         mla.backward(params, c, np.ones_like(x))
-    _, c = mla.forward(params, x, cfg, np.arange(2), impl="absorbed", need_cache=True)
+    _, c = mla.forward(params, x, cfg, np.arange(2), impl="absorbed", need_cache=True, positional=registry.chosen("positional", cfg))
     with pytest.raises(ValueError, match="naive path only"):
         mla.backward(params, c, np.ones_like(x))
     with pytest.raises(ValueError, match="impl='fast' is not valid; choose one of 'naive', 'absorbed'"):
-        mla.forward(params, x, cfg, np.arange(2), impl="fast")
+        mla.forward(params, x, cfg, np.arange(2), impl="fast", positional=registry.chosen("positional", cfg))
     with pytest.raises(ValueError, match="positions must be consecutive"):
-        mla.forward(params, x, cfg, np.array([0, 2]))
+        mla.forward(params, x, cfg, np.array([0, 2]), positional=registry.chosen("positional", cfg))
     with pytest.raises(ValueError, match=r"x must be an array of shape \(B, T, C\) with C = d_model = 64"):
-        mla.forward(params, np.ones((1, 2, 8), np.float32), cfg, np.arange(2))
+        mla.forward(params, np.ones((1, 2, 8), np.float32), cfg, np.arange(2), positional=registry.chosen("positional", cfg))
     with pytest.raises(ValueError, match=r"with batch B = 1; got \(2, 2, 24\)"):
         mla.forward(params, np.ones((2, 2, 64), np.float32), cfg, np.arange(2),
-                              kv_cache=mla.LatentKVCache.for_config(cfg))
+                              kv_cache=mla.LatentKVCache.for_config(cfg), positional=registry.chosen("positional", cfg))
     small = mla.LatentKVCache(1, 1, 3, 24, 8)
     small.append(0, np.zeros((1, 2, 24)), np.zeros((1, 2, 8)))
     with pytest.raises(ValueError, match="holds 3 positions and 2 are used: 2 more do not fit"):
@@ -453,8 +454,8 @@ def test_T11_the_absorbed_plan_computes_the_forward():
     p = f64_params(cfg)
     x = np.random.default_rng(14).normal(size=(1, 6, 64))
     cache = mla.LatentKVCache.for_config(cfg, dtype=np.float64)
-    mla.forward(p, x[:, :5], cfg, np.arange(5), kv_cache=cache)
-    y, c = mla.forward(p, x[:, 5:], cfg, np.array([5]), kv_cache=cache, impl="absorbed", need_cache=True)
+    mla.forward(p, x[:, :5], cfg, np.arange(5), kv_cache=cache, positional=registry.chosen("positional", cfg))
+    y, c = mla.forward(p, x[:, 5:], cfg, np.array([5]), kv_cache=cache, impl="absorbed", need_cache=True, positional=registry.chosen("positional", cfg))
     H, Dh, Dv, Dc, Dq, Dr = mla.dims(cfg)
     scale = mla.softmax_scale(cfg)
     operands = {"absorb W_UK into the query": (c["hook_q"][0, :, 0] * scale, p["W_UK"].reshape(Dc, H, Dh).transpose(1, 2, 0))}
@@ -514,7 +515,7 @@ def test_T12_deepseek_fused_layout_round_trip_and_meaning(kw):
     back = mla_layout.from_deepseek_layout(packed, cfg)
     assert set(back) == set(p) and all(np.array_equal(back[k], p[k]) for k in p)
     x = np.random.default_rng(15).normal(size=(2, 6, 64))
-    ours = mla.forward(p, x, cfg, np.arange(6))[0]
+    ours = mla.forward(p, x, cfg, np.arange(6), positional=registry.chosen("positional", cfg))[0]
     assert np.abs(ours - deepseek_absorb_reference(packed, x, cfg, np.arange(6))).max() < 1e-12
 
 

@@ -17,8 +17,12 @@ Variants (Vaswani et al., 2017; Shazeer, 2019; Ainslie et al., 2023):
 
 The KV cache is the stored index of the retrieval: keys and values of past
 positions are kept, so a new token costs one query against T cached keys, O(T)
-instead of recomputing all T² scores. RoPE, if configured, rotates q and k here
-(`positional.rope_apply`) at their absolute positions, before k enters the cache.
+instead of recomputing all T² scores.
+
+Attention asks the positional stage for what it offers (``positional=``, the
+chosen positional variant), never for a variant by name: its ``rotate`` turns q
+and k to their absolute positions before k enters the cache (RoPE), its
+``score_bias`` is added to the scores (ALiBi).
 
 Dimension letters: B batch, T query positions, S key positions (T, or the cache
 length when decoding), C model width, H query heads, G key/value heads,
@@ -29,8 +33,8 @@ from (B, H, T, D) to (B, G, R·T, D) puts the R heads of a group one after the
 other, so one matmul per group against its (B, G, S, D) keys serves them all,
 and keys are never copied R times. With G = H this is plain multi-head attention.
 
-Deliberately left out: attention dropout, ALiBi and sliding windows (exercises),
-and Multi-Head Latent Attention, which has its own issue and module.
+Deliberately left out: attention dropout and sliding windows (exercises), and
+Multi-Head Latent Attention, which has its own module (`mla`).
 """
 
 from __future__ import annotations
@@ -40,8 +44,6 @@ from typing import Optional
 
 import numpy as np
 
-from .. import positional
-from ..core import registry
 from .kv_cache import KVCache
 from ..core.nn import linear_backward, linear_forward, want_cache
 
@@ -69,7 +71,7 @@ def init(config, rng: np.random.Generator) -> dict:
 # --------------------------------------------------------------------------- forward
 def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache: Optional[KVCache] = None,
             layer: int = 0, padding_mask: Optional[np.ndarray] = None, need_cache=None, record: bool = False,
-            hook=None):
+            hook=None, positional=None):
     """Causal self-attention over ``x`` (B, T, C) at absolute ``positions`` (T,) -> y (B, T, C).
 
     Args:
@@ -81,6 +83,9 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
         record: also keep the pre-softmax scores (``hook_attn_scores``) for inspection.
         hook: optional ``hook(name, array) -> array`` called with ``"hook_pattern"`` (B, H, T, S) and
             ``"hook_z"`` (B, T, H, D); its result replaces the activation (to ablate or patch a head).
+        positional: what the positional stage offers attention (its registered variant, see
+            `core.registry.chosen`): ``rotate`` turns q and k to their positions (RoPE),
+            ``score_bias`` is added to the scores (ALiBi). None, or None fields: nothing.
 
     Cache names: ``hook_q``, ``hook_k``, ``hook_v`` (B, heads, T, D); ``hook_rot_q``/``hook_rot_k``
     with RoPE; ``hook_pattern`` (B, H, T, S); ``hook_z`` (B, T, H·D, the heads side by side);
@@ -98,10 +103,10 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     k = qkv[:, :, H:H + G].transpose(0, 2, 1, 3)  # -> (B, G, T, D)
     v = qkv[:, :, H + G:].transpose(0, 2, 1, 3)  # -> (B, G, T, D)
     q_in, k_in = q, k
-    if config.positional == "rope":
-        cos, sin = positional.rope_angles(positions, D, config.rope_base)  # (T, D/2) each
-        q = positional.rope_apply(q, cos, sin, config.rope_style)  # (B, H, T, D), rotated
-        k = positional.rope_apply(k, cos, sin, config.rope_style)  # (B, G, T, D), rotated
+    rotate = getattr(positional, "rotate", None)
+    if rotate is not None:  # the positional stage turns q and k to their positions (RoPE)
+        q = rotate(q, positions, config)  # (B, H, T, D), rotated
+        k = rotate(k, positions, config)  # (B, G, T, D), rotated before it enters the KV cache
 
     if kv_cache is not None:
         k_all, v_all = kv_cache.append(layer, k, v)  # (B, G, S, D) with S = cached + T
@@ -127,7 +132,7 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
         padding_mask = _check_padding(padding_mask, B, S)
         mask = mask + np.where(padding_mask, 0.0, -np.inf).astype(x.dtype)[:, None, None, :]  # (B, 1, T, S)
     scores += mask
-    score_bias = registry.get("positional", config.positional).extras.get("score_bias")
+    score_bias = getattr(positional, "score_bias", None)
     if score_bias is not None:  # a positional variant that biases scores by distance (e.g. ALiBi)
         scores += np.asarray(score_bias(positions, key_positions, config), dtype=x.dtype)  # (H, T, S)
     recorded = scores.copy() if record else None
@@ -154,11 +159,11 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     cache = {"x": x, "hook_q": q_in, "hook_k": k_in, "hook_v": v, "hook_pattern": pattern, "hook_z": z,
              "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None,
              "q_scaled": qg, "k_all": k_all, "v_all": v_all, "W_qkv": W_qkv}
-    if config.positional == "rope":
-        cache.update(hook_rot_q=q, hook_rot_k=k, rope=(cos, sin))
+    if rotate is not None:
+        cache.update(hook_rot_q=q, hook_rot_k=k)
     if record:
         cache["hook_attn_scores"] = recorded
-    cache["heads"] = (H, G, D, config.positional == "rope", config.rope_style)
+    cache.update(config=config, positional=positional)
     return y, cache
 
 
@@ -167,6 +172,15 @@ def _fused_qkv(params: dict):
     W = np.concatenate([params["W_Q"], params["W_K"], params["W_V"]], axis=1)
     b = np.concatenate([params["b_Q"], params["b_K"], params["b_V"]]) if "b_Q" in params else None
     return W, b
+
+
+def _require_rotate_backward(positional):
+    fn = getattr(positional, "rotate_backward", None)
+    if fn is None:
+        raise ValueError(f"the positional variant {getattr(positional, 'name', positional)!r} rotates q and k "
+                         "but has no rotate_backward, so attention cannot be trained with it; register it with "
+                         "rotate_backward=...")
+    return fn
 
 
 def _check_padding(padding_mask, B: int, S: int) -> np.ndarray:
@@ -183,7 +197,8 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     if cache["uses_kv_cache"]:
         raise ValueError("attention.backward does not support a forward that used a KV cache (inference only); "
                          "run the forward on the whole sequence without kv_cache to train")
-    H, G, D, rope, rope_style = cache["heads"]
+    config, positional = cache["config"], cache["positional"]
+    H, G, D = config.n_heads, config.kv_heads, config.d_head
     x, pattern, z = cache["x"], cache["hook_pattern"], cache["hook_z"]
     qg, k, v = cache["q_scaled"], cache["k_all"], cache["v_all"]  # (B, G, R*T, D), (B, G, S, D) x 2
     B, T, C = x.shape
@@ -208,10 +223,10 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     dq = (dscores @ k).reshape(B, H, T, D)  # (B, G, R*T, S) @ (B, G, S, D) -> (B, H, T, D)
     dq *= scale  # the scale was applied to q
     dk = dscores.transpose(0, 1, 3, 2) @ qg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D)
-    if rope:
-        cos, sin = cache["rope"]
-        dq = positional.rope_backward(dq, cos, sin, rope_style)
-        dk = positional.rope_backward(dk, cos, sin, rope_style)
+    if getattr(positional, "rotate", None) is not None:  # back through the rotation of q and k
+        unrotate = _require_rotate_backward(positional)
+        dq = unrotate(dq, cache["positions"], config)
+        dk = unrotate(dk, cache["positions"], config)
 
     # gather the three gradients into the fused layout, then one backward through x @ W_qkv
     dqkv = np.empty((B, T, H + 2 * G, D), dtype=dz.dtype)  # (B, T, H+2G, D)

@@ -62,16 +62,18 @@ The specification followed here is ``specs/mla.md`` of this project.
 
     >>> from minitransformer.core.config import ModelConfig
     >>> cfg = ModelConfig(d_model=32, n_heads=4, attention="mla", positional="rope", d_latent=16, d_rope=4, bias=False)
+    >>> from minitransformer.core import registry
+    >>> rope = registry.chosen("positional", cfg)      # what the positional stage offers: a rotation
     >>> params = init(cfg, np.random.default_rng(0))
     >>> sorted(params)
     ['W_DKV', 'W_KR', 'W_O', 'W_Q', 'W_UK', 'W_UV', 'kv_norm']
     >>> x = np.random.default_rng(1).normal(size=(1, 5, 32)).astype(np.float32)
-    >>> y, _ = forward(params, x, cfg, np.arange(5))
-    >>> y_abs, _ = forward(params, x, cfg, np.arange(5), impl="absorbed")
+    >>> y, _ = forward(params, x, cfg, np.arange(5), positional=rope)
+    >>> y_abs, _ = forward(params, x, cfg, np.arange(5), impl="absorbed", positional=rope)
     >>> y.shape, bool(np.allclose(y, y_abs, atol=1e-6))
     ((1, 5, 32), True)
     >>> cache = LatentKVCache.for_config(cfg)
-    >>> _ = forward(params, x, cfg, np.arange(5), kv_cache=cache)
+    >>> _ = forward(params, x, cfg, np.arange(5), kv_cache=cache, positional=rope)
     >>> cache.numbers_per_token, cache.nbytes   # Dc + Dr = 20 numbers per token and layer, float32
     (20, 400)
 """
@@ -83,7 +85,6 @@ from typing import Optional
 
 import numpy as np
 
-from .. import positional
 from ..core.nn import linear_backward, linear_forward, rmsnorm_backward, rmsnorm_forward, want_cache
 
 from .kv_cache import LatentKVCache
@@ -152,7 +153,8 @@ def _fused(params: dict, Dq: int, Dr: int):
 
 # --------------------------------------------------------------------------- forward
 def forward(params: dict, x: np.ndarray, config, positions, kv_cache: Optional[LatentKVCache] = None,
-            layer: int = 0, need_cache=None, record: bool = False, impl: Optional[str] = None, hook=None):
+            layer: int = 0, need_cache=None, record: bool = False, impl: Optional[str] = None, hook=None,
+            positional=None):
     """Causal multi-head latent attention over ``x`` (B, T, C) at absolute ``positions`` (T,) -> y (B, T, C).
 
     Args:
@@ -167,6 +169,9 @@ def forward(params: dict, x: np.ndarray, config, positions, kv_cache: Optional[L
             more positions than this call adds (queries ≪ keys), naive otherwise.
         hook: optional ``hook(name, array) -> array`` called with ``"hook_pattern"`` (B, H, T, S)
             and ``"hook_z"`` (B, T, H, Dv); its result replaces the activation (as in `attention`).
+        positional: what the positional stage offers attention (see `mha.forward`): its ``rotate``
+            turns the decoupled channel q_R, k_R (a config with ``d_rope > 0`` needs one), and its
+            ``score_bias`` is added to the scores, on both paths.
 
     Cache names: ``hook_latent`` c_KV (B, T, Dc); ``hook_latent_q`` c_Q (B, T, Dq) with
     query compression; ``hook_q`` content queries q_C (B, H, T, Dh); ``hook_rot_q`` (B, H, T, Dr)
@@ -204,12 +209,13 @@ def forward(params: dict, x: np.ndarray, config, positions, kv_cache: Optional[L
     q_c = q_all[..., :H * Dh].reshape(B, T, H, Dh).transpose(0, 2, 1, 3)  # -> (B, H, T, Dh), a view
     q_r = q_all[..., H * Dh:].reshape(B, T, H, Dr).transpose(0, 2, 1, 3)  # -> (B, H, T, Dr), a view
     k_r = down[..., a + Dc:]  # (B, T, Dr), a view
-    rope = None
     if Dr:
-        cos, sin = positional.rope_angles(positions, Dr, config.rope_base)  # (T, Dr/2) each
-        rope = (cos, sin)
-        q_r = positional.rope_apply(q_r, cos, sin, config.rope_style)  # (B, H, T, Dr), rotated
-        k_r = positional.rope_apply(k_r, cos, sin, config.rope_style)  # (B, T, Dr), rotated once, then cached
+        rotate = getattr(positional, "rotate", None)
+        if rotate is None:
+            raise ValueError(f"this config has a decoupled RoPE channel (d_rope={Dr}) but no rotation was given: "
+                             "pass positional=core.registry.chosen('positional', config) (a rotary variant)")
+        q_r = rotate(q_r, positions, config)  # (B, H, T, Dr), rotated
+        k_r = rotate(k_r, positions, config)  # (B, T, Dr), rotated once, then cached
 
     # ---- the index: this call's entries, or everything the cache holds
     if kv_cache is not None:
@@ -254,6 +260,9 @@ def forward(params: dict, x: np.ndarray, config, positions, kv_cache: Optional[L
         scores = np.ascontiguousarray(scores.transpose(0, 2, 1)).reshape(B, H, T, S)  # -> (B, H, T, S)
         out.update(hook_q_latent=q_lat)
     scores += mask  # (B, H, T, S) + (T, S)
+    score_bias = getattr(positional, "score_bias", None)
+    if score_bias is not None:  # a positional variant that biases scores by distance (e.g. ALiBi)
+        scores += np.asarray(score_bias(positions, key_pos, config), dtype=x.dtype)  # (H, T, S)
     recorded = scores.copy() if record else None
     scores -= scores.max(axis=-1, keepdims=True)  # softmax over keys, in place: scores become the pattern
     np.exp(scores, out=scores)
@@ -285,8 +294,7 @@ def forward(params: dict, x: np.ndarray, config, positions, kv_cache: Optional[L
         cache["hook_latent_q"] = c_q
     if impl == "naive":
         cache.update(qs_c=qs_c, qs_r=qs_r, k_c=k_c, v=v, kr=kr_all, c_q_in=c_q, W_fused=(W_down, W_uq, W_ukv),
-                     norms=(q_norm_cache, kv_norm_cache), rope=rope, sizes=(H, Dh, Dv, Dc, Dq, Dr, scale),
-                     rope_style=config.rope_style)
+                     norms=(q_norm_cache, kv_norm_cache), config=config, positional=positional)
     if record:
         cache["hook_attn_scores"] = recorded
     return y, cache
@@ -320,7 +328,9 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     if cache["impl"] != "naive":
         raise ValueError("attention_mla.backward differentiates the naive path only; train with impl='naive' "
                          "(the absorbed path gives the same output and is meant for decoding)")
-    H, Dh, Dv, Dc, Dq, Dr, scale = cache["sizes"]
+    config, positional = cache["config"], cache["positional"]
+    H, Dh, Dv, Dc, Dq, Dr = dims(config)
+    scale = softmax_scale(config)
     x, pattern, z = cache["x"], cache["hook_pattern"], cache["hook_z"]
     qs_c, qs_r, k_c, v, kr = cache["qs_c"], cache["qs_r"], cache["k_c"], cache["v"], cache["kr"]
     W_down, W_uq, W_ukv = cache["W_fused"]
@@ -344,10 +354,13 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     dk_r = ds_n.transpose(0, 2, 1) @ qs_r  # (B, S, N) @ (B, N, Dr) -> (B, S, Dr): sums over the H heads
     dq_c *= scale  # the scale was applied to the queries
     dq_r *= scale
-    if Dr:
-        cos, sin = cache["rope"]
-        dq_r = positional.rope_backward(dq_r, cos, sin, cache["rope_style"])  # (B, H, T, Dr)
-        dk_r = positional.rope_backward(dk_r, cos, sin, cache["rope_style"])  # (B, T, Dr)
+    if Dr:  # back through the rotation of the decoupled channel
+        unrotate = getattr(positional, "rotate_backward", None)
+        if unrotate is None:
+            raise ValueError("the positional variant rotates q_R and k_R but has no rotate_backward, so MLA "
+                             "cannot be trained with it; register it with rotate_backward=...")
+        dq_r = unrotate(dq_r, cache["positions"], config)  # (B, H, T, Dr)
+        dk_r = unrotate(dk_r, cache["positions"], config)  # (B, T, Dr)
 
     # up-projection of the latents: c_KV @ [W_UK | W_UV]
     dkv_up = np.concatenate([dk_c.transpose(0, 2, 1, 3).reshape(B, T, H * Dh),

@@ -112,7 +112,7 @@ class ModelConfig:
                 f"n_heads={self.n_heads} must be divisible by n_kv_heads={self.n_kv_heads} "
                 "(each key/value head serves an equal group of query heads)"
             )
-        if self.positional == "rope" and self.d_head % 2:
+        if registry.is_rotary(self) and self.d_head % 2:
             raise ValueError(f"RoPE rotates pairs of dimensions, so d_head={self.d_head} must be even")
         if self.positional == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"sinusoidal encoding pairs sin and cos, so d_model={self.d_model} must be even")
@@ -152,10 +152,10 @@ class ModelConfig:
                 raise ValueError(f"d_rope={self.d_rope!r} must be a non-negative int")
             if self.d_rope % 2:
                 raise ValueError(f"RoPE rotates pairs of dimensions, so d_rope={self.d_rope} must be even")
-            if self.d_rope > 0 and self.positional != "rope":
-                raise ValueError(f"d_rope={self.d_rope} is the decoupled RoPE channel and needs positional='rope' "
-                                 f"(got {self.positional!r}); use d_rope=0 or None without RoPE")
-            if self.d_rope == 0 and self.positional == "rope":
+            if self.d_rope > 0 and not registry.is_rotary(self):
+                raise ValueError(f"d_rope={self.d_rope} is the decoupled RoPE channel and needs a rotary positional "
+                                 f"variant such as 'rope' (got {self.positional!r}); use d_rope=0 or None without one")
+            if self.d_rope == 0 and registry.is_rotary(self):
                 raise ValueError("positional='rope' with attention='mla' needs d_rope > 0 (the decoupled RoPE "
                                  "channel carries all position information); use positional='none' for no positions")
 
@@ -175,7 +175,7 @@ class ModelConfig:
         """d_R, the width of the MLA decoupled RoPE channel (0 without RoPE)."""
         if self.d_rope is not None:
             return self.d_rope
-        return max(2, self.d_head // 2 // 2 * 2) if self.positional == "rope" else 0
+        return max(2, self.d_head // 2 // 2 * 2) if registry.is_rotary(self) else 0
 
     @property
     def d_head(self) -> int:

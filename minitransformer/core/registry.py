@@ -20,11 +20,15 @@ The contract of each kind is the library stage's own (see DESIGN.md):
 
 - ``positional``: ``init(config, rng) -> params``; ``forward(params, x, positions,
   config, need_cache=None) -> (x, cache)``; ``backward(params, cache, dy) -> (dx,
-  grads)``. Optional ``score_bias(q_positions, k_positions, config) -> (H, T, S)``, a
-  bias attention adds to its scores (how ALiBi works), and ``rotary=True`` for a
-  variant that attention applies to q and k (only the built-in RoPE).
+  grads)``. What it offers attention, which every attention variant consumes
+  (none of them asks for a variant by name): ``rotate(x, positions, config) -> x``
+  with ``rotate_backward(dy, positions, config) -> dx``, a rotation of queries and
+  keys (..., T, d) to their positions (how RoPE works), and ``score_bias(q_positions,
+  k_positions, config) -> (H, T, S)``, a bias added to the scores (how ALiBi works).
 - ``attention``: ``init``; ``forward(params, x, config, positions, kv_cache=None,
-  layer=0, need_cache=None, record=False, hook=None) -> (y, cache)``; ``backward``;
+  layer=0, need_cache=None, record=False, hook=None, positional=None) -> (y, cache)``,
+  where ``positional`` is the chosen positional variant (its ``rotate`` and
+  ``score_bias``, either may be None); ``backward``;
   optional ``make_cache(config, batch_size, max_len)`` for its KV cache.
 - ``ffn``: ``init``; ``forward(params, x, config, need_cache=None) -> (y, cache)``; ``backward``.
 
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 KINDS = ("positional", "attention", "ffn")
+EXTRAS = ("rotate", "rotate_backward", "score_bias", "make_cache")  # optional functions a variant may offer
 _REGISTRY: dict[str, dict[str, "Variant"]] = {kind: {} for kind in KINDS}
 
 
@@ -52,6 +57,22 @@ class Variant:
     backward: Optional[Callable] = None
     extras: dict = field(default_factory=dict)
     builtin: bool = False
+
+    # what a positional variant offers attention (None when it offers nothing of the kind)
+    @property
+    def rotate(self) -> Optional[Callable]:
+        """``rotate(x, positions, config) -> x``: turn queries or keys (..., T, d) to their positions."""
+        return self.extras.get("rotate")
+
+    @property
+    def rotate_backward(self) -> Optional[Callable]:
+        """``rotate_backward(dy, positions, config) -> dx``: the gradient through `rotate`."""
+        return self.extras.get("rotate_backward")
+
+    @property
+    def score_bias(self) -> Optional[Callable]:
+        """``score_bias(q_positions, k_positions, config) -> (H, T, S)``: added to attention scores."""
+        return self.extras.get("score_bias")
 
     def require_backward(self) -> Callable:
         if self.backward is None:
@@ -101,7 +122,7 @@ def _registrar(kind: str):
             def decorate(obj):
                 register(kind, name, init=getattr(obj, "init", None), forward=getattr(obj, "forward", None),
                          backward=getattr(obj, "backward", None), replace=replace,
-                         **{k: getattr(obj, k) for k in ("score_bias", "make_cache") if hasattr(obj, k)}, **extras)
+                         **{k: getattr(obj, k) for k in EXTRAS if hasattr(obj, k)}, **extras)
                 return obj
             return decorate
         return register(kind, name, init=init, forward=forward, backward=backward, replace=replace, **extras)
@@ -136,6 +157,17 @@ def get(kind: str, name: str) -> Variant:
         raise ValueError(f"{kind}={name!r} is not a registered variant; choose one of "
                          f"{', '.join(map(repr, _REGISTRY[kind]))}, or register yours with "
                          f"minitransformer.core.registry.register_{kind}({name!r}, ...)") from None
+
+
+def chosen(kind: str, config) -> Variant:
+    """The variant that ``config`` chooses for ``kind``: ``chosen("positional", cfg)`` is the
+    registered variant named ``cfg.positional``."""
+    return get(kind, getattr(config, kind))
+
+
+def is_rotary(config) -> bool:
+    """Whether ``config``'s positional variant rotates queries and keys inside attention (as RoPE does)."""
+    return chosen("positional", config).rotate is not None
 
 
 def names(kind: str) -> tuple:

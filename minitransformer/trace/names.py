@@ -9,6 +9,7 @@ one, so what a student learns here carries over.
 from __future__ import annotations
 
 from .. import concepts
+from ..core import registry
 from ..core.config import ModelConfig
 
 
@@ -48,9 +49,9 @@ def hook_table(config) -> list[dict]:
             ("blocks.{i}.attn.hook_k", "(B, G, T, D)", "attention", False, "keys: how each position can be found"),
             ("blocks.{i}.attn.hook_v", "(B, G, T, D)", "attention", False, "values: what each position holds"),
         ]
-        if config.positional == "rope":
+        if registry.is_rotary(config):  # the positional variant rotates q and k inside attention
             rows += [
-                ("blocks.{i}.attn.hook_rot_q", "(B, H, T, D)", "positional", False, "queries rotated to their positions (RoPE)"),
+                ("blocks.{i}.attn.hook_rot_q", "(B, H, T, D)", "positional", False, "queries rotated to their positions (RoPE, or another rotary variant)"),
                 ("blocks.{i}.attn.hook_rot_k", "(B, G, T, D)", "positional", False, "keys rotated to their positions (RoPE)"),
             ]
     rows += [

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import concepts, embedding
 from ..figures import stages as figures
+from ..core import registry
 from ..feedforward.output import probabilities
 from ..model import GPT
 from .cache import run_with_cache
@@ -101,7 +102,7 @@ class Pipeline:
                    figure=lambda: figures.embedding_map(W_E, ids[0].tolist(), [name(i) for i in range(n_tok)]))
 
         pos_arrays = {k: cache[k] for k in ("hook_pos_embed",) if k in cache}
-        if cfg.positional == "rope":
+        if registry.is_rotary(cfg):
             pos_arrays = {"blocks.0.attn.hook_q": cache["blocks.0.attn.hook_q"],
                           "blocks.0.attn.hook_rot_q": cache["blocks.0.attn.hook_rot_q"]}
         yield Step(concepts.stage("positional"), f"where each token stands ({cfg.positional} positions)",
@@ -142,6 +143,8 @@ def _positional_text(cfg, T: int) -> str:
         return f"  each of the {T} positions adds a fixed pattern of sines and cosines (fast to slow clocks)"
     if cfg.positional == "rope":
         return "  queries and keys are rotated by angles proportional to their position inside attention"
+    if registry.is_rotary(cfg):
+        return f"  the registered variant {cfg.positional!r} rotates queries and keys inside attention"
     if cfg.positional == "none":
         return "  no position information: the model sees a bag of tokens"
     return f"  positions come from the registered variant {cfg.positional!r}"

@@ -24,6 +24,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from minitransformer.core import registry
 from minitransformer.attention import mha
 from minitransformer.core import nn
 from minitransformer import figures
@@ -128,7 +129,7 @@ cfg2 = ModelConfig(vocab_size=4, context_length=4, d_model=2, n_layers=1, n_head
 params2 = {"W_Q": Q.astype(np.float32), "W_K": K.astype(np.float32), "W_V": V.astype(np.float32),
            "W_O": np.eye(2, dtype=np.float32)}
 x = np.eye(2, dtype=np.float32)[None]  # (B=1, T=2, C=2)
-y, cache2 = mha.forward(params2, x, cfg2, positions=np.arange(2), need_cache=True)
+y, cache2 = mha.forward(params2, x, cfg2, positions=np.arange(2), need_cache=True, positional=registry.chosen("positional", cfg2))
 print("mha.forward:\n", y[0])
 assert np.allclose(y[0], causal @ V, atol=1e-5)
 assert np.allclose(cache2["hook_pattern"][0, 0], causal, atol=1e-6)
@@ -483,7 +484,7 @@ def test_my_mqa():
     params = mha.init(cfg, rng)
     params = {n: (a + rng.normal(0, 0.02, a.shape)).astype(np.float32) for n, a in params.items()}  # non-zero biases
     x = rng.normal(size=(2, 7, cfg.d_model)).astype(np.float32)
-    expected, _ = mha.forward(params, x, cfg, positions=np.arange(7))
+    expected, _ = mha.forward(params, x, cfg, positions=np.arange(7), positional=registry.chosen("positional", cfg))
     mine = my_mqa(params, x, cfg.n_heads)
     assert mine.shape == expected.shape, f"shape {mine.shape}, expected {expected.shape}"
     assert np.allclose(mine, expected, atol=1e-5), f"max difference {np.abs(mine - expected).max():.2e}"

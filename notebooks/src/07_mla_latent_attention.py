@@ -35,6 +35,7 @@ import time
 import matplotlib
 import numpy as np
 
+from minitransformer.core import registry
 from minitransformer import positional
 from minitransformer.attention import mha
 from minitransformer.attention import mla
@@ -142,9 +143,9 @@ print(f"\nH={H} heads, Dh={Dh}, Dv={Dv}, Dc={Dc}, Dq={Dq} (0: no query compressi
 words = "the cache keeps one small latent per token".split()
 T = len(words)
 x = rng.normal(size=(1, T, ours.d_model)).astype(np.float32)
-y_full, c = mla.forward(params, x, ours, np.arange(T), need_cache=True)
+y_full, c = mla.forward(params, x, ours, np.arange(T), need_cache=True, positional=registry.chosen("positional", ours))
 cache = mla.LatentKVCache.for_config(ours)
-y_steps = np.concatenate([mla.forward(params, x[:, t:t + 1], ours, np.array([t]), kv_cache=cache)[0]
+y_steps = np.concatenate([mla.forward(params, x[:, t:t + 1], ours, np.array([t]), kv_cache=cache, positional=registry.chosen("positional", ours))[0]
                           for t in range(T)], axis=1)
 print(cache)
 print("numbers per token and layer:", cache.numbers_per_token, "=", Dc, "+", Dr)
@@ -193,8 +194,8 @@ for j in range(n_pos):
 # %%
 p64 = {k: v.astype(np.float64) for k, v in params.items()}
 x64 = rng.normal(size=(2, 40, ours.d_model))
-naive = mla.forward(p64, x64, ours, np.arange(40), impl="naive")[0]
-absorbed = mla.forward(p64, x64, ours, np.arange(40), impl="absorbed")[0]
+naive = mla.forward(p64, x64, ours, np.arange(40), impl="naive", positional=registry.chosen("positional", ours))[0]
+absorbed = mla.forward(p64, x64, ours, np.arange(40), impl="absorbed", positional=registry.chosen("positional", ours))[0]
 print(f"decoupled RoPE, 40 positions: max |naive - absorbed| = {np.abs(naive - absorbed).max():.1e}")
 
 # %% [markdown]
@@ -261,13 +262,13 @@ def median_ms(step, S, repeats):
 
 def mha_step(S):
     kv_cache.lengths[0] = S  # rewind: S positions cached before every call
-    mha.forward(mha_p, x1, mha_cfg, np.array([S]), kv_cache=kv_cache)
+    mha.forward(mha_p, x1, mha_cfg, np.array([S]), kv_cache=kv_cache, positional=registry.chosen("positional", mha_cfg))
 
 
 def mla_step(impl):
     def step(S):
         lat_cache.lengths[0] = S
-        mla.forward(mla_p, x1, mla_cfg, np.array([S]), kv_cache=lat_cache, impl=impl)
+        mla.forward(mla_p, x1, mla_cfg, np.array([S]), kv_cache=lat_cache, impl=impl, positional=registry.chosen("positional", mla_cfg))
     return step
 
 
@@ -434,7 +435,7 @@ def fold_value_into_output(params, H, Dc, Dv):
 
 def test_fold():
     W = fold_value_into_output(p64, H, Dc, Dv)
-    y, cc = mla.forward(p64, x64, ours, np.arange(40), impl="absorbed", need_cache=True)
+    y, cc = mla.forward(p64, x64, ours, np.arange(40), impl="absorbed", need_cache=True, positional=registry.chosen("positional", ours))
     z_lat = cc["hook_z_latent"].transpose(0, 2, 1, 3).reshape(2, 40, H * Dc)  # (B, T, H·Dc)
     assert W.shape == (H * Dc, ours.d_model)
     assert np.allclose(z_lat @ W, y, atol=1e-8)

@@ -11,7 +11,7 @@ package: one `model.run_with_cache` (patterns, MLP activations, logits),
 Content-Security-Policy forbids them), which works from ``file://``, projected in a
 lecture or inside a notebook (`show`, which wraps it in an iframe).
 
-    >>> from minitransformer.config import ModelConfig
+    >>> from minitransformer.core.config import ModelConfig
     >>> from minitransformer.model import GPT
     >>> from minitransformer.tokenizer import Tokenizer
     >>> tok = Tokenizer.train("the cat sat on the mat " * 20, 300)

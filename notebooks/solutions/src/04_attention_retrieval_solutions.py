@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from minitransformer.core import registry
 from minitransformer.attention import mha
 from minitransformer.attention.kv_cache import KVCache
 from minitransformer.cli import load_course_model
@@ -141,7 +142,7 @@ def test_my_mqa():
     params = mha.init(cfg, rng)
     params = {n: (a + rng.normal(0, 0.02, a.shape)).astype(np.float32) for n, a in params.items()}  # non-zero biases
     x = rng.normal(size=(2, 7, cfg.d_model)).astype(np.float32)
-    expected, _ = mha.forward(params, x, cfg, positions=np.arange(7))
+    expected, _ = mha.forward(params, x, cfg, positions=np.arange(7), positional=registry.chosen("positional", cfg))
     mine = my_mqa(params, x, cfg.n_heads)
     assert mine.shape == expected.shape, f"shape {mine.shape}, expected {expected.shape}"
     assert np.allclose(mine, expected, atol=1e-5), f"max difference {np.abs(mine - expected).max():.2e}"

@@ -14,6 +14,7 @@
 # %%
 import numpy as np
 
+from minitransformer.core import registry
 from minitransformer.attention import mla
 from minitransformer.attention import mla_accounting
 from minitransformer.core.config import ModelConfig
@@ -136,7 +137,7 @@ print(f"V3, one layer: merged {merged:,} numbers, W_UV + W_O {factors:,} ({merge
 
 def test_fold():
     W = fold_value_into_output(p64, H, Dc, Dv)
-    y, cc = mla.forward(p64, x64, ours, np.arange(40), impl="absorbed", need_cache=True)
+    y, cc = mla.forward(p64, x64, ours, np.arange(40), impl="absorbed", need_cache=True, positional=registry.chosen("positional", ours))
     z_lat = cc["hook_z_latent"].transpose(0, 2, 1, 3).reshape(2, 40, H * Dc)  # (B, T, H·Dc)
     assert W.shape == (H * Dc, ours.d_model)
     assert np.allclose(z_lat @ W, y, atol=1e-8)
