@@ -319,16 +319,25 @@ class GPT:
                 f"vocab {c.vocab_size}, context {c.context_length}, {c.positional} positions, {c.ffn} MLP, {c.norm})")
 
 
-def estimate_flops_per_token(config: ModelConfig, seq_len: Optional[int] = None) -> int:
-    """Forward FLOPs per token (2 per multiply-add): matmuls of every layer plus attention over ``seq_len``.
+def count_params(config: ModelConfig) -> int:
+    """Parameters of a model with ``config``, read off the arrays `init_params` builds (one source of truth)."""
+    return sum(a.size for a in flatten(init_params(config, np.random.default_rng(0))).values())
 
-    Training (forward + backward) costs about three times this.
+
+def estimate_flops_per_token(config: ModelConfig, seq_len: Optional[int] = None) -> int:
+    """Forward FLOPs per token (2 per multiply-add), each stage's share reported by its own variant.
+
+    Every layer's attention and feed-forward variant says what it costs (``flops_per_token`` in the
+    registry; attention over a causal sequence of ``seq_len``, default the context length), and the
+    output head adds C·V. Training (forward + backward) costs about three times this.
     """
     T = seq_len or config.context_length
-    C, F, L, V = config.d_model, config.ff_width, config.n_layers, config.vocab_size
-    D, H, G = config.d_head, config.n_heads, config.kv_heads
-    proj = C * H * D + 2 * C * G * D + H * D * C  # q, k, v, o
-    mlp = (3 if config.ffn == "swiglu" else 2) * C * F
-    attn = H * D * T  # scores and weighted sum: each ~T*D per head, averaged over causal positions ~ T/2, twice
-    return 2 * (L * (proj + mlp + attn) + C * V)
-
+    total = 2 * config.d_model * config.vocab_size  # the output head
+    for kind in ("attention", "ffn"):
+        variant = stage(kind, config)
+        cost = variant.extras.get("flops_per_token")
+        if cost is None:
+            raise ValueError(f"the {kind} variant {variant.name!r} does not report its cost; register it with "
+                             f"flops_per_token=... to estimate FLOPs")
+        total += config.n_layers * int(cost(config, T))
+    return int(total)

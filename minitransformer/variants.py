@@ -26,13 +26,17 @@ def _register_builtins() -> None:
         registry.register("positional", name, init=positional.init, forward=positional.forward,
                           backward=positional.backward, builtin=True, **(rotary if name == "rope" else {}))
     registry.register("attention", "mha", init=mha.init, forward=mha.forward, backward=mha.backward, builtin=True,
+                      flops_per_token=mha.flops_per_token,
                       make_cache=lambda config, batch_size=1, max_len=None: KVCache.for_config(config, batch_size, max_len))
     registry.register("attention", "mla", init=mla.init, forward=mla.forward, backward=mla.backward, builtin=True,
+                      flops_per_token=mla.flops_per_token,
                       make_cache=lambda config, batch_size=1, max_len=None: LatentKVCache.for_config(
                           config, batch_size=batch_size, max_len=max_len))
     for kind in mlp.KINDS:
         registry.register("ffn", kind, init=lambda config, rng, kind=kind: mlp.init(config, rng, kind),
-                          forward=mlp.forward, backward=mlp.backward, builtin=True)
+                          forward=mlp.forward, backward=mlp.backward, builtin=True,
+                          flops_per_token=lambda config, seq_len=None, kind=kind: mlp.flops_per_token(
+                              config.replace(ffn=kind)))
 
 
 _register_builtins()

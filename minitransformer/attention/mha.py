@@ -191,6 +191,18 @@ def _check_padding(padding_mask, B: int, S: int) -> np.ndarray:
     return padding_mask
 
 
+def flops_per_token(config, seq_len: int) -> int:
+    """Forward FLOPs per token (2 per multiply-add) of one layer over a causal sequence of ``seq_len``.
+
+    The four projections cost C·(H + 2G)·D + H·D·C multiply-adds; the scores and the
+    weighted sum cost D each per key, over seq_len / 2 keys on average: H·D·seq_len.
+    """
+    C, H, G, D = config.d_model, config.n_heads, config.kv_heads, config.d_head
+    projections = C * (H + 2 * G) * D + H * D * C
+    attend = H * D * seq_len
+    return 2 * (projections + attend)
+
+
 # --------------------------------------------------------------------------- backward
 def backward(params: dict, cache: dict, dy: np.ndarray):
     """Gradients of `forward` (without a KV cache). Returns ``(dx, grads)`` with the keys of ``params``."""

@@ -106,6 +106,21 @@ def softmax_scale(config) -> float:
     return float(config.softmax_scale_mult) / math.sqrt(Dh + Dr)
 
 
+def flops_per_token(config, seq_len: int) -> int:
+    """Forward FLOPs per token (2 per multiply-add) of one MLA layer on the naive path, causal ``seq_len``.
+
+    Down-projections x -> [c_Q | c_KV | k_R] (or x -> q directly), up-projections c_Q -> [q_C | q_R]
+    and c_KV -> [k_C | v], the output W_O, then per key (seq_len / 2 on average) Dh + Dr for the
+    score and Dv for the weighted sum, in each of the H heads.
+    """
+    H, Dh, Dv, Dc, Dq, Dr = dims(config)
+    C = config.d_model
+    query = C * Dq + Dq * H * (Dh + Dr) if Dq else C * H * (Dh + Dr)
+    projections = query + C * (Dc + Dr) + Dc * H * (Dh + Dv) + H * Dv * C
+    attend = H * (Dh + Dr + Dv) * seq_len // 2
+    return 2 * (projections + attend)
+
+
 # --------------------------------------------------------------------------- parameters
 def init(config, rng: np.random.Generator) -> dict:
     """The MLA weights of one layer, (in, out) layout, float32.

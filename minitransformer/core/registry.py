@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 KINDS = ("positional", "attention", "ffn")
-EXTRAS = ("rotate", "rotate_backward", "score_bias", "make_cache")  # optional functions a variant may offer
+EXTRAS = ("rotate", "rotate_backward", "score_bias", "make_cache", "flops_per_token")  # optional functions a variant may offer
 _REGISTRY: dict[str, dict[str, "Variant"]] = {kind: {} for kind in KINDS}
 
 

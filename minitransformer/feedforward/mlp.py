@@ -63,6 +63,12 @@ def init(config, rng: np.random.Generator, kind: Optional[str] = None) -> dict:
     return params
 
 
+def flops_per_token(config) -> int:
+    """Forward FLOPs per token (2 per multiply-add): C·F in, F·C out, and C·F more for SwiGLU's gate."""
+    matrices = 3 if config.ffn == "swiglu" else 2
+    return 2 * matrices * config.d_model * config.ff_width
+
+
 def forward(params: dict, x: np.ndarray, config, need_cache: Optional[bool] = None):
     """Process every position on its own: ``x (B, T, C) -> y (B, T, C)``, same dtype.
 

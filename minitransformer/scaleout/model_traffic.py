@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from minitransformer.core.config import ModelConfig
+from minitransformer.model import count_params as model_count_params
 from minitransformer.scaleout.metrics import completion_time
 from minitransformer.scaleout.routing import route
 from minitransformer.scaleout.topology import IB_GBPS, mpft
@@ -62,23 +63,12 @@ def time_per_output_token(layer_time: float | None = None, micro_batches: int = 
 
 
 def count_params(config: ModelConfig) -> int:
-    """Parameters of our GPT for ``config`` (weights and biases; norms; embeddings), from shapes alone.
+    """Parameters of our GPT for ``config``: read off the model's own init shapes (`model.count_params`).
 
         >>> count_params(ModelConfig(vocab_size=10, context_length=4, d_model=8, n_layers=1, n_heads=2))
         1000
     """
-    C, F, L, V = config.d_model, config.ff_width, config.n_layers, config.vocab_size
-    D, H, G = config.d_head, config.n_heads, config.kv_heads
-    b = 1 if config.bias else 0
-    attn = C * H * D + 2 * C * G * D + H * D * C + b * (H * D + 2 * G * D + C)  # W_Q, W_K, W_V, W_O (+ biases)
-    if config.ffn == "swiglu":
-        mlp = 3 * C * F + b * (2 * F + C)
-    else:
-        mlp = 2 * C * F + b * (F + C)
-    norm = 2 * C if config.norm == "layernorm" else C
-    embed = V * C + (0 if config.tie_embeddings else V * C)
-    pos = config.context_length * C if config.positional == "learned" else 0
-    return int(L * (attn + mlp + 2 * norm) + norm + embed + pos)
+    return model_count_params(config)
 
 
 def deepseek_v3_params_per_gpu(ep_gpus: int = 64) -> dict:
