@@ -369,3 +369,14 @@ def test_browser_inside_a_notebook_iframe(browser, small_tok, tmp_path):
     assert log["errors"] == [] and set(log["requests"]) == {path.as_uri()}
     page.close()
 
+
+
+def test_the_pipeline_writes_the_same_page(tmp_path):
+    from minitransformer.trace.pipeline import Pipeline
+
+    tok = Tokenizer.train("the cat sat on the mat " * 20, 300)
+    model = GPT(ModelConfig.preset("toy", vocab_size=tok.vocab_size), seed=0)
+    path = tmp_path / "page.html"
+    html = Pipeline(tok, model).to_html("the cat sat", path)
+    assert path.read_text(encoding="utf-8") == html == to_html(tok, model, "the cat sat")
+    assert Pipeline(tok, model).show_html("the cat")._repr_html_().startswith("<iframe srcdoc=")

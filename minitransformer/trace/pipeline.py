@@ -20,6 +20,7 @@ from ..figures import stages as figures
 from ..core import registry
 from ..feedforward.output import probabilities
 from ..model import GPT
+from . import page
 from .cache import run_with_cache
 from .lens import logit_lens
 
@@ -134,6 +135,17 @@ class Pipeline:
     def trace(self, text: str, **kwargs) -> list[Step]:
         """All steps of `steps` as a list."""
         return list(self.steps(text, **kwargs))
+
+    def to_html(self, text: str, path=None, **kwargs) -> str:
+        """The steps of ``text`` as one self-contained, offline HTML page (see `trace.page`).
+
+        Returns the page; with ``path`` it is also written there (atomically).
+        """
+        return page.to_html(self.tokenizer, self.model, text, path, **kwargs)
+
+    def show_html(self, text: str, **kwargs):
+        """The same page, displayed inline in Jupyter (an iframe holding the whole file)."""
+        return page.show(self.tokenizer, self.model, text, **kwargs)
 
 
 def _positional_text(cfg, T: int) -> str:
