@@ -15,7 +15,7 @@ three paths timed round-robin, so they see the same machine load):
      re-up-projects *all* of them to per-head keys and values at every step;
    - MLA absorbed: `mla.forward(impl="absorbed")`, scores and outputs
      computed in latent space (multi-query attention over [c_KV | k_R]).
-   Targets (issue 4 §5): the absorbed path must not grow like the naive one
+   Targets: the absorbed path must not grow like the naive one
    (here: the time it adds per 1000 more cached tokens is at most a third of
    naive's), and at 4096 it must be at least 3x faster than naive re-up-projection.
 

@@ -1,6 +1,6 @@
 """Benchmark the scale-out simulator at DeepSeek-V3's envisioned size: 16,384 GPUs, one MoE dispatch step.
 
-What it measures (issue 8, §5), each the median (and min) of ``--repeats`` runs
+What it measures, each the median (and min) of ``--repeats`` runs
 timed with ``time.perf_counter``:
 
 1. building the 16,384-GPU multi-plane fat-tree (8 planes of 64-port switches:

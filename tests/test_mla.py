@@ -1,4 +1,4 @@
-"""Multi-Head Latent Attention: the test plan T1-T12 of specs/mla.md, gradients, the model, and accounting.
+"""Multi-Head Latent Attention: the checks T1-T12 of docs/mla.md, gradients, the model, and accounting.
 
 float64 and small sizes (d=64, H=4, Dh=16, Dr=8, Dc=24, Dq=32) unless a test says otherwise.
 """
@@ -289,7 +289,8 @@ def _mha_pair(latent_norm):
     mha_cfg = ModelConfig(d_model=64, n_heads=4, n_layers=1, positional="none", bias=False)
     rng = np.random.default_rng(7)
     p_mha = {k: v.astype(np.float64) + rng.normal(0, 0.3, v.shape) for k, v in mha.init(mha_cfg, rng).items()}
-    # the constructive choice of spec §1.6(1): d_c = d, W_DKV = I, W_UK = W_K, W_UV = W_V, W_Q directly
+    # case 1 of "When MLA is multi-head attention" in docs/mla.md, the constructive choice:
+    # d_c = d, W_DKV = I, W_UK = W_K, W_UV = W_V, W_Q directly
     p_mla = {"W_Q": p_mha["W_Q"], "W_DKV": np.eye(64), "W_UK": p_mha["W_K"], "W_UV": p_mha["W_V"], "W_O": p_mha["W_O"]}
     if latent_norm:
         p_mla["kv_norm"] = np.ones(64)
@@ -337,7 +338,8 @@ def test_T8_mla_contains_rope_mqa(rope_style):
     C, H, D = 64, 4, 16
     mqa_cfg = ModelConfig(d_model=C, n_heads=H, n_kv_heads=1, n_layers=1, positional="rope", rope_style=rope_style,
                           bias=False)
-    # spec §1.6(3): W_UK = 0, d_R = d_c = d_v = d_h, W_UV,i = I, W_DKV = the MQA value map, W_KR its key map;
+    # case 3 of "When MLA is multi-head attention" in docs/mla.md: W_UK = 0, d_R = d_c = d_v = d_h,
+    # W_UV,i = I, W_DKV = the MQA value map, W_KR its key map;
     # the MLA scale 1/sqrt(Dh + Dr) = 1/sqrt(2D) is brought to MQA's 1/sqrt(D) by the multiplier hook
     mla_cfg = config(d_latent=D, d_latent_q=None, d_rope=D, latent_norm=False, rope_style=rope_style,
                      softmax_scale_mult=math.sqrt(2.0))

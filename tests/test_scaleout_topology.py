@@ -192,7 +192,7 @@ def test_ecmp_collides_where_adaptive_static_and_spray_do_not():
 
 
 def test_random_hashing_of_32_flows_on_32_uplinks():
-    # the spec's illustration: ~3.5 flows on the worst of 32 uplinks under ECMP, 1 under adaptive routing
+    # the illustration of docs/scaleout.md: ~3.5 flows on the worst of 32 uplinks under ECMP, 1 under adaptive routing
     topo = mpft(64, planes=1, nodes=64)  # 2 leaves, 32 spines, 1 GPU per node
     ring = ring_allreduce(64, 1, 1.0, "rail", interleave=32)  # every flow crosses to the other leaf
     # leaf 0's 32 uplinks (leaf 1 throws its own 32 flows independently)

@@ -58,7 +58,7 @@ References: DeepSeek-AI 2024, "DeepSeek-V2" (arXiv 2405.04434) §2.1, Table 1,
 DeepSeek-V3 reference inference code (``inference/model.py``, class ``MLA``,
 ``attn_impl = "naive" | "absorb"``); the FlashMLA README; and S. Raschka's MLA
 bonus chapter in *LLMs from Scratch* (latent cache without RoPE or absorption).
-The specification followed here is ``specs/mla.md`` of this project.
+The project's guide to MLA, with the checks the tests make, is ``docs/mla.md``.
 
     >>> from minitransformer.core.config import ModelConfig
     >>> cfg = ModelConfig(d_model=32, n_heads=4, attention="mla", positional="rope", d_latent=16, d_rope=4, bias=False)

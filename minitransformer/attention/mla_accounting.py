@@ -2,7 +2,7 @@
 
 Pure arithmetic on sizes, no arrays: it works for our toy configs and for the
 published DeepSeek configurations alike, and every figure of the MLA
-specification (``specs/mla.md`` §1.3, §1.5, T1, T4, T11) is reproduced here.
+guide in ``docs/mla.md`` (its cache and decode-cost tables, checks T1, T4, T11) is reproduced here.
 
 Per token and per layer, the cache stores (elements, independent of precision):
 
@@ -166,7 +166,7 @@ def mla_param_shapes(sizes: AttentionSizes, norms: bool = True) -> dict[str, tup
 
 
 def mla_params_per_layer(sizes: AttentionSizes, norms: bool = True) -> int:
-    """MLA parameters of one layer (spec T1):
+    """MLA parameters of one layer (check T1 of ``docs/mla.md``):
 
     ``C·Dq + Dq + Dq·H(Dh+Dr) + C(Dc+Dr) + Dc + Dc·H(Dh+Dv) + H·Dv·C`` (norm gains included),
     or with ``C·H(Dh+Dr)`` for the query side when there is no query compression.

@@ -46,7 +46,7 @@ class ModelConfig:
             (rotate neighbouring pairs); the same rotation up to a permutation.
         rope_base: the RoPE frequency base (10000 in the paper).
         attention: ``"mha"`` (multi-, grouped- or multi-query attention) or ``"mla"``
-            (DeepSeek-V2's Multi-Head Latent Attention, `attention_mla`; bias-free, so
+            (DeepSeek-V2's Multi-Head Latent Attention, `attention.mla`; bias-free, so
             ``bias`` then applies to the other layers only).
         d_latent: MLA only: d_c, the width of the cached key/value latent c_KV
             (None = 4·d_head, DeepSeek-V2's ratio).

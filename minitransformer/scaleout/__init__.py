@@ -1,4 +1,4 @@
-"""Scale-out: DeepSeek-V3's multi-plane fat-tree network, simulated at the level of flows (issue 8).
+"""Scale-out: DeepSeek-V3's multi-plane fat-tree network, simulated at the level of flows.
 
 The package answers, with numbers a student can check, how 16,384 GPUs are wired
 two switch layers apart, what routing does to collective and MoE traffic on that
@@ -20,7 +20,7 @@ wiring, and why many machines in parallel beat one faster machine.
     True
 
 Sources: Insights into DeepSeek-V3 (ISCA 2025, arXiv 2505.09343) and the DeepSeek-V3
-technical report (arXiv 2412.19437); the specification is ``specs/scaleout.md``.
+technical report (arXiv 2412.19437); the guide is ``docs/scaleout.md``.
 """
 
 from minitransformer.scaleout.metrics import completion_time, cross_plane_fraction, failure_experiment, hop_histogram, ib_bytes_per_token, per_gpu_bandwidth, spine_imbalance, summary  # noqa: F401

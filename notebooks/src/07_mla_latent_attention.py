@@ -189,7 +189,7 @@ for j in range(n_pos):
 # MLA's fix is to keep the content channel free of rotations and carry position in
 # a separate channel: per-head $q^R_{t,i}$ and one shared $k^R_t$, computed from the
 # token directly and cached *after* rotation. Then absorption is exact at every
-# position, and the two forward paths of `attention_mla` agree to rounding:
+# position, and the two forward paths of `attention.mla` agree to rounding:
 
 # %%
 p64 = {k: v.astype(np.float64) for k, v in params.items()}
@@ -460,6 +460,6 @@ check("stretch 3 (fold W_UV into W_O)", test_fold)
 # - S. Raschka, *LLMs from Scratch*, bonus chapter on MLA (a latent cache without
 #   RoPE or absorption: the "re-up-project" path above).
 #
-# In the package: `minitransformer/attention_mla.py` (both paths, the cache, the
-# backward), `mla_accounting.py` (every number in this notebook), `mla_plots.py`,
+# In the package: `minitransformer/attention/mla.py` (both paths, the cache, the
+# backward), `attention/mla_accounting.py` (every number in this notebook), `figures/mla.py`,
 # and `tests/test_mla.py` (the test plan).

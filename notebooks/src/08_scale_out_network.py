@@ -29,7 +29,7 @@ import numpy as np
 
 from minitransformer.core.config import ModelConfig
 from minitransformer.scaleout import metrics
-from minitransformer.figures import plots
+from minitransformer.figures import scaleout as plots
 from minitransformer.scaleout.model_traffic import count_params, ep_time_per_layer, speedup_curve, step_traffic, time_per_output_token
 from minitransformer.scaleout.routing import POLICIES, route
 from minitransformer.scaleout.costs import ft3_switch_hops, table3
@@ -463,4 +463,4 @@ check("stretch 4 (radix)", test_radix)
 #   same-index forwarding the `dedup` mode models.
 #
 # In the package: `minitransformer/scaleout/topology.py` (builders), `costs.py`
-# (Table 3), `routing.py`, `traffic.py`, `metrics.py`, `model_traffic.py` and `plots.py`.
+# (Table 3), `routing.py`, `traffic.py`, `metrics.py`, `model_traffic.py` and `figures/scaleout.py`.

@@ -120,7 +120,7 @@ check("core 2 (absorbed scores)", test_absorbed_scores)
 # memory and in arithmetic. Folding only pays when $d_c \le d_v$. So DeepSeek's
 # inference code (`attn_impl="absorb"`) keeps `wkv_b` and `wo` apart: it
 # up-projects each head's latent output with $W^{UV}_i$ at run time, then applies
-# `wo`, which is the order of the absorbed path in `attention_mla`.
+# `wo`, which is the order of the absorbed path in `attention.mla`.
 
 # %%
 def fold_value_into_output(params, H, Dc, Dv):
