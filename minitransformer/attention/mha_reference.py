@@ -53,23 +53,26 @@ import numpy as np
 from .mha import init  # the same parameters: W_Q, W_K, W_V, W_O (and biases)
 from ..core.nn import require_cache, want_cache
 
-__all__ = ["init", "forward", "backward", "causal_mask"]
+__all__ = ["init", "forward", "backward", "causal_mask", "key_positions"]
+
+
+def key_positions(query_positions: np.ndarray, S: int) -> np.ndarray:
+    """The absolute positions (S,) of the S keys: the consecutive positions ending at the last
+    query's (everything in the KV cache, from 0, or the queries' own positions without one)."""
+    return np.arange(S) + (np.asarray(query_positions)[-1] + 1 - S)
 
 
 def causal_mask(query_positions: np.ndarray, S: int) -> np.ndarray:
     """The (T, S) causal mask: 0 where the query may read the key, -inf where the key is in its future.
 
-    The S keys are the consecutive positions ending at the last query's (everything in the KV
-    cache, from 0, or the queries' own positions without one).
+    The keys stand at `key_positions`.
 
         >>> causal_mask(np.arange(3), 3)
         array([[  0., -inf, -inf],
                [  0.,   0., -inf],
                [  0.,   0.,   0.]])
     """
-    query_positions = np.asarray(query_positions)
-    key_positions = np.arange(S) + (query_positions[-1] + 1 - S)  # (S,)
-    future = key_positions[None, :] > query_positions[:, None]  # (T, S) bool
+    future = key_positions(query_positions, S)[None, :] > np.asarray(query_positions)[:, None]  # (T, S) bool
     return np.where(future, -np.inf, 0.0)  # (T, S)
 
 
@@ -116,8 +119,7 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
         mask = mask + np.where(_check_padding(padding_mask, B, S), 0.0, -np.inf)[:, None, None, :]  # (B, 1, T, S)
     score_bias = getattr(positional, "score_bias", None)
     if score_bias is not None:  # e.g. ALiBi: a penalty that grows with the distance
-        key_positions = np.arange(S) + (np.asarray(positions)[-1] + 1 - S)  # (S,)
-        mask = mask + score_bias(np.asarray(positions), key_positions, config)  # + (H, T, S)
+        mask = mask + score_bias(np.asarray(positions), key_positions(positions, S), config)  # + (H, T, S)
     mask = mask.astype(x.dtype)
 
     scores = q_rot @ k_h.transpose(0, 1, 3, 2) / math.sqrt(D)  # (B, H, T, D) @ (B, H, D, S) -> (B, H, T, S)

@@ -37,7 +37,7 @@ from typing import Optional
 
 import numpy as np
 
-from .mha_reference import causal_mask
+from .mha_reference import causal_mask, key_positions
 from .mla import dims, init, softmax_scale  # the same parameters and sizes as the fast path
 from ..core.nn import require_cache, rmsnorm_backward, rmsnorm_forward, softmax, want_cache
 
@@ -118,7 +118,7 @@ def forward(params: dict, x: np.ndarray, config, positions, kv_cache=None, layer
     mask = causal_mask(positions, S)  # (T, S)
     score_bias = getattr(positional, "score_bias", None)
     if score_bias is not None:  # a positional variant that biases scores by distance (e.g. ALiBi)
-        mask = mask + score_bias(positions, np.arange(S) + (positions[-1] + 1 - S), config)  # (H, T, S)
+        mask = mask + score_bias(positions, key_positions(positions, S), config)  # + (H, T, S)
     masked = scores + mask.astype(x.dtype)  # (B, H, T, S)
     pattern = softmax(masked)  # (B, H, T, S): every row has its own key, so none is all -inf
     if hook is not None:

@@ -19,6 +19,10 @@ Numbers: float32 everywhere except gradient checks (float64). A float64 scalar
 silently promotes a float32 array (``x / np.sqrt(d)`` is float64), so scales are
 Python floats and every function returns the dtype it was given.
 
+Where a fast backward hides its formula behind in-place arithmetic or algebra,
+a ``_reference`` twin beside it states the formula plainly and is tested equal
+(`gelu_backward_reference`, `softmax_backward_reference`).
+
 Deliberately left out: autograd. The chain rule is written out by hand, one
 function at a time, which is the point.
 """
