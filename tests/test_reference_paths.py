@@ -204,6 +204,9 @@ def test_mla_reference_decodes_with_the_latent_cache_like_both_fast_paths(kw):
 def test_mla_reference_has_no_absorbed_path():
     cfg = mla_config(**MLA_CASES[0])
     params = mla.init(cfg, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="consecutive positions"):
+        mla_reference.forward(params, np.ones((1, 3, 16), np.float32), cfg, np.array([0, 2, 3]),
+                              positional=registry.chosen("positional", cfg))
     with pytest.raises(ValueError, match="impl='naive'"):
         mla_reference.forward(params, np.ones((1, 2, 16), np.float32), cfg, np.arange(2), impl="absorbed",
                               positional=registry.chosen("positional", cfg))

@@ -76,6 +76,9 @@ def forward(params: dict, x: np.ndarray, config, positions, kv_cache=None, layer
                          f"impl={impl!r}; use attention.mla.forward for the absorbed path")
     B, T, C = x.shape
     positions = np.asarray(positions)
+    if positions.shape != (T,) or np.any(np.diff(positions) != 1):
+        raise ValueError(f"positions must be the {T} consecutive positions of x (start_pos + arange(T)): the "
+                         f"latent cache stores positions in order; got {positions}")
     scale = softmax_scale(config)
 
     def latent(name, norm_name):  # x W, then RMSNorm with its gain when the config has latent norms
