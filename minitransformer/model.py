@@ -38,8 +38,9 @@ from .trace.cache import run_with_cache, run_with_hooks
 # config.positional / .attention / .ffn name a registered variant (see registry.py): the built-ins,
 # or a student's own, all with the same stage contract.
 def stage(kind: str, config) -> registry.Variant:
-    """The registered variant that ``config`` chooses for ``kind`` ("positional", "attention", "ffn")."""
-    return registry.get(kind, getattr(config, kind))
+    """The registered variant that ``config`` chooses for ``kind`` ("positional", "attention", "ffn"),
+    or its reference path when the config asks for it (``attention_impl="reference"``)."""
+    return registry.chosen(kind, config)
 
 
 def attention_module(config) -> registry.Variant:

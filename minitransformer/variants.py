@@ -14,7 +14,7 @@ registered the same way as these.
 from __future__ import annotations
 
 from . import positional
-from .attention import mha, mla
+from .attention import flops, mha, mha_reference, mla, mla_reference
 from .attention.kv_cache import KVCache, LatentKVCache
 from .core import registry
 from .feedforward import mlp
@@ -25,11 +25,13 @@ def _register_builtins() -> None:
         rotary = dict(rotate=positional.rope_rotate, rotate_backward=positional.rope_rotate_backward)
         registry.register("positional", name, init=positional.init, forward=positional.forward,
                           backward=positional.backward, builtin=True, **(rotary if name == "rope" else {}))
+    # each attention variant names its reference path (the equations, tested equal to it);
+    # ModelConfig(attention_impl="reference") runs it, registry.reference_for fetches it
     registry.register("attention", "mha", init=mha.init, forward=mha.forward, backward=mha.backward, builtin=True,
-                      flops_per_token=mha.flops_per_token,
+                      flops_per_token=flops.mha_flops_per_token, reference=mha_reference,
                       make_cache=lambda config, batch_size=1, max_len=None: KVCache.for_config(config, batch_size, max_len))
     registry.register("attention", "mla", init=mla.init, forward=mla.forward, backward=mla.backward, builtin=True,
-                      flops_per_token=mla.flops_per_token,
+                      flops_per_token=flops.mla_flops_per_token, reference=mla_reference,
                       make_cache=lambda config, batch_size=1, max_len=None: LatentKVCache.for_config(
                           config, batch_size=batch_size, max_len=max_len))
     for kind in mlp.KINDS:

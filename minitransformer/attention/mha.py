@@ -9,6 +9,22 @@ positions before it (their keys), and takes a weighted mix of what they hold
     z       = pattern @ v                what each position retrieved
     y       = z @ W_O                    the heads' findings, mixed back into the stream
 
+These four lines are written out, one line of code each, in `mha_reference`
+(per head, with the mask as an explicit matrix, and backward as formulas). This
+module is the fast path: it computes the same numbers with the tricks below,
+and tests/test_reference_paths.py holds it equal to the reference in forward,
+backward and KV-cache decoding. Where the four lines are here:
+
+- scores: ``qg @ kT`` in `forward` (q, k and v come from one fused matmul, the
+  scale is applied to q, and the R query heads of a group are one product);
+- mask: ``mask`` (causal, plus padding) and ``score_bias``, added in place;
+- pattern: the in-place softmax (``scores`` becomes ``pattern``);
+- z and y: ``pattern @ v_all`` per group, then ``linear_forward(z, W_O)``.
+
+In `backward`, the softmax backward uses FlashAttention's identity
+rowsum(dpattern * pattern) = rowsum(dz * z) (Dao et al., 2022), and q, k, v get
+their gradients through the one fused matrix.
+
 Variants (Vaswani et al., 2017; Shazeer, 2019; Ainslie et al., 2023):
 
 - multi-head (MHA): every query head has its own key/value head (G = H);
@@ -45,7 +61,7 @@ from typing import Optional
 import numpy as np
 
 from .kv_cache import KVCache
-from ..core.nn import linear_backward, linear_forward, want_cache
+from ..core.nn import linear_backward, linear_forward, require_cache, want_cache
 
 
 # --------------------------------------------------------------------------- parameters
@@ -89,7 +105,8 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
 
     Cache names: ``hook_q``, ``hook_k``, ``hook_v`` (B, heads, T, D); ``hook_rot_q``/``hook_rot_k``
     with RoPE; ``hook_pattern`` (B, H, T, S); ``hook_z`` (B, T, H·D, the heads side by side);
-    ``hook_attn_scores`` if recorded.
+    ``hook_attn_scores`` if recorded. Everything else, what only backward reads (the input,
+    the scaled grouped queries, the fused weight, the config), is under ``cache["saved"]``.
     """
     B, T, C = x.shape
     H, G, D = config.n_heads, config.kv_heads, config.d_head
@@ -156,14 +173,15 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
 
     if not (want_cache(need_cache) or record):
         return y, None
-    cache = {"x": x, "hook_q": q_in, "hook_k": k_in, "hook_v": v, "hook_pattern": pattern, "hook_z": z,
-             "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None,
-             "q_scaled": qg, "k_all": k_all, "v_all": v_all, "W_qkv": W_qkv}
+    cache = {"hook_q": q_in, "hook_k": k_in, "hook_v": v, "hook_pattern": pattern, "hook_z": z}
     if rotate is not None:
         cache.update(hook_rot_q=q, hook_rot_k=k)
     if record:
         cache["hook_attn_scores"] = recorded
-    cache.update(config=config, positional=positional)
+    # what only backward reads, apart from the published names
+    cache["saved"] = {"x": x, "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None,
+                      "queries_scaled_grouped": qg, "keys": k_all, "values": v_all, "W_qkv_fused": W_qkv,
+                      "config": config, "positional": positional}
     return y, cache
 
 
@@ -191,28 +209,18 @@ def _check_padding(padding_mask, B: int, S: int) -> np.ndarray:
     return padding_mask
 
 
-def flops_per_token(config, seq_len: int) -> int:
-    """Forward FLOPs per token (2 per multiply-add) of one layer over a causal sequence of ``seq_len``.
-
-    The four projections cost C·(H + 2G)·D + H·D·C multiply-adds; the scores and the
-    weighted sum cost D each per key, over seq_len / 2 keys on average: H·D·seq_len.
-    """
-    C, H, G, D = config.d_model, config.n_heads, config.kv_heads, config.d_head
-    projections = C * (H + 2 * G) * D + H * D * C
-    attend = H * D * seq_len
-    return 2 * (projections + attend)
-
-
 # --------------------------------------------------------------------------- backward
 def backward(params: dict, cache: dict, dy: np.ndarray):
     """Gradients of `forward` (without a KV cache). Returns ``(dx, grads)`` with the keys of ``params``."""
-    if cache["uses_kv_cache"]:
+    require_cache(cache)
+    saved = cache["saved"]
+    if saved["uses_kv_cache"]:
         raise ValueError("attention.backward does not support a forward that used a KV cache (inference only); "
                          "run the forward on the whole sequence without kv_cache to train")
-    config, positional = cache["config"], cache["positional"]
+    config, positional = saved["config"], saved["positional"]
     H, G, D = config.n_heads, config.kv_heads, config.d_head
-    x, pattern, z = cache["x"], cache["hook_pattern"], cache["hook_z"]
-    qg, k, v = cache["q_scaled"], cache["k_all"], cache["v_all"]  # (B, G, R*T, D), (B, G, S, D) x 2
+    x, pattern, z = saved["x"], cache["hook_pattern"], cache["hook_z"]
+    qg, k, v = saved["queries_scaled_grouped"], saved["keys"], saved["values"]  # (B, G, R*T, D), (B, G, S, D) x 2
     B, T, C = x.shape
     R = H // G
     scale = 1.0 / math.sqrt(D)
@@ -237,15 +245,15 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     dk = dscores.transpose(0, 1, 3, 2) @ qg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D)
     if getattr(positional, "rotate", None) is not None:  # back through the rotation of q and k
         unrotate = _require_rotate_backward(positional)
-        dq = unrotate(dq, cache["positions"], config)
-        dk = unrotate(dk, cache["positions"], config)
+        dq = unrotate(dq, saved["positions"], config)
+        dk = unrotate(dk, saved["positions"], config)
 
     # gather the three gradients into the fused layout, then one backward through x @ W_qkv
     dqkv = np.empty((B, T, H + 2 * G, D), dtype=dz.dtype)  # (B, T, H+2G, D)
     dqkv[:, :, :H] = dq.transpose(0, 2, 1, 3)
     dqkv[:, :, H:H + G] = dk.transpose(0, 2, 1, 3)
     dqkv[:, :, H + G:] = dv.transpose(0, 2, 1, 3)
-    dx, dW, db = linear_backward(dqkv.reshape(B, T, -1), x, cache["W_qkv"], has_bias)
+    dx, dW, db = linear_backward(dqkv.reshape(B, T, -1), x, saved["W_qkv_fused"], has_bias)
     HD, GD = H * D, G * D
     grads.update(W_Q=dW[:, :HD], W_K=dW[:, HD:HD + GD], W_V=dW[:, HD + GD:])
     if has_bias:

@@ -31,9 +31,10 @@ RoPE applied to k_C, a position-dependent rotation would sit between W_UQ and
 W_UK and nothing could be absorbed (DeepSeek-V2 §2.1.3).
 
 ``impl="naive"`` materialises per-head keys and values (training, prefill, and
-the backward pass); both paths give the same output. The cache
-(`LatentKVCache`) holds exactly c_KV and the rotated k_R: T·(Dc + Dr) numbers
-per layer and sequence, against 2·H·D for multi-head attention.
+the backward pass); both paths give the same output. `mla_reference` is MLA
+from the equations above, tested equal to the naive path (forward, backward,
+decoding). The cache (`LatentKVCache`) holds exactly c_KV and the rotated k_R:
+T·(Dc + Dr) numbers per layer and sequence, against 2·H·D for multi-head attention.
 
 Dimension letters: B batch, T query positions, S key positions (T, or the cache
 length when decoding), C model width, H heads, Dh per-head content (no-RoPE)
@@ -104,21 +105,6 @@ def softmax_scale(config) -> float:
     """``mult / sqrt(Dh + Dr)`` (DeepSeek-V2 eq. 18), a Python float so float32 stays float32."""
     H, Dh, Dv, Dc, Dq, Dr = dims(config)
     return float(config.softmax_scale_mult) / math.sqrt(Dh + Dr)
-
-
-def flops_per_token(config, seq_len: int) -> int:
-    """Forward FLOPs per token (2 per multiply-add) of one MLA layer on the naive path, causal ``seq_len``.
-
-    Down-projections x -> [c_Q | c_KV | k_R] (or x -> q directly), up-projections c_Q -> [q_C | q_R]
-    and c_KV -> [k_C | v], the output W_O, then per key (seq_len / 2 on average) Dh + Dr for the
-    score and Dv for the weighted sum, in each of the H heads.
-    """
-    H, Dh, Dv, Dc, Dq, Dr = dims(config)
-    C = config.d_model
-    query = C * Dq + Dq * H * (Dh + Dr) if Dq else C * H * (Dh + Dr)
-    projections = query + C * (Dc + Dr) + Dc * H * (Dh + Dv) + H * Dv * C
-    attend = H * (Dh + Dr + Dv) * seq_len // 2
-    return 2 * (projections + attend)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -193,7 +179,8 @@ def forward(params: dict, x: np.ndarray, config, positions, kv_cache: Optional[L
     and ``hook_rot_k`` (B, T, Dr), the rotated positional query and shared key; ``hook_k``,
     ``hook_v`` (B, H, S, Dh/Dv) on the naive path; ``hook_q_latent`` (B, H, T, Dc) (absorbed
     queries) and ``hook_z_latent`` (B, H, T, Dc) on the absorbed path; ``hook_pattern``
-    (B, H, T, S); ``hook_z`` (B, T, H·Dv); ``hook_attn_scores`` if recorded.
+    (B, H, T, S); ``hook_z`` (B, T, H·Dv); ``hook_attn_scores`` if recorded. ``impl`` says
+    which path ran; what only backward reads is under ``cache["saved"]`` (named entries).
     """
     H, Dh, Dv, Dc, Dq, Dr = dims(config)
     x, positions = _check_inputs(x, positions, config)
@@ -203,8 +190,7 @@ def forward(params: dict, x: np.ndarray, config, positions, kv_cache: Optional[L
     scale = softmax_scale(config)
     keep = want_cache(need_cache) or record
     W_down, W_uq, W_ukv = _fused(params, Dq, Dr)
-    norm = config.latent_norm
-    eps = config.norm_eps
+    norm, eps = config.latent_norm, config.norm_eps
 
     # ---- down-projections: one matmul from x for everything that reads x
     down = linear_forward(x, W_down)[0]  # (B, T, C) -> (B, T, Dq + Dc + Dr)  [or H(Dh+Dr) + Dc + Dr]
@@ -302,16 +288,19 @@ def forward(params: dict, x: np.ndarray, config, positions, kv_cache: Optional[L
 
     if not keep:
         return y, None
-    cache = {"x": x, "hook_latent": c_kv, "hook_q": q_c, "hook_rot_q": q_r, "hook_rot_k": k_r,
-             "hook_pattern": pattern, "hook_z": z, "positions": positions, "impl": impl,
-             "uses_kv_cache": kv_cache is not None, **out}
+    cache = {"hook_latent": c_kv, "hook_q": q_c, "hook_rot_q": q_r, "hook_rot_k": k_r,
+             "hook_pattern": pattern, "hook_z": z, **out, "impl": impl}  # impl: which path ran
     if Dq:
         cache["hook_latent_q"] = c_q
-    if impl == "naive":
-        cache.update(qs_c=qs_c, qs_r=qs_r, k_c=k_c, v=v, kr=kr_all, c_q_in=c_q, W_fused=(W_down, W_uq, W_ukv),
-                     norms=(q_norm_cache, kv_norm_cache), config=config, positional=positional)
     if record:
         cache["hook_attn_scores"] = recorded
+    # what only backward reads, apart from the published names (the naive path's)
+    saved = {"x": x, "positions": positions, "uses_kv_cache": kv_cache is not None}
+    if impl == "naive":
+        saved.update(queries_content_scaled=qs_c, queries_rope_scaled=qs_r, keys_content=k_c, values=v,
+                     keys_rope=kr_all, W_down_fused=W_down, W_q_up_fused=W_uq, W_kv_up_fused=W_ukv,
+                     q_norm_cache=q_norm_cache, kv_norm_cache=kv_norm_cache, config=config, positional=positional)
+    cache["saved"] = saved
     return y, cache
 
 
@@ -337,19 +326,21 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     if cache is None:
         raise ValueError("backward needs the cache from forward; run forward with need_cache=True, "
                          "outside nn.no_grad()")
-    if cache["uses_kv_cache"]:
+    saved = cache["saved"]
+    if saved["uses_kv_cache"]:
         raise ValueError("attention_mla.backward does not support a forward that used a latent cache (inference "
                          "only); run the forward on the whole sequence without kv_cache to train")
     if cache["impl"] != "naive":
         raise ValueError("attention_mla.backward differentiates the naive path only; train with impl='naive' "
                          "(the absorbed path gives the same output and is meant for decoding)")
-    config, positional = cache["config"], cache["positional"]
+    config, positional = saved["config"], saved["positional"]
     H, Dh, Dv, Dc, Dq, Dr = dims(config)
     scale = softmax_scale(config)
-    x, pattern, z = cache["x"], cache["hook_pattern"], cache["hook_z"]
-    qs_c, qs_r, k_c, v, kr = cache["qs_c"], cache["qs_r"], cache["k_c"], cache["v"], cache["kr"]
-    W_down, W_uq, W_ukv = cache["W_fused"]
-    q_norm_cache, kv_norm_cache = cache["norms"]
+    x, pattern, z = saved["x"], cache["hook_pattern"], cache["hook_z"]
+    qs_c, qs_r = saved["queries_content_scaled"], saved["queries_rope_scaled"]  # (B, H, T, Dh), (B, N, Dr)
+    k_c, v, kr = saved["keys_content"], saved["values"], saved["keys_rope"]  # (B, H, Dh, S), (B, H, S, Dv), (B, S, Dr)
+    W_down, W_uq, W_ukv = saved["W_down_fused"], saved["W_q_up_fused"], saved["W_kv_up_fused"]
+    q_norm_cache, kv_norm_cache = saved["q_norm_cache"], saved["kv_norm_cache"]
     B, T, C = x.shape
     grads = {}
 
@@ -374,8 +365,8 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
         if unrotate is None:
             raise ValueError("the positional variant rotates q_R and k_R but has no rotate_backward, so MLA "
                              "cannot be trained with it; register it with rotate_backward=...")
-        dq_r = unrotate(dq_r, cache["positions"], config)  # (B, H, T, Dr)
-        dk_r = unrotate(dk_r, cache["positions"], config)  # (B, T, Dr)
+        dq_r = unrotate(dq_r, saved["positions"], config)  # (B, H, T, Dr)
+        dk_r = unrotate(dk_r, saved["positions"], config)  # (B, T, Dr)
 
     # up-projection of the latents: c_KV @ [W_UK | W_UV]
     dkv_up = np.concatenate([dk_c.transpose(0, 2, 1, 3).reshape(B, T, H * Dh),
@@ -387,7 +378,7 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     dq_all = np.concatenate([dq_c.transpose(0, 2, 1, 3).reshape(B, T, H * Dh),
                              dq_r.transpose(0, 2, 1, 3).reshape(B, T, H * Dr)], axis=-1)  # (B, T, H·(Dh + Dr))
     if Dq:
-        dc_q, dW_uq, _ = linear_backward(dq_all, cache["c_q_in"], W_uq)  # -> (B, T, Dq), (Dq, H·(Dh+Dr))
+        dc_q, dW_uq, _ = linear_backward(dq_all, cache["hook_latent_q"], W_uq)  # -> (B, T, Dq), (Dq, H·(Dh+Dr))
         grads["W_UQ"] = dW_uq[:, :H * Dh]
         if Dr:
             grads["W_QR"] = dW_uq[:, H * Dh:]

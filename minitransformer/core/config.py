@@ -48,6 +48,11 @@ class ModelConfig:
         attention: ``"mha"`` (multi-, grouped- or multi-query attention) or ``"mla"``
             (DeepSeek-V2's Multi-Head Latent Attention, `attention.mla`; bias-free, so
             ``bias`` then applies to the other layers only).
+        attention_impl: ``"fast"`` (the variant's own code) or ``"reference"`` (its reference
+            path: the equations written out, tested equal, e.g. `attention.mha_reference`).
+            Same parameters, caches and results; the reference is slower and easier to read.
+            The attention variant is still named by ``attention``, so everything that asks
+            ``attention == "mla"`` holds for both.
         d_latent: MLA only: d_c, the width of the cached key/value latent c_KV
             (None = 4·d_head, DeepSeek-V2's ratio).
         d_latent_q: MLA only: d_c', the width of the query latent c_Q; None or 0 = no
@@ -78,6 +83,7 @@ class ModelConfig:
     rope_style: str = "half"
     rope_base: float = 10000.0
     attention: str = "mha"
+    attention_impl: str = "fast"
     ffn: str = "gelu"
     norm: str = "layernorm"
     tie_embeddings: bool = True
@@ -102,9 +108,11 @@ class ModelConfig:
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(map(repr, valid))} "
                                  f"(or register your own with minitransformer.core.registry.register_{name})")
-        for name, valid in (("rope_style", ROPE_STYLES), ("norm", NORM)):
+        for name, valid in (("rope_style", ROPE_STYLES), ("norm", NORM), ("attention_impl", registry.IMPLS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(map(repr, valid))}")
+        if self.attention_impl == "reference":
+            registry.reference_for("attention", self.attention)  # a ValueError naming those that have one
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.n_heads % self.kv_heads:

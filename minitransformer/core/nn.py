@@ -19,6 +19,10 @@ Numbers: float32 everywhere except gradient checks (float64). A float64 scalar
 silently promotes a float32 array (``x / np.sqrt(d)`` is float64), so scales are
 Python floats and every function returns the dtype it was given.
 
+Where a fast backward hides its formula behind in-place arithmetic or algebra,
+a ``_reference`` twin beside it states the formula plainly and is tested equal
+(`gelu_backward_reference`, `softmax_backward_reference`).
+
 Deliberately left out: autograd. The chain rule is written out by hand, one
 function at a time, which is the point.
 """
@@ -171,6 +175,22 @@ def gelu_backward(dy: np.ndarray, cache) -> np.ndarray:
     return a
 
 
+def gelu_backward_reference(dy: np.ndarray, cache) -> np.ndarray:
+    """The reference for `gelu_backward`: the derivative written as one formula.
+
+    With u = sqrt(2/pi) (x + 0.044715 x³) and t = tanh(u), gelu(x) = 0.5 x (1 + t), so by
+    the product and chain rules (tanh' = 1 - tanh²):
+
+        gelu'(x) = 0.5 (1 + t)  +  0.5 x · (1 - t²) · sqrt(2/pi) (1 + 3·0.044715 x²)
+
+    Same arguments and result as `gelu_backward` (tested equal); slower, as it builds
+    every term as a full-size array.
+    """
+    x, t = cache
+    du_dx = _GELU_C * (1.0 + 3 * 0.044715 * x * x)  # (..., F)
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+
+
 def silu_forward(x: np.ndarray):
     """SiLU / swish: ``x * sigmoid(x)`` (used by SwiGLU)."""
     s = sigmoid(x)
@@ -203,6 +223,23 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 def softmax_backward(dp: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
     """Backward of softmax given its output p: ``dx = p * (dp - sum(dp * p))``."""
     return p * (dp - (dp * p).sum(axis=axis, keepdims=True))
+
+
+def softmax_backward_reference(dp: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The reference for `softmax_backward` (last axis): the Jacobian, built and applied.
+
+    For p = softmax(x), ∂p_i/∂x_j = p_i (δ_ij - p_j), so J = diag(p) - p pᵀ (symmetric) and
+    dx = Jᵀ dp. Multiplying out gives `softmax_backward`'s ``p * (dp - sum(dp * p))``, which
+    never builds the (..., K, K) matrix; this one does, to show where that formula comes from.
+
+        >>> p = softmax(np.array([0.0, 1.0, 2.0]))
+        >>> dp = np.array([1.0, -1.0, 0.5])
+        >>> bool(np.allclose(softmax_backward_reference(dp, p), softmax_backward(dp, p)))
+        True
+    """
+    eye = np.eye(p.shape[-1], dtype=p.dtype)  # (K, K)
+    jacobian = p[..., :, None] * (eye - p[..., None, :])  # (..., K, K): J[i, j] = p_i (δ_ij - p_j)
+    return np.einsum("...ij,...i->...j", jacobian, dp)  # dx_j = Σ_i dp_i J[i, j]
 
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -30,6 +30,9 @@ The contract of each kind is the library stage's own (see DESIGN.md):
   where ``positional`` is the chosen positional variant (its ``rotate`` and
   ``score_bias``, either may be None); ``backward``;
   optional ``make_cache(config, batch_size, max_len)`` for its KV cache.
+  Any variant may offer ``reference=``, an object (a module) with ``forward`` and
+  ``backward`` of the same contract: the readable path it is tested equal to, run
+  with ``ModelConfig(attention_impl="reference")`` or fetched by `reference_for`.
 - ``ffn``: ``init``; ``forward(params, x, config, need_cache=None) -> (y, cache)``; ``backward``.
 
 A variant without ``backward`` can run forward (a first draft); training with it
@@ -42,7 +45,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 KINDS = ("positional", "attention", "ffn")
-EXTRAS = ("rotate", "rotate_backward", "score_bias", "make_cache", "flops_per_token")  # optional functions a variant may offer
+EXTRAS = ("rotate", "rotate_backward", "score_bias", "make_cache", "flops_per_token", "reference")  # optional things a variant may offer
+IMPLS = ("fast", "reference")  # which path of a variant runs: its own, or its reference (``reference_for``)
 _REGISTRY: dict[str, dict[str, "Variant"]] = {kind: {} for kind in KINDS}
 
 
@@ -74,6 +78,12 @@ class Variant:
         """``score_bias(q_positions, k_positions, config) -> (H, T, S)``: added to attention scores."""
         return self.extras.get("score_bias")
 
+    @property
+    def reference(self):
+        """The readable path this variant is tested equal to (an object with ``forward`` and ``backward``,
+        such as the module `attention.mha_reference`), or None. See `reference_for`."""
+        return self.extras.get("reference")
+
     def require_backward(self) -> Callable:
         if self.backward is None:
             raise ValueError(f"the {self.kind} variant {self.name!r} has no backward, so it cannot be trained; "
@@ -104,6 +114,10 @@ def register(kind: str, name: str, *, init: Optional[Callable] = None, forward: 
                          "and forward(...) with the stage's signature (see minitransformer.core.registry)")
     if backward is not None and not callable(backward):
         raise ValueError(f"{kind} variant {name!r}: backward must be a function, got {type(backward).__name__}")
+    reference = extras.get("reference")
+    if reference is not None and not callable(getattr(reference, "forward", None)):
+        raise ValueError(f"{kind} variant {name!r}: reference= must be an object with forward (and backward) "
+                         f"functions, such as a module; got {type(reference).__name__}")
     existing = _REGISTRY[kind].get(name)
     if existing is not None and not (replace or builtin):  # built-ins re-register on a module reload
         raise ValueError(f"a {kind} variant named {name!r} is already registered; choose another name, "
@@ -161,8 +175,34 @@ def get(kind: str, name: str) -> Variant:
 
 def chosen(kind: str, config) -> Variant:
     """The variant that ``config`` chooses for ``kind``: ``chosen("positional", cfg)`` is the
-    registered variant named ``cfg.positional``."""
+    registered variant named ``cfg.positional``; with ``cfg.attention_impl == "reference"``,
+    ``chosen("attention", cfg)`` is that variant's reference path (`reference_for`)."""
+    if getattr(config, f"{kind}_impl", "fast") == "reference":
+        return reference_for(kind, getattr(config, kind))
     return get(kind, getattr(config, kind))
+
+
+def reference_for(kind: str, name: str) -> Variant:
+    """The reference path of variant ``name`` as a variant of its own, to run or compare against.
+
+    Its ``forward`` and ``backward`` are the reference's (the equations, written out), its
+    ``init`` and extras (``make_cache``, ...) the variant's, so parameters, caches and
+    published names are interchangeable: a stage written by a student can be checked
+    against ``reference_for("attention", "mha")`` the same way the fast path is.
+
+        >>> ref = reference_for("attention", "mha")
+        >>> ref.forward.__module__
+        'minitransformer.attention.mha_reference'
+    """
+    variant = get(kind, name)
+    reference = variant.reference
+    if reference is None:
+        offering = [n for n, v in _REGISTRY[kind].items() if v.reference is not None]
+        raise ValueError(f"the {kind} variant {name!r} has no reference path; variants with one: "
+                         f"{', '.join(map(repr, offering)) or 'none'} (register one with reference=...)")
+    extras = {k: v for k, v in variant.extras.items() if k != "reference"}
+    return Variant(kind, name, getattr(reference, "init", variant.init), reference.forward,
+                   getattr(reference, "backward", None), extras, variant.builtin)
 
 
 def is_rotary(config) -> bool:

@@ -77,7 +77,8 @@ def forward(params: dict, x: np.ndarray, config, need_cache: Optional[bool] = No
 
     Returns ``(y, cache)``. The cache names the activations ``hook_pre`` (what goes into
     the non-linearity; for SwiGLU the gate), ``hook_pre_linear`` (SwiGLU's ungated branch)
-    and ``hook_post`` (the hidden vector that ``W_out`` reads), all (B, T, F). It is None
+    and ``hook_post`` (the hidden vector that ``W_out`` reads), all (B, T, F); what only
+    backward reads (the input, the sigmoid or tanh it reuses) is under ``saved``. It is None
     when `nn.want_cache` says no (``need_cache=False``, or None inside `nn.no_grad`).
     """
     if x.shape[-1] != params["W_in"].shape[0]:
@@ -89,11 +90,13 @@ def forward(params: dict, x: np.ndarray, config, need_cache: Optional[bool] = No
         act, (_, sig) = nn.silu_forward(gate)  # (B, T, F)
         # the gate decides, per hidden unit, how much of the linear branch passes
         post = act * up  # (B, T, F)
-        cache = {"x": x, "hook_pre": gate, "hook_pre_linear": up, "sigmoid": sig, "hook_post": post}
+        cache = {"hook_pre": gate, "hook_pre_linear": up, "hook_post": post,
+                 "saved": {"x": x, "sigmoid_of_gate": sig}}  # what only backward reads
     else:
         pre, _ = nn.linear_forward(x, params["W_in"], params.get("b_in"))  # (B, T, C) -> (B, T, F)
         post, (_, tanh) = nn.gelu_forward(pre)  # (B, T, F)
-        cache = {"x": x, "hook_pre": pre, "tanh": tanh, "hook_post": post}
+        cache = {"hook_pre": pre, "hook_post": post,
+                 "saved": {"x": x, "tanh_of_inner": tanh}}  # what only backward reads
     y, _ = nn.linear_forward(post, params["W_out"], params.get("b_out"))  # (B, T, F) -> (B, T, C)
     return y, (cache if nn.want_cache(need_cache) else None)
 
@@ -105,6 +108,7 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     ``b_in``), so backward needs no config.
     """
     nn.require_cache(cache)
+    saved = cache["saved"]
     has_bias = "b_out" in params
     grads = {}
     dpost, grads["W_out"], db = nn.linear_backward(dy, cache["hook_post"], params["W_out"], has_bias)  # (B, T, C) -> (B, T, F)
@@ -112,15 +116,15 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
         grads["b_out"] = db
     if "W_gate" in params:
         gate, up = cache["hook_pre"], cache["hook_pre_linear"]
-        act = gate * cache["sigmoid"]  # silu(gate), recomputed: cheaper than caching it, (B, T, F)
-        dgate = nn.silu_backward(dpost * up, (gate, cache["sigmoid"]))  # product rule, gate side
-        dx_gate, grads["W_gate"], db = nn.linear_backward(dgate, cache["x"], params["W_gate"], has_bias)  # (B, T, F) -> (B, T, C)
+        act = gate * saved["sigmoid_of_gate"]  # silu(gate), recomputed: cheaper than caching it, (B, T, F)
+        dgate = nn.silu_backward(dpost * up, (gate, saved["sigmoid_of_gate"]))  # product rule, gate side
+        dx_gate, grads["W_gate"], db = nn.linear_backward(dgate, saved["x"], params["W_gate"], has_bias)  # (B, T, F) -> (B, T, C)
         if has_bias:
             grads["b_gate"] = db
         dup = dpost * act  # product rule, linear side
     else:
-        dup = nn.gelu_backward(dpost, (cache["hook_pre"], cache["tanh"]))  # (B, T, F)
-    dx, grads["W_in"], db = nn.linear_backward(dup, cache["x"], params["W_in"], has_bias)  # (B, T, F) -> (B, T, C)
+        dup = nn.gelu_backward(dpost, (cache["hook_pre"], saved["tanh_of_inner"]))  # (B, T, F)
+    dx, grads["W_in"], db = nn.linear_backward(dup, saved["x"], params["W_in"], has_bias)  # (B, T, F) -> (B, T, C)
     if has_bias:
         grads["b_in"] = db
     if "W_gate" in params:
