@@ -6,6 +6,7 @@ catches it, and the configuration the old kit ran alone would have let it throug
 
 import inspect
 import math
+import re
 import types
 
 import numpy as np
@@ -80,6 +81,8 @@ def test_the_caller_can_give_configs():
     assert check_stage("attention", "mla", config=ModelConfig(**BASE)).labels == ["learned Dq=0 Dr=0"]
     with pytest.raises(ValueError, match="config must be a ModelConfig"):
         check_stage("attention", "mha", config={"n_heads": 4})
+    with pytest.raises(ValueError, match="context_length >= 6"):
+        check_stage("positional", "learned", config=ModelConfig(**{**BASE, "context_length": 4}))
 
 
 # --------------------------------------------------------------------------- a student's attention, and its classic mistakes
@@ -315,6 +318,32 @@ def test_a_learned_backward_that_forgets_the_offset_is_caught_at_the_context_bou
 
     report = check_stage("positional", {"init": positional.init, "forward": positional.forward, "backward": backward})
     assert failed(report) == {"gradient check": ["@6..11"]}, str(report)
+
+
+def test_a_float64_scalar_and_an_unseeded_init_are_caught():
+    gelu = registry.get("ffn", "gelu")
+
+    def forward(params, x, config, need_cache=None):
+        y, cache = gelu.forward(params, x, config, need_cache)
+        return y * np.sqrt(1.0), cache  # bug: np.sqrt gives a float64 scalar, and y becomes float64
+
+    report = check_stage("ffn", {"init": gelu.init, "forward": forward, "backward": gelu.backward})
+    assert set(failed(report)) == {"float32 in -> float32 out"}, str(report)
+    init = lambda config, rng: gelu.init(config, np.random.default_rng())  # noqa: E731  bug: ignores rng
+    report = check_stage("ffn", {"init": init, "forward": gelu.forward, "backward": gelu.backward})
+    assert set(failed(report)) == {"determinism"}, str(report)
+
+
+def test_the_guides_table_of_mistakes_names_real_checks():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "extending.md").read_text(encoding="utf-8")
+    table = text[text.index("| mistake | check that catches it |"):].split("\n\n")[0].splitlines()[2:]
+    named = {name.strip().split(" (")[0] for row in table for name in re.split(r";|,| and ", row.split("|")[2])}
+    named = {n.removeprefix("through attention").strip() for n in named} - {""}
+    real = {c.name for kind, name in [("attention", "mha"), ("positional", "rope")]
+            for c in check_stage(kind, name, reference=name).checks}
+    assert len(table) >= 12 and named <= real, named - real
 
 
 # --------------------------------------------------------------------------- MLA's cache

@@ -53,8 +53,9 @@ class Setting:
             return self.stage.forward(params, x, positions, self.config, need_cache=True)
         if self.kind == "attention":
             positional = self.positional if positional == "chosen" else positional
-            return self.stage.forward(params, x, self.config, positions, kv_cache=kw.get("kv_cache"),
-                                      need_cache=kw.get("need_cache", True), positional=positional)
+            cache = {"kv_cache": kw["kv_cache"]} if kw.get("kv_cache") is not None else {}  # only when decoding
+            return self.stage.forward(params, x, self.config, positions, need_cache=kw.get("need_cache", True),
+                                      positional=positional, **cache)
         return self.stage.forward(params, x, self.config, need_cache=True)
 
     def params64(self, salt: int = 1) -> dict:
@@ -106,7 +107,7 @@ def gradients(s: Setting):
     if set(grads) != set(p64):
         return False, f"grads have keys {sorted(grads)}, params {sorted(p64)}"
     report = gradcheck(lambda a: s.forward({k: a[k] for k in p64}, a["x"])[0], {"x": x64, **p64},
-                       {"x": dx, **grads}, dy, tol=s.tol, max_entries=12, rng=rng)
+                       {"x": dx, **grads}, dy, tol=s.tol, max_entries=20, rng=rng)
     return report.ok, _describe(report, s.tol)
 
 
@@ -250,7 +251,7 @@ def rotation_gradient(s: Setting):
         if np.shape(dx) != shape:
             return False, f"rotate_backward gave shape {np.shape(dx)} for dy {shape}"
         report = gradcheck(lambda a: rotate(a["x"], s.positions, s.config), {"x": x}, {"x": dx}, dy,
-                           tol=s.tol, max_entries=12, rng=rng)
+                           tol=s.tol, max_entries=20, rng=rng)
         worst.append((report.ok, report.worst.rel_error, shape))
     ok = all(w[0] for w in worst)
     err, shape = max((w[1], w[2]) for w in worst)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class Check:
     """
 
     name: str
-    passed: object
+    passed: Optional[bool]
     detail: str
     config: str = ""
 
@@ -84,7 +85,7 @@ class StageReport:
             lines += [f"  {c}" for c in bad]
             good = [c for c in group if c.passed is True]
             if good:  # one line for the configs it passed under, with the last one's detail
-                where = f"all {n}" if len(good) == n else ", ".join(c.config for c in good)
+                where = f"all {n}" if len(good) == n > 1 else ", ".join(c.config for c in good)
                 last = good[-1]
                 same = all(c.detail == last.detail for c in good)
                 detail = last.detail if same or len(good) == 1 else f"{last.detail} (under {last.config})"
@@ -163,6 +164,9 @@ def check_stage(kind: str, variant, config=None, seed: int = 0, tol: float = 1e-
         words = matrix.label(kind, cfg, stage)
         if kind == "positional":  # at the start, and ending at the context boundary
             L = cfg.context_length
+            if L < T:
+                raise ValueError(f"the kit checks positions in windows of {T}, but this config has "
+                                 f"context_length={L}: give a config with context_length >= {T}")
             runs += [(cfg, f"{words} @0..{T - 1}".strip(), np.arange(T)),
                      (cfg, f"{words} @{L - T}..{L - 1}".strip(), np.arange(L - T, L))]
         else:
