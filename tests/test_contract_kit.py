@@ -201,7 +201,9 @@ def test_an_attention_that_ignores_the_positional_stage_is_caught():
 def altered(fn, old: str, new: str):
     """``fn`` (a library function) re-made from its source with line ``old`` replaced by ``new``."""
     source = inspect.getsource(fn)
-    line = next(ln for ln in source.splitlines() if ln.strip().startswith(old))
+    lines = [ln for ln in source.splitlines() if ln.strip().startswith(old)]
+    assert len(lines) == 1, f"{fn.__module__}.{fn.__name__} has {len(lines)} lines starting {old!r}: update the planted mistake"
+    line = lines[0]
     indent = line[:len(line) - len(line.lstrip())]
     namespace = dict(inspect.getmodule(fn).__dict__)
     exec(compile(source.replace(line, indent + new), f"<altered {fn.__name__}>", "exec"), namespace)
