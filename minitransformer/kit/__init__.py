@@ -1,7 +1,8 @@
 """The student kit: is my stage right, and how does it compare?
 
 - `contract`: `check_stage(kind, variant)` runs the stage contract on a variant
-  and prints one line per check;
+  under a matrix of configurations (`matrix`) and prints one line per check
+  (the checks themselves are in `checks`);
 - `gradcheck`: a backward against finite differences, for one function or the
   whole model;
 - `compare`: train variants that differ in one stage, on the same data and seed.
