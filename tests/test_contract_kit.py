@@ -18,6 +18,7 @@ from minitransformer.attention.kv_cache import KVCache, LatentKVCache
 from minitransformer.core import registry
 from minitransformer.core.config import ModelConfig
 from minitransformer.feedforward import mlp
+from minitransformer.kit import contract
 from minitransformer.kit import check_stage
 from minitransformer.kit.matrix import BASE
 
@@ -374,3 +375,12 @@ def test_matches_reference_compares_forward_and_backward():
     report = check_stage("positional", "rope", reference="rope")
     assert report.ok and "rotate, rotate_backward" in next(c.detail for c in report.checks
                                                            if c.name == "matches reference")
+
+
+def test_a_registered_name_as_reference_means_its_readable_path():
+    from minitransformer.attention import mha_reference
+
+    ref = contract._reference_variant("attention", "mha")
+    assert ref.forward is mha_reference.forward and ref.backward is mha_reference.backward
+    report = check_stage("attention", "mla", reference="mla")
+    assert report.ok, str(report)

@@ -118,6 +118,15 @@ def as_variant(kind: str, variant) -> registry.Variant:
     return registry.Variant(kind, name, fns.init, fns.forward, getattr(fns, "backward", None), extras)
 
 
+def _reference_variant(kind: str, reference) -> registry.Variant:
+    """A registered name compares against that variant's reference path (its equations) when it has one."""
+    kind = matrix.resolve_kind(kind)
+    if isinstance(reference, str):
+        variant = registry.get(kind, reference)
+        return registry.reference_for(kind, reference) if variant.extras.get("reference") is not None else variant
+    return as_variant(kind, reference)
+
+
 def check_stage(kind: str, variant, config=None, seed: int = 0, tol: float = 1e-6, reference=None) -> StageReport:
     """Run the stage contract on ``variant`` under a matrix of configs; return a report, one line per check.
 
@@ -137,7 +146,8 @@ def check_stage(kind: str, variant, config=None, seed: int = 0, tol: float = 1e-
         seed: the seed of parameters, inputs and upstream gradients.
         tol: the relative error the gradient checks accept (float64 finite differences).
         reference: a variant (name or functions, as ``variant``) computing the same function; adds a
-            "matches reference" line comparing forward and backward on the same inputs.
+            "matches reference" line comparing forward and backward on the same inputs. A registered
+            name with a reference path (``"mha"``, ``"mla"``) compares against that readable path.
 
     Checks: shapes and dtypes; float32 in -> float32 out; the backward against finite
     differences (float64, random upstream gradient; the worst array and its error);
@@ -152,7 +162,7 @@ def check_stage(kind: str, variant, config=None, seed: int = 0, tol: float = 1e-
     """
     kind = matrix.resolve_kind(kind)
     stage = as_variant(kind, variant)
-    ref = as_variant(kind, reference) if reference is not None else None
+    ref = _reference_variant(kind, reference) if reference is not None else None
     if config is None:
         configs = matrix.default_configs(kind, stage)
     else:
