@@ -20,7 +20,7 @@ from ..figures import stages as figures
 from ..core import registry
 from ..feedforward.output import probabilities
 from ..model import GPT
-from . import page
+from . import page, perf
 from .cache import run_with_cache
 from .lens import logit_lens
 
@@ -135,6 +135,11 @@ class Pipeline:
     def trace(self, text: str, **kwargs) -> list[Step]:
         """All steps of `steps` as a list."""
         return list(self.steps(text, **kwargs))
+
+    def performance(self, text: str, repeats: int = 5) -> list:
+        """FLOPs and wall time of each stage's forward on ``text`` (see `trace.perf.stage_costs`)."""
+        ids = np.array([self.tokenizer.encode(text)[-self.model.config.context_length:]])
+        return perf.stage_costs(self.model, ids, repeats=repeats)
 
     def to_html(self, text: str, path=None, **kwargs) -> str:
         """The steps of ``text`` as one self-contained, offline HTML page (see `trace.page`).

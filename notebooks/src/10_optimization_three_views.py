@@ -288,6 +288,21 @@ for name, g in rows[3:]:
 bar_chart(rows, "the same kind of arithmetic, organised differently")
 
 # %% [markdown]
+# ### Where a forward pass spends its time, stage by stage
+#
+# The performance lens (`minitransformer.trace.perf`) asks each stage's variant
+# for its FLOPs and reads the wall time off one forward pass of the model itself:
+# a hook notes the clock at every hook point, and the time between two points
+# belongs to the stage between them. A stage whose GFLOP/s is far below the peak
+# spends its time on what is not a matmul (norms, softmax, GELU, copying).
+
+# %%
+from minitransformer.trace import perf
+
+stage_rows = perf.stage_costs(model, ids16, repeats=3)
+print(perf.format_costs(stage_rows))
+
+# %% [markdown]
 # The lesson of this view: count the FLOPs, measure the seconds, and compare
 # with the peak. The gap says what to do next: remove Python from the inner loop,
 # then make the matrices bigger (batch, fuse projections such as $W_Q, W_K, W_V$
