@@ -69,3 +69,29 @@ def test_refusals_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="model_type 'bert'"):
         load_back(tmp_path / "z")
     assert main(["back", str(tmp_path / "nowhere")]) == 2
+
+
+def test_the_readme_launch_lines_are_the_ones_tested_here():
+    import re
+    import shlex
+
+    from minitransformer.cli import build_parser as cli_parser
+    from minitransformer.interop.handoff import build_parser
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.+?)\n```", readme, re.S)
+    lines = [line for b in blocks for line in b.replace("\\\n", " ").splitlines()
+             if "interop.handoff" in line or "torchrun" in line or "--nproc" in line]
+    assert len(lines) >= 4
+    for line in lines:
+        words = shlex.split(line)
+        if words[0] == "torchrun":  # the launcher's part is what the tests run: --standalone --nproc-per-node N -m
+            assert words[1:3] == ["--standalone", "--nproc-per-node"] and words[4] == "-m", line
+            module, args = words[5], words[6:]
+        elif words[:2] == ["python3", "-m"]:
+            module, args = words[2], words[3:]
+        else:
+            module, args = "minitransformer", words[1:]
+        parser = build_parser() if module == "minitransformer.interop.handoff" else cli_parser()
+        assert module in ("minitransformer", "minitransformer.interop.handoff"), line
+        parser.parse_args(args)  # every option exists (argparse exits on an unknown one)

@@ -143,7 +143,7 @@ def check_against_transformers(path, ids: np.ndarray) -> float:
     return float(np.abs(ours - theirs).max())
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minitransformer.interop.handoff",
                                 description="export to transformers, fine-tune with DDP under torchrun, load back")
     sub = p.add_subparsers(dest="command", required=True)
@@ -165,7 +165,11 @@ def main(argv=None) -> int:
     b = sub.add_parser("back", help="load a save_pretrained folder into numpy and check it against transformers")
     b.add_argument("model_dir")
     b.add_argument("--save", default=None, help="also save it as a numpy checkpoint (for `minitransformer trace`)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "export":
             from ..training import load_model
