@@ -255,6 +255,8 @@ def _train(args: argparse.Namespace, make_trainer, is_writer: bool = True) -> in
     if hasattr(trainer, "describe"):
         print(trainer.describe())
     state = trainer.run(checkpoint_path=ckpt, stop_at=args.stop_at)
+    if hasattr(trainer, "describe"):
+        print(trainer.describe())
     if not is_writer:
         return 0
     final = state.evals[-1][1] if state.evals else trainer.evaluate()

@@ -83,10 +83,9 @@ def _dist():
 
 
 def _tensor(array: np.ndarray):
-    """The same memory seen as a torch tensor (no copy)."""
     import torch
 
-    return torch.from_numpy(array)
+    return torch.from_numpy(array)  # the same memory, seen by torch: no copy
 
 
 def init_from_env(timeout: float = 60.0) -> Optional[DistContext]:
@@ -368,9 +367,14 @@ class DistributedTrainer(Trainer):
                                                   batch_rng=self.batch_rng, dropout_rng=self.dropout_rng))
 
     def describe(self) -> str:
-        mem = self.optimizer_state_bytes()
-        return (f"data parallel: {self.ctx.world_size} ranks of {self.config.batch_size // self.ctx.world_size} rows; "
-                f"Adam state {mem['per_rank']:,} bytes per rank" + (f" (ZeRO-1 saves {mem['saved']:,})" if self.zero1 else ""))
+        """One line: ranks, rows, optimizer memory and, once steps ran, the communication per step."""
+        mem, N = self.optimizer_state_bytes(), self.ctx.world_size
+        text = (f"data parallel: {N} ranks of {self.config.batch_size // N} rows; Adam state {mem['per_rank']:,} "
+                f"bytes per rank" + (f" (ZeRO-1 saves {mem['saved']:,})" if self.zero1 else ""))
+        if self.comm_bytes:
+            text += (f"; per step {self.comm_bytes[-1]:,} bytes of gradient reduced, "
+                     f"{np.median(self.comm_seconds) * 1e3:.1f} ms waiting for the other ranks (median)")
+        return text
 
     def optimizer_state_bytes(self) -> dict:
         """Adam's moments on this rank, and what they would take unsharded."""
