@@ -24,9 +24,9 @@ ZeRO-1 (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion
 Parameter Models", 2020) shards the optimizer state: rank r keeps Adam's moments
 only for its 1/N slice of the flat parameter buffer. The gradient is
 reduce-scattered (each rank receives the sum of its slice only), each rank updates
-its slice, and the parameters are all-gathered. The bytes each rank sends are
-those of an all-reduce (a ring all-reduce *is* a reduce-scatter then an
-all-gather), and Adam's two moments take 2/N of the memory.
+its slice, and the parameters are all-gathered: a ring all-reduce in two halves,
+the same bytes in principle (gloo's reduce-scatter sends a whole all-reduce's
+bytes, so here 1.5 times), and Adam's two moments take 2/N of the memory.
 
 torch is used for communication only: the numpy buffers are handed to it without
 a copy (``torch.from_numpy`` shares the memory). Initial parameters are broadcast
@@ -163,7 +163,7 @@ class GradBuckets:
         self.bytes_sent = 0
 
     def start(self, accumulate: bool, launch: bool) -> None:
-        """Before a backward: add to the buffer (``accumulate``) or overwrite it; start buckets as they fill?"""
+        """Before a backward: add to the buffer (``accumulate``) or overwrite it; ``launch`` buckets as they fill."""
         self.accumulate, self.launch, self.filled, self.count = accumulate, launch, 0, 0
         self.works, self.launched, self.bytes_sent = [], 0, 0
 
@@ -216,7 +216,6 @@ class ShardedAdamW(AdamW):
         self.m = np.zeros(self.hi - self.lo, self.buffer.dtype)  # the full-size moments are freed
         self.v = np.zeros_like(self.m)
         self._tmp = np.zeros_like(self.m)
-        self._g = None
 
     def step(self, grad_shard: np.ndarray, lr: Optional[float] = None) -> None:
         """Update this rank's slice from the gradient of that slice (``hi - lo`` entries)."""

@@ -307,9 +307,11 @@ else:
 # optimizer state: rank $r$ keeps the moments of its $1/N$ slice of the flat
 # buffer only. A step becomes: **reduce-scatter** the gradient (each rank receives
 # the sum of its slice), update the slice, **all-gather** the parameters. That is
-# exactly the two halves of a ring all-reduce, so it sends the same bytes, and
-# the moments take $2/N$ of the memory. Each rank's slice updates exactly as the
-# whole would, because AdamW is elementwise:
+# exactly the two halves of a ring all-reduce, so in principle it sends the same
+# bytes (NCCL's reduce-scatter does; gloo's sends as much as a whole all-reduce, so
+# the benchmark measures 1.5 times the ring on this CPU), and the moments take
+# $2/N$ of the memory. Each rank's slice updates exactly as the whole would,
+# because AdamW is elementwise:
 
 # %%
 ref_model, ref_rng = GPT(ModelConfig.preset("toy"), seed=0), np.random.default_rng(5)
