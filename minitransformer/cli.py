@@ -4,6 +4,7 @@
     minitransformer demo --train                # the same with a freshly trained tiny model
     minitransformer trace "some text" --figures figs
     minitransformer train --preset tiny --steps 600 --out runs/tiny
+    torchrun --standalone --nproc-per-node 2 -m minitransformer train --preset tiny --out runs/tiny2
     minitransformer generate --checkpoint runs/tiny/model.npz --tokenizer runs/tiny/tokenizer.json
     minitransformer tokenizer train --vocab-size 4096 --out tok.json
     minitransformer tokenizer encode --tokenizer tok.json "some text"
@@ -178,15 +179,52 @@ def tokenizer_encode(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Train a model on the built-in corpus with a stage-1 tokenizer; save both under ``--out``."""
+    """Train a model on the built-in corpus with a stage-1 tokenizer; save both under ``--out``.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every process is one data-parallel rank
+    (`training.distributed`); only rank 0 prints and writes files.
+    """
+    import contextlib
+    import functools
+    import os
+
+    from .training import distributed
+
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # become N processes under torchrun
+        rest = [a for i, a in enumerate(args.argv) if not (a.startswith("--nproc") or args.argv[i - 1:i] == ["--nproc"])]
+        return distributed.launch(args.nproc, rest)
+
+    ctx = distributed.init_from_env(args.dist_timeout)
+    if ctx is None and args.zero1:
+        raise ValueError("--zero1 shards the optimizer over several processes: launch with torchrun "
+                         "--nproc-per-node N (or add --nproc N)")
+    quiet = ctx is not None and ctx.rank != 0
+    try:
+        with contextlib.redirect_stdout(open(os.devnull, "w")) if quiet else contextlib.nullcontext():
+            if ctx is None:
+                return _train(args, None)
+            make = functools.partial(distributed.DistributedTrainer, ctx=ctx, zero1=args.zero1,
+                                     bucket_mb=args.bucket_mb)
+            return _train(args, make, is_writer=ctx.rank == 0)
+    except distributed.PeerLostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if ctx is not None:
+            distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, make_trainer, is_writer: bool = True) -> int:
     from pathlib import Path
 
     import numpy as np
 
     from .core.config import ModelConfig
+    from .core.tree import flatten, set_path
     from .model import GPT
     from .training import TrainConfig, Trainer, resume, unigram_loss
 
+    make_trainer = make_trainer or Trainer
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     overrides = {} if args.vocab_size is None else {"vocab_size": args.vocab_size}
@@ -195,7 +233,7 @@ def train(args: argparse.Namespace) -> int:
     saved = Tokenizer.load(tok_path) if args.resume and tok_path.exists() else None
     tokens = data.corpus_tokens(args.corpus, config.vocab_size, config.context_length, tokenizer=saved)
     tok, train_ids, val_ids = tokens.tokenizer, tokens.train, tokens.val
-    if saved is None:  # the tokenizer's vocabulary (merges + one special token) is the model's
+    if saved is None and is_writer:  # the tokenizer's vocabulary (merges + one special token) is the model's
         tok.save(tok_path)
     if not tokens.held_out:
         print(f"note: corpus {args.corpus!r} is too small for a held-out set; validation uses the training text")
@@ -203,14 +241,24 @@ def train(args: argparse.Namespace) -> int:
     print(f"corpus {args.corpus!r}: {len(train_ids):,} training tokens, {len(val_ids):,} validation tokens "
           f"(vocab {tok.vocab_size}); unigram baseline {baseline:.3f} nats/token")
     if args.resume and ckpt.exists():
-        trainer = resume(ckpt, train_ids, val_ids)
+        trainer = resume(ckpt, train_ids, val_ids, make_trainer=make_trainer)
         print(f"resumed at step {trainer.state.step}")
     else:
         tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          eval_every=max(1, args.steps // 10), checkpoint_every=args.checkpoint_every)
-        trainer = Trainer(GPT(config, seed=args.seed), train_ids, val_ids, tc)
+        model = GPT(config, seed=args.seed)
+        if args.dtype == "float64":  # for checking that N ranks compute what one process does
+            for name, a in flatten(model.params).items():
+                set_path(model.params, name, a.astype(np.float64))
+        trainer = make_trainer(model, train_ids, val_ids, tc)
         print(trainer.model)
-    state = trainer.run(checkpoint_path=ckpt)
+    if hasattr(trainer, "describe"):
+        print(trainer.describe())
+    state = trainer.run(checkpoint_path=ckpt, stop_at=args.stop_at)
+    if hasattr(trainer, "describe"):
+        print(trainer.describe())
+    if not is_writer:
+        return 0
     final = state.evals[-1][1] if state.evals else trainer.evaluate()
     print(f"validation loss {final:.3f} nats/token vs unigram baseline {baseline:.3f}; saved {ckpt} and {tok_path}")
     from .core.fileio import atomic_write
@@ -294,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--prompt", default="The ", help="prompt for the sample printed at the end")
     tr.add_argument("--export", default=None, help="also write the weights alone and the tokenizer here "
                     "(how data/course is made)")
+    tr.add_argument("--stop-at", type=int, default=None, help="stop (and save) at this step; --resume continues")
+    tr.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                    help="float64: for checking data parallelism against one process")
+    tr.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (runs torchrun)")
+    tr.add_argument("--zero1", action="store_true", help="with several processes: shard the optimizer state")
+    tr.add_argument("--bucket-mb", type=float, default=25.0, help="all-reduce bucket size in MB (default 25)")
+    tr.add_argument("--dist-timeout", type=float, default=60.0,
+                    help="seconds a rank waits for the others before it fails (default 60)")
     tr.set_defaults(func=train)
 
     g = sub.add_parser("generate", help="continue a prompt with a trained model")
@@ -329,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except ValueError as exc:  # bad input: one clear line, no traceback

@@ -173,13 +173,23 @@ def _prefixed(hook: Hook, prefix: str) -> Optional[Hook]:
     return lambda name, array: hook(prefix + name, array)
 
 
-def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray) -> dict:
-    """Gradients of every parameter, as a nested dict shaped like ``params``."""
+def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray,
+             on_grads: Optional[Callable[[str, dict], None]] = None) -> dict:
+    """Gradients of every parameter, as a nested dict shaped like ``params``.
+
+    ``on_grads(prefix, grads)`` (optional) is called as each part's gradients become final,
+    in the order backward produces them: ``unembed``, ``ln_final``, ``blocks.L-1`` ...
+    ``blocks.0``, ``pos``, ``embed``. Data-parallel training starts sending a layer's
+    gradients while backward works on the layers below it (`training.distributed`).
+    """
+    ready = on_grads or (lambda prefix, g: None)
     grads: dict = {"blocks": [None] * len(params["blocks"])}
     W_E = params["embed"]["W_E"] if config.tie_embeddings else None
     dx, grads["unembed"] = output.head_backward(params["unembed"], cache["head"], dlogits, W_E=W_E)
     dW_E_head = grads["unembed"].pop("W_E", None)  # tied head: W_E also gets the head's gradient
+    ready("unembed", grads["unembed"])
     dx, grads["ln_final"] = norm_backward(config, cache["ln_final"], dx)
+    ready("ln_final", grads["ln_final"])
     for i in reversed(range(len(params["blocks"]))):
         p, c, g = params["blocks"][i], cache["blocks"][i], {}
         dm = nn.dropout_backward(dx, c["mlp_drop"])  # the residual copies dx to both branches
@@ -191,11 +201,14 @@ def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray
         dx_ln1, g["ln1"] = norm_backward(config, c["ln1"], dh)
         dx = dx + dx_ln1
         grads["blocks"][i] = g
+        ready(f"blocks.{i}", g)
     dx = nn.dropout_backward(dx, cache["embed_drop"])
     dx, grads["pos"] = stage("positional", config).require_backward()(params["pos"], cache["pos"], dx)
+    ready("pos", grads["pos"])
     _, grads["embed"] = embedding.backward(params["embed"], cache["embed"], dx)
     if dW_E_head is not None:
         grads["embed"]["W_E"] = grads["embed"]["W_E"] + dW_E_head
+    ready("embed", grads["embed"])
     return grads
 
 
@@ -239,13 +252,16 @@ class GPT:
         self._last = (cache, loss_cache)
         return loss
 
-    def backward(self) -> dict:
-        """Gradients of the last `loss` w.r.t. every parameter (nested like ``params``)."""
+    def backward(self, on_grads: Optional[Callable[[str, dict], None]] = None) -> dict:
+        """Gradients of the last `loss` w.r.t. every parameter (nested like ``params``).
+
+        ``on_grads(prefix, grads)`` is told as each part's gradients are ready (see `backward`).
+        """
         if self._last is None:
             raise ValueError("call model.loss(ids, targets) before model.backward()")
         cache, loss_cache = self._last
         self._last = None  # free the activations
-        return backward(self.params, self.config, cache, nn.cross_entropy_backward(loss_cache))
+        return backward(self.params, self.config, cache, nn.cross_entropy_backward(loss_cache), on_grads=on_grads)
 
     # ---------------------------------------------------------------- seeing inside
     def run_forward(self, ids, need_cache=None, record: bool = False, hook: Optional[Hook] = None):

@@ -162,3 +162,16 @@ def test_conversion_of_percent_format(tmp_path):
     ]
     assert [cell.id for cell in nb.cells] == ["cell-000", "cell-001", "cell-002"]  # stable across builds
     nbformat.validate(nb)
+
+
+def test_saved_progress_bars_show_where_they_ended():
+    """Notebook 06 trains with a progress bar: its saved output is one bar at its end, no stderr fragments."""
+    import json
+
+    nb = json.loads((NOTEBOOKS / "06_training_end_to_end.ipynb").read_text(encoding="utf-8"))
+    outputs = [out for cell in nb["cells"] for out in cell.get("outputs", [])]
+    assert not [out for out in outputs if out.get("name") == "stderr"]
+    bars = ["".join(out["data"]["text/plain"]) for out in outputs
+            if "application/vnd.jupyter.widget-view+json" in out.get("data", {}) and "step/s" in
+            "".join(out["data"].get("text/plain", ""))]
+    assert len(bars) == 1 and "600/600" in bars[0], bars

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.config import ModelConfig
 from ..core.fileio import atomic_write
+from ..core.tree import set_path
 from ..model import GPT
 
 CHECKPOINT_FORMAT = "minitransformer-checkpoint"
@@ -109,8 +110,11 @@ def model_from_checkpoint(meta, arrays, path) -> GPT:
         key = f"params.{name}"
         if key not in arrays:
             raise ValueError(f"{path} has no array {name!r}; it does not match its config")
-        if arrays[key].shape != arr.shape or arrays[key].dtype != arr.dtype:
+        if arrays[key].shape != arr.shape or arrays[key].dtype not in (arr.dtype, np.float64):
             raise ValueError(f"{path}: {name} has shape {arrays[key].shape} {arrays[key].dtype}, "
                              f"expected {arr.shape} {arr.dtype}")
-        arr[...] = arrays[key]
+        if arrays[key].dtype == arr.dtype:
+            arr[...] = arrays[key]
+        else:  # a float64 run (checking data parallelism against one process) stays float64
+            set_path(model.params, name, arrays[key].copy())
     return model

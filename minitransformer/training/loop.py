@@ -4,8 +4,9 @@ Resuming is exact: a checkpoint stores the parameters, the optimizer's moments,
 the step, and the state of every random generator, so a run that stops and
 resumes produces bit-for-bit the losses of a run that never stopped.
 
-Deliberately left out: mixed precision, learning-rate finders, distributed
-training (see the scale-out notebook for how that works on real clusters).
+Deliberately left out: mixed precision and learning-rate finders. Data-parallel
+training over several processes is `training.distributed` (a `Trainer` whose
+gradients are all-reduced by torch.distributed).
 """
 
 from __future__ import annotations
@@ -173,12 +174,19 @@ class Trainer:
                 losses.append(cross_entropy_forward(self.model.forward(x), y)[0])
         return float(np.mean(losses))
 
+    def save(self, path) -> None:
+        """Write a training checkpoint to ``path`` (`save_checkpoint`); `run` calls it."""
+        save_checkpoint(path, self)
+
     def run(self, checkpoint_path=None, progress: bool = False,
-            on_eval: Optional[Callable[["Trainer", int, float], None]] = None) -> TrainState:
+            on_eval: Optional[Callable[["Trainer", int, float], None]] = None,
+            stop_at: Optional[int] = None) -> TrainState:
         """Train until ``config.steps``, evaluating and checkpointing as configured.
 
         Args:
             checkpoint_path: save here every ``checkpoint_every`` steps and at the end.
+            stop_at: stop (and save) at this step although the schedule runs to ``config.steps``;
+                `resume` continues from there as if the run had never stopped.
             progress: draw a tqdm progress bar (``tqdm.auto``: a widget in notebooks) with the
                 loss and tokens/s, if tqdm is installed; otherwise report through ``log``.
             on_eval: called as ``on_eval(trainer, step, val_loss)`` after each evaluation, e.g.
@@ -187,7 +195,8 @@ class Trainer:
         c = self.config
         t0, tokens0 = time.perf_counter(), self.state.tokens_seen
         bar = _progress_bar(c.steps, self.state.step) if progress else None
-        while self.state.step < c.steps:
+        end = c.steps if stop_at is None else min(stop_at, c.steps)
+        while self.state.step < end:
             loss = self.train_step()
             self.state.losses.append((self.state.step, loss))
             s = self.state.step
@@ -203,11 +212,11 @@ class Trainer:
             elif self.log and (s % max(1, c.steps // 20) == 0 or s == c.steps):
                 self.log(f"step {s:>5}/{c.steps}  loss {loss:.3f}{val}  {rate:,.0f} tokens/s")
             if checkpoint_path and c.checkpoint_every and s % c.checkpoint_every == 0:
-                save_checkpoint(checkpoint_path, self)
+                self.save(checkpoint_path)
         if bar is not None:
             bar.close()
         if checkpoint_path:
-            save_checkpoint(checkpoint_path, self)
+            self.save(checkpoint_path)
         return self.state
 
 
@@ -220,8 +229,11 @@ def _progress_bar(total: int, initial: int):
 
 
 # --------------------------------------------------------------------------- resuming
-def resume(path, train_tokens, val_tokens=None, log=print) -> Trainer:
-    """Rebuild a `Trainer` exactly as it was when ``path`` was saved."""
+def resume(path, train_tokens, val_tokens=None, log=print, make_trainer=None) -> Trainer:
+    """Rebuild a `Trainer` exactly as it was when ``path`` was saved.
+
+    ``make_trainer`` builds it (default `Trainer`; a data-parallel run passes its own).
+    """
     meta, arrays = read_checkpoint(path)
     if meta.get("weights_only"):
         raise ValueError(f"{path} holds only model weights (saved with save_model), not a training state; "
@@ -229,7 +241,7 @@ def resume(path, train_tokens, val_tokens=None, log=print) -> Trainer:
     model = model_from_checkpoint(meta, arrays, path)
     tc = dict(meta["train_config"])
     tc["betas"] = tuple(tc["betas"])
-    trainer = Trainer(model, train_tokens, val_tokens, TrainConfig(**tc), log=log)
+    trainer = (make_trainer or Trainer)(model, train_tokens, val_tokens, TrainConfig(**tc), log=log)
     trainer.opt.load_state_dict({"m": arrays["opt.m"], "v": arrays["opt.v"], "t": meta["opt_t"]})
     st = meta["state"]
     trainer.state = TrainState(st["step"], [tuple(x) for x in st["losses"]], [tuple(x) for x in st["evals"]],

@@ -25,7 +25,9 @@ class AdamW:
 
     Args:
         params: the model's nested parameter dict; its arrays are replaced, in place,
-            by views into the optimizer's buffer (values unchanged).
+            by views into the optimizer's buffer (values unchanged). The buffer is float32,
+            unless every parameter is float64: then it stays float64 (how a data-parallel
+            run is checked against one process to 1e-10).
     """
 
     def __init__(self, params: dict, lr: float = 3e-4, betas=(0.9, 0.95), eps: float = 1e-8,
@@ -37,7 +39,8 @@ class AdamW:
         sizes = [flat[n].size for n in self.names]
         self.offsets = dict(zip(self.names, np.cumsum([0] + sizes[:-1]).tolist()))
         self.n_decay = sum(flat[n].size for n in self.names if flat[n].ndim >= 2)
-        self.buffer = np.concatenate([flat[n].reshape(-1) for n in self.names]).astype(np.float32)
+        dtype = np.float64 if all(a.dtype == np.float64 for a in flat.values()) else np.float32
+        self.buffer = np.concatenate([flat[n].reshape(-1) for n in self.names]).astype(dtype)
         for n in self.names:  # make the model's arrays views of the buffer
             set_path(params, n, self.view(self.buffer, n))
         self.m = np.zeros_like(self.buffer)
@@ -65,24 +68,9 @@ class AdamW:
 
     def step(self, grad: np.ndarray, lr: Optional[float] = None) -> None:
         """One update from a flat gradient (see `gather`). All operations are in place."""
-        lr = self.lr if lr is None else lr
-        b1, b2 = self.betas
         self.t += 1
-        self.m *= b1
-        self.m += (1.0 - b1) * grad
-        np.multiply(grad, grad, out=self._tmp)
-        self.v *= b2
-        self.v += (1.0 - b2) * self._tmp
-        # bias correction folded into the step size and epsilon (same maths, fewer passes)
-        c1, c2 = 1.0 - b1 ** self.t, 1.0 - b2 ** self.t
-        np.sqrt(self.v, out=self._tmp)
-        self._tmp *= 1.0 / math.sqrt(c2)
-        self._tmp += self.eps
-        np.divide(self.m, self._tmp, out=self._tmp)
-        if self.weight_decay:
-            self.buffer[: self.n_decay] *= 1.0 - lr * self.weight_decay  # decoupled: not part of the gradient
-        self._tmp *= lr / c1
-        self.buffer -= self._tmp
+        adamw_update(self.buffer, grad, self.m, self.v, self._tmp, self.t, self.lr if lr is None else lr,
+                     self.betas, self.eps, self.weight_decay, self.n_decay)
 
     def state_dict(self) -> dict:
         return {"m": self.m, "v": self.v, "t": self.t}
@@ -93,6 +81,31 @@ class AdamW:
                 raise ValueError(f"optimizer state {key!r} has {state[key].size} values, the model {self.buffer.size}")
             getattr(self, key)[:] = state[key]
         self.t = int(state["t"])
+
+
+def adamw_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, tmp: np.ndarray, t: int,
+                 lr: float, betas, eps: float, weight_decay: float, n_decay: int) -> None:
+    """The AdamW update of step ``t`` on flat arrays, in place; the first ``n_decay`` entries are decayed.
+
+    Elementwise, so a slice of the arrays updates exactly as the whole would: a ZeRO-1
+    rank calls it on its shard (see `training.distributed`).
+    """
+    b1, b2 = betas
+    m *= b1
+    m += (1.0 - b1) * grad
+    np.multiply(grad, grad, out=tmp)
+    v *= b2
+    v += (1.0 - b2) * tmp
+    # bias correction folded into the step size and epsilon (same maths, fewer passes)
+    c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+    np.sqrt(v, out=tmp)
+    tmp *= 1.0 / math.sqrt(c2)
+    tmp += eps
+    np.divide(m, tmp, out=tmp)
+    if weight_decay:
+        param[:n_decay] *= 1.0 - lr * weight_decay  # decoupled: not part of the gradient
+    tmp *= lr / c1
+    param -= tmp
 
 
 def clip_grad_norm(grad: np.ndarray, max_norm: float) -> float:

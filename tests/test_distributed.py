@@ -1,0 +1,188 @@
+"""Data-parallel training: N ranks compute what one process computes, and fail cleanly when a rank dies.
+
+The multi-process tests launch real ranks (torchrun, gloo on CPU) and compare their
+checkpoint with a single process's on the same global batch: to 1e-10 in float64,
+to rounding in float32, with and without ZeRO-1. The pieces that need no process
+group (the sharded optimizer, the bucket layout, backward's ``on_grads`` order) are
+tested in numpy alone.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minitransformer.cli import main
+from minitransformer.core.config import ModelConfig
+from minitransformer.core.tree import flatten
+from minitransformer.model import GPT
+from minitransformer.training import TrainConfig, read_metadata
+from minitransformer.training.checkpoint import read_checkpoint
+from minitransformer.training.distributed import (DistContext, DistributedTrainer, GradBuckets, ShardedAdamW,
+                                                  backward_order)
+from minitransformer.training.optimizer import AdamW
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ["--preset", "toy", "--corpus", "tiny", "--vocab-size", "300", "--steps", "6", "--batch-size", "8"]
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _torchrun(args, nproc=2):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "minitransformer", "train", *args]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def _arrays(folder):
+    return read_checkpoint(Path(folder) / "model.npz")[1]
+
+
+# --------------------------------------------------------------------------- N ranks == one process
+@pytest.mark.parametrize("dtype,zero1,tol", [("float64", False, 1e-10), ("float64", True, 1e-10),
+                                             ("float32", False, 1e-5), ("float32", True, 1e-5)])
+def test_two_ranks_train_the_parameters_one_process_trains(tmp_path, capsys, dtype, zero1, tol):
+    pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
+    assert main(["train", *RUN, "--dtype", dtype, "--out", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    two = ["--dtype", dtype, "--out", str(tmp_path / "two")] + (["--zero1"] if zero1 else [])
+    if zero1:  # also stop half-way and resume: ZeRO-1's sharded moments go through one checkpoint
+        _torchrun(RUN + two + ["--stop-at", "3"])
+        assert read_metadata(tmp_path / "two" / "model.npz")["state"]["step"] == 3
+        log = _torchrun(RUN + two + ["--resume"])
+        assert "resumed at step 3" in log and "ZeRO-1 saves" in log
+    else:
+        log = _torchrun(RUN + two)
+    assert log.count("validation loss") == 1  # only rank 0 speaks
+    one, two = _arrays(tmp_path / "one"), _arrays(tmp_path / "two")
+    assert sorted(one) == sorted(two)
+    assert one["params.embed.W_E"].dtype == np.dtype(dtype)
+    moved = max(float(np.abs(one[k] - GPT_init(k)).max()) for k in one if k.startswith("params."))
+    assert moved > 1e-3  # the parameters did change over the steps
+    diff = max(float(np.abs(one[k].astype(np.float64) - two[k]).max()) for k in one)
+    assert diff <= tol, f"max |diff| {diff:.3g} between 1 and 2 ranks ({dtype}, zero1={zero1})"
+    print(f"max |diff| 1 vs 2 ranks, {dtype}, zero1={zero1}: {diff:.3g}")
+
+
+def GPT_init(key):
+    """The initial value of a parameter of the test runs' model (to check that training moved it)."""
+    config = ModelConfig.preset("toy", vocab_size=300)
+    return flatten(GPT(config, seed=0).params)[key[len("params."):]]
+
+
+# --------------------------------------------------------------------------- faults
+def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
+    pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    args = [*RUN[:6], "--steps", "100000", "--batch-size", "8", "--checkpoint-every", "5", "--dist-timeout", "20",
+            "--out", str(out)]
+    procs = [subprocess.Popen([sys.executable, "-m", "minitransformer", "train", *args], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                                       MASTER_PORT=str(port)))
+             for r in range(2)]
+    try:
+        t0 = time.monotonic()
+        while not (out / "model.npz.json").exists():
+            assert time.monotonic() - t0 < 60 and procs[0].poll() is None, "no checkpoint was written"
+            time.sleep(0.1)
+        time.sleep(0.3)  # mid-run, between checkpoints
+        procs[1].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = procs[0].communicate(timeout=40)
+        waited = time.monotonic() - killed
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert procs[0].returncode != 0
+    assert waited < 25, f"rank 0 took {waited:.1f} s to notice"
+    assert "rank 0 of 2" in err and "--resume" in err, err[-2000:]
+    meta, arrays = read_checkpoint(out / "model.npz")  # intact: it loads, and is one consistent unit
+    assert meta["state"]["step"] % 5 == 0 and meta["state"]["step"] > 0
+    assert arrays["opt.m"].size == sum(a.size for k, a in arrays.items() if k.startswith("params."))
+
+
+# --------------------------------------------------------------------------- the pieces, in numpy alone
+def _model(seed=0):
+    return GPT(ModelConfig.preset("toy"), seed=seed)
+
+
+def test_sharded_adamw_slices_together_make_the_full_update():
+    rng = np.random.default_rng(0)
+    full_model = _model()
+    full = AdamW(full_model.params, lr=1e-2, weight_decay=0.1)
+    shards = [ShardedAdamW(_model().params, r, 3, lr=1e-2, weight_decay=0.1) for r in range(3)]
+    n = full.buffer.size
+    for t in range(4):
+        g = rng.standard_normal(n).astype(np.float32)
+        full.step(g)
+        for s in shards:
+            s.step(g[s.lo:s.hi])
+    joined = np.concatenate([s.buffer[s.lo:s.hi] for s in shards])
+    np.testing.assert_array_equal(joined, full.buffer)  # elementwise maths: bit for bit
+    np.testing.assert_array_equal(np.concatenate([s.m for s in shards]), full.m)
+    assert shards[0].m.nbytes == -(-n // 3) * 4 and shards[0].m.nbytes * 3 >= full.m.nbytes
+    assert shards[0].n_decay == full.n_decay > shards[0].hi  # the first slice is all decayed matrices
+
+
+def test_backward_reports_gradients_in_the_order_of_the_bucket_layout():
+    model = _model()
+    ids = np.random.default_rng(1).integers(0, 64, (2, 9))
+    model.loss(ids[:, :-1], ids[:, 1:])
+    calls = []
+    grads = model.backward(on_grads=lambda prefix, g: calls.append((prefix, list(flatten(g, prefix + ".")))))
+    assert [p for p, _ in calls] == ["unembed", "ln_final", "blocks.1", "blocks.0", "pos", "embed"]
+    order, pos = backward_order(model), 0
+    for _, names in calls:  # each call fills the next run of the buffer (the order inside a part is free)
+        assert set(names) == set(order[pos:pos + len(names)])
+        pos += len(names)
+    assert pos == len(order)
+    model.loss(ids[:, :-1], ids[:, 1:])
+    plain = flatten(model.backward())
+    for k, v in flatten(grads).items():
+        np.testing.assert_array_equal(v, plain[k])
+
+
+@pytest.mark.parametrize("bucket_bytes", [1, 4096, 10**9])
+def test_buckets_cover_the_gradient_once_in_whole_parameters(bucket_bytes):
+    model = _model()
+    opt = AdamW(model.params)
+    b = GradBuckets(opt, backward_order(model), bucket_bytes, scale=0.5)
+    starts = [s.start for s in b.buckets]
+    assert starts[0] == 0 and b.buckets[-1].stop == opt.buffer.size
+    assert all(x.stop == y.start for x, y in zip(b.buckets, b.buckets[1:]))
+    edges = {s.start for s in b.slices.values()}
+    assert set(starts) <= edges  # no parameter is cut in two
+    for s in b.buckets:  # a bucket only passes the limit when it is one parameter
+        assert (s.stop - s.start) * 4 <= bucket_bytes or s.start in edges and sum(
+            1 for x in b.slices.values() if s.start <= x.start < s.stop) == 1
+    if bucket_bytes == 10**9:
+        assert len(b.buckets) == 1
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_refused():
+    with pytest.raises(ValueError, match="multiple of 3"):
+        DistributedTrainer(_model(), np.arange(500) % 64, config=TrainConfig(steps=1, batch_size=8),
+                           ctx=DistContext(rank=0, world_size=3))
+
+
+def test_zero1_without_several_processes_is_refused(capsys, tmp_path):
+    assert main(["train", *RUN, "--zero1", "--out", str(tmp_path)]) == 2
+    assert "torchrun" in capsys.readouterr().err
