@@ -332,3 +332,10 @@ def test_figures_draw_the_arrays_they_are_given():
     labels = ["a", "b", "c"]
     fig = figures.logit_attribution_bars(labels, np.array([0.1, -3.0, 1.0]), k=2)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["c", "b"]  # largest at the top
+
+
+def test_path_patching_refuses_attention_without_per_head_keys_and_values():
+    m = make(attention="mla", positional="rope")
+    _, c = run_with_cache(m, CLEAN)
+    with pytest.raises(ValueError, match="no W_K and W_V"):
+        paths.path_patch(m, c, c, CLEAN, (0, 0), ["logits"])

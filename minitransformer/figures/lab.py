@@ -98,7 +98,7 @@ def logit_attribution_bars(labels: Sequence[str], values: np.ndarray, k: int = 1
 def induction_over_training(run, title: str = "induction heads form") -> Figure:
     """Two panels over training steps: head scores, and the loss on each half; the phase change marked.
 
-    ``run`` is what `induction.train_induction` returns.
+    ``run`` is what `minitransformer.lab.induction.train_induction` returns.
     """
     a = run.as_arrays()
     fig = Figure(figsize=(8.0, 3.2))

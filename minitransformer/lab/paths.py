@@ -45,9 +45,12 @@ from .patching import Metric
 
 
 def _check_mha(model) -> None:
-    if model.config.attention == "mla":
-        raise ValueError("path patching writes out one head of multi-head attention (mha/gqa/mqa); "
-                         "MLA's heads share a latent and are not supported: use activation patching instead")
+    # note: read from the parameters, not the variant's name: any attention with per-head slices of
+    # W_Q, W_K, W_V and W_O (MHA, GQA, MQA, a student's variant of them) can be written out head by head
+    if not {"W_Q", "W_K", "W_V", "W_O"} <= set(model.params["blocks"][0]["attn"]):
+        raise ValueError(f"path patching writes out one head of multi-head attention (W_Q, W_K, W_V, W_O); "
+                         f"the {model.config.attention!r} attention has no W_K and W_V of its own (MLA's heads "
+                         "share a latent): use activation patching instead")
 
 
 def head_output(model, layer: int, head: int, z_head: np.ndarray) -> np.ndarray:
