@@ -166,6 +166,10 @@ def _no_hook(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _no_report(name: str, grad: np.ndarray) -> None:
+    return None
+
+
 def _prefixed(hook: Hook, prefix: str) -> Optional[Hook]:
     """The model's hook as seen from inside one stage, which names its activations without the prefix."""
     if hook is _no_hook:
@@ -174,15 +178,24 @@ def _prefixed(hook: Hook, prefix: str) -> Optional[Hook]:
 
 
 def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray,
-             on_grads: Optional[Callable[[str, dict], None]] = None) -> dict:
+             on_grads: Optional[Callable[[str, dict], None]] = None,
+             on_grad: Optional[Callable[[str, np.ndarray], None]] = None) -> dict:
     """Gradients of every parameter, as a nested dict shaped like ``params``.
 
-    ``on_grads(prefix, grads)`` (optional) is called as each part's gradients become final,
-    in the order backward produces them: ``unembed``, ``ln_final``, ``blocks.L-1`` ...
-    ``blocks.0``, ``pos``, ``embed``. Data-parallel training starts sending a layer's
-    gradients while backward works on the layers below it (`training.distributed`).
+    Two optional callbacks watch the backward pass, in the order it produces things:
+
+    - ``on_grads(prefix, grads)`` is called as each part's parameter gradients become final:
+      ``unembed``, ``ln_final``, ``blocks.L-1`` ... ``blocks.0``, ``pos``, ``embed``. Data-parallel
+      training starts sending a layer's gradients while backward works on the layers below it
+      (`training.distributed`).
+    - ``on_grad(name, grad)`` is called with the gradient of the loss w.r.t. the activations
+      ``blocks.{i}.hook_resid_post``, ``hook_mlp_out``, ``hook_resid_mid``, ``hook_attn_out``,
+      ``attn.hook_z`` (B, T, H, D), ``hook_resid_pre`` and ``hook_embed`` as the backward passes
+      them (for attribution patching, `minitransformer.lab.attribution`). It only reads: the
+      gradients it receives must not be written into.
     """
     ready = on_grads or (lambda prefix, g: None)
+    report = on_grad or _no_report
     grads: dict = {"blocks": [None] * len(params["blocks"])}
     W_E = params["embed"]["W_E"] if config.tie_embeddings else None
     dx, grads["unembed"] = output.head_backward(params["unembed"], cache["head"], dlogits, W_E=W_E)
@@ -192,19 +205,28 @@ def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray
     ready("ln_final", grads["ln_final"])
     for i in reversed(range(len(params["blocks"]))):
         p, c, g = params["blocks"][i], cache["blocks"][i], {}
+        report(f"blocks.{i}.hook_resid_post", dx)
+        report(f"blocks.{i}.hook_mlp_out", dx)  # the residual copies dx to the MLP's output
         dm = nn.dropout_backward(dx, c["mlp_drop"])  # the residual copies dx to both branches
         dh, g["mlp"] = stage("ffn", config).require_backward()(p["mlp"], c["mlp"], dm)
         dx_ln2, g["ln2"] = norm_backward(config, c["ln2"], dh)
         dx = dx + dx_ln2
+        report(f"blocks.{i}.hook_resid_mid", dx)
+        report(f"blocks.{i}.hook_attn_out", dx)
+        if on_grad is not None and "W_O" in p["attn"]:  # d hook_z = d attn_out @ W_O.T, per head
+            dz = nn.dropout_backward(dx, c["attn_drop"]) @ p["attn"]["W_O"].T  # (B, T, C) -> (B, T, H*D)
+            report(f"blocks.{i}.attn.hook_z", dz.reshape(*dz.shape[:2], config.n_heads, -1))  # (B, T, H, D)
         da = nn.dropout_backward(dx, c["attn_drop"])
         dh, g["attn"] = attention_module(config).require_backward()(p["attn"], c["attn"], da)
         dx_ln1, g["ln1"] = norm_backward(config, c["ln1"], dh)
         dx = dx + dx_ln1
+        report(f"blocks.{i}.hook_resid_pre", dx)
         grads["blocks"][i] = g
         ready(f"blocks.{i}", g)
     dx = nn.dropout_backward(dx, cache["embed_drop"])
     dx, grads["pos"] = stage("positional", config).require_backward()(params["pos"], cache["pos"], dx)
     ready("pos", grads["pos"])
+    report("hook_embed", dx)
     _, grads["embed"] = embedding.backward(params["embed"], cache["embed"], dx)
     if dW_E_head is not None:
         grads["embed"]["W_E"] = grads["embed"]["W_E"] + dW_E_head

@@ -94,3 +94,18 @@ def test_loss_at_init_is_near_uniform():
     m = GPT("toy", seed=0)
     ids = np.random.default_rng(0).integers(0, 64, (4, 16))
     assert abs(m.loss(ids[:, :-1], ids[:, 1:]) - np.log(64)) < 0.1
+
+
+def test_an_attention_only_model_trains_and_reports_its_cost():
+    cfg = ModelConfig.preset("toy", ffn="none", tie_embeddings=False)
+    report = gradcheck_model(cfg)
+    assert report.ok, str(report)
+    gelu = cfg.replace(ffn="gelu")
+    mlp_params = sum(a.size for a in GPT(gelu).params["blocks"][0]["mlp"].values())
+    assert model_mod.count_params(cfg) == model_mod.count_params(gelu) - cfg.n_layers * mlp_params
+    mlp_flops = 2 * 2 * cfg.d_model * gelu.ff_width  # W_in and W_out, 2 FLOPs per multiply-add
+    assert model_mod.estimate_flops_per_token(cfg) == model_mod.estimate_flops_per_token(gelu) - cfg.n_layers * mlp_flops
+    m = GPT(cfg, seed=0)
+    logits, cache = model_mod.forward(m.params, cfg, np.array([[1, 2, 3]]), need_cache=True)
+    grads = model_mod.backward(m.params, cfg, cache, np.ones_like(logits))
+    assert all(np.all(g == 0) for g in grads["blocks"][0]["ln2"].values())  # ln2 feeds nothing

@@ -170,10 +170,36 @@ def test_activation_cache_is_a_mapping():
 def test_normalized_hooks_are_what_the_next_stage_reads():
     m = GPT("toy", seed=0)
     logits, c = m.run_with_cache(IDS)
-    assert np.allclose(c["ln_final.hook_normalized"] @ m.params["embed"]["W_E"].T, logits, atol=1e-5)  # tied head
-    from minitransformer.feedforward import mlp, output
-    y, _ = mlp.forward(m.params["blocks"][0]["mlp"], c["blocks.0.ln2.hook_normalized"], m.config, need_cache=False)
+    assert np.allclose(c["unembed.hook_in"] @ m.params["embed"]["W_E"].T, logits, atol=1e-5)  # tied head
+    assert c["unembed.hook_out"] is c["hook_logits"]
+    # TransformerLens' meaning: hook_normalized is (x - mean) / scale, before the gain and bias
+    ln = m.params["ln_final"]
+    assert np.allclose(c["ln_final.hook_normalized"] * ln["w"] + ln["b"], c["unembed.hook_in"], atol=1e-6)
+    x = c["blocks.1.hook_resid_post"]
+    assert np.allclose((x - x.mean(-1, keepdims=True)) / c["ln_final.hook_scale"], c["ln_final.hook_normalized"], atol=1e-5)
+    assert np.allclose(c["ln_final.hook_scale"] ** 2, x.var(-1, keepdims=True) + m.config.norm_eps, rtol=1e-4)
+    from minitransformer.feedforward import mlp
+    ln2 = m.params["blocks"][0]["ln2"]
+    h = c["blocks.0.ln2.hook_normalized"] * ln2["w"] + ln2["b"]  # what the MLP reads
+    y, _ = mlp.forward(m.params["blocks"][0]["mlp"], h, m.config, need_cache=False)
     assert np.allclose(y, c["blocks.0.hook_mlp_out"], atol=1e-6)
+
+
+def test_rmsnorm_scale_is_the_root_mean_square():
+    m = GPT(ModelConfig.preset("toy", norm="rmsnorm"), seed=0)
+    _, c = m.run_with_cache(IDS)
+    x = c["blocks.0.hook_resid_pre"]
+    assert np.allclose(c["blocks.0.ln1.hook_scale"] ** 2, (x * x).mean(-1, keepdims=True) + m.config.norm_eps, rtol=1e-4)
+    assert np.allclose(c["blocks.0.ln1.hook_normalized"] * c["blocks.0.ln1.hook_scale"], x, atol=1e-5)
+
+
+def test_an_attention_only_model_publishes_no_mlp_names():
+    m = GPT(ModelConfig.preset("toy", ffn="none"), seed=0)
+    logits, c = m.run_with_cache(IDS)
+    names = {r["name"].replace("{i}", str(i)) for r in hook_table(m.config) for i in range(m.config.n_layers)}
+    assert set(c.keys()) == names and not any(".mlp." in n for n in names)
+    assert np.array_equal(c["blocks.0.hook_mlp_out"], np.zeros_like(c["blocks.0.hook_mlp_out"]))
+    assert np.array_equal(c["blocks.0.hook_resid_post"], c["blocks.0.hook_resid_mid"])
 
 
 def test_a_type_error_inside_a_hook_is_not_masked():

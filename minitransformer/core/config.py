@@ -63,7 +63,8 @@ class ModelConfig:
         latent_norm: MLA only: RMSNorm on the latents c_KV and c_Q (on, as in DeepSeek).
         softmax_scale_mult: MLA only: multiplies the softmax scale 1/sqrt(d_head + d_R)
             (the hook where YaRN's mscale² would go; 1.0 = none).
-        ffn: ``"gelu"`` (GPT-2's MLP) or ``"swiglu"`` (Shazeer, 2020).
+        ffn: ``"gelu"`` (GPT-2's MLP), ``"swiglu"`` (Shazeer, 2020), or ``"none"`` (no MLP:
+            an attention-only model).
         norm: ``"layernorm"`` or ``"rmsnorm"``, applied before each sub-layer (pre-norm).
         tie_embeddings: use ``W_E`` transposed as the output head instead of a separate ``W_U``.
         bias: biases in the linear layers (GPT-2 has them).

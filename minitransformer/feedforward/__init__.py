@@ -1,6 +1,7 @@
 """Stage 5, feed-forward & output (concept: processing).
 
 - `mlp`: the position-wise MLP (GELU as in GPT-2, or SwiGLU);
+- `none`: no MLP at all (``ffn="none"``), for attention-only models;
 - `output`: the output head, then logits -> probabilities -> the next token.
 """
 

@@ -9,16 +9,19 @@ grows and a notebook shows a figure exactly once.
   attention patterns, MLP histograms, sampling, the logit lens, the diagram);
 - `training`: loss curves;
 - `mla`: Multi-Head Latent Attention (cache sizes, decode time);
-- `scaleout`: the network simulator.
+- `scaleout`: the network simulator;
+- `lab`: the interpretability lab (patching maps, attributions, induction heads forming),
+  used as ``figures.lab.layer_head_map(...)``.
 """
 
+from . import lab
 from .stages import (attention_patterns, embedding_map, kv_cache_size, logit_lens, mlp_histograms,
                      next_token_bars, pipeline_diagram, positional_heatmap, rope_rotations, sampling_effects,
                      similarity_vs_distance, token_boundaries)
 from .tokens import compression_curve, merge_counts, merge_tree
 from .training import loss_curves
 
-__all__ = ["attention_patterns", "compression_curve", "embedding_map", "kv_cache_size", "logit_lens",
+__all__ = ["attention_patterns", "lab", "compression_curve", "embedding_map", "kv_cache_size", "logit_lens",
            "loss_curves", "merge_counts", "merge_tree", "mlp_histograms", "next_token_bars", "pipeline_diagram",
            "positional_heatmap", "rope_rotations", "sampling_effects", "similarity_vs_distance",
            "token_boundaries"]

@@ -116,7 +116,7 @@ def collect(model, cache: dict, logits: np.ndarray) -> dict[str, np.ndarray]:
     for i, b in enumerate(cache["blocks"]):
         p = f"blocks.{i}."
         out[p + "hook_resid_pre"] = b["hook_resid_pre"]
-        out[p + "ln1.hook_normalized"] = b["ln1_out"]
+        out[p + "ln1.hook_scale"], out[p + "ln1.hook_normalized"] = scale_and_normalized(b["ln1"])
         for k, v in b["attn"].items():
             if k.startswith("hook_"):
                 out[p + "attn." + k] = v
@@ -124,15 +124,26 @@ def collect(model, cache: dict, logits: np.ndarray) -> dict[str, np.ndarray]:
         out[p + "attn.hook_z"] = z.reshape(*z.shape[:2], c.n_heads, -1)  # (B, T, H*D) -> (B, T, H, D)
         out[p + "hook_attn_out"] = b["hook_attn_out"]
         out[p + "hook_resid_mid"] = b["hook_resid_mid"]
-        out[p + "ln2.hook_normalized"] = b["ln2_out"]
+        out[p + "ln2.hook_scale"], out[p + "ln2.hook_normalized"] = scale_and_normalized(b["ln2"])
         for k, v in b["mlp"].items():
             if k.startswith("hook_"):
                 out[p + "mlp." + k] = v
         out[p + "hook_mlp_out"] = b["hook_mlp_out"]
         out[p + "hook_resid_post"] = b["hook_resid_post"]
-    out["ln_final.hook_normalized"] = cache["ln_final_out"]
-    out["hook_logits"] = logits
+    out["ln_final.hook_scale"], out["ln_final.hook_normalized"] = scale_and_normalized(cache["ln_final"])
+    out["unembed.hook_in"] = cache["ln_final_out"]
+    out["hook_logits"] = out["unembed.hook_out"] = logits
     return out
+
+
+def scale_and_normalized(norm_cache) -> tuple[np.ndarray, np.ndarray]:
+    """A norm's ``(hook_scale (B, T, 1), hook_normalized (B, T, C))`` from its backward cache.
+
+    The cache of `nn.layernorm_forward` / `nn.rmsnorm_forward` holds ``(xhat, 1/scale, gain)``;
+    ``xhat`` is the stream divided by its scale, before the gain and bias (TransformerLens' meaning).
+    """
+    xhat, rstd, _ = norm_cache
+    return 1.0 / rstd, xhat  # (B, T, 1), (B, T, C)
 
 
 def run_with_cache(model, ids, names_filter: NamesFilter = None):

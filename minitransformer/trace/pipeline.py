@@ -127,7 +127,7 @@ class Pipeline:
         text_lines.append("next token: " + ", ".join(f"{name(int(j))!r} {probs[j]:.1%}" for j in top[:5]))
         yield Step(concepts.stage("feedforward"), "MLPs process each position; the head predicts the next token",
                    concepts.stage("feedforward").summary,
-                   {**{n: cache[n] for n in cache if ".mlp." in n}, "ln_final.hook_normalized": cache["ln_final.hook_normalized"],
+                   {**{n: cache[n] for n in cache if ".mlp." in n}, "unembed.hook_in": cache["unembed.hook_in"],
                     "hook_logits": logits, "probs": probs, "next_id": int(top[0]), "logit_lens": lens},
                    text="\n".join(text_lines),
                    figure=lambda: figures.next_token_bars(probs, [name(j) for j in range(len(probs))], k=top_k))

@@ -347,9 +347,10 @@ check("core 1 (shapes)", test_shapes)
 # %% [markdown]
 # **Core 2.** The head is tied: logits are the output of the final LayerNorm
 # times $W_E^\top$ (`model.params["embed"]["W_E"]`, shape `(V, C)`), plus
-# nothing else. `cache["ln_final.hook_normalized"]` holds the stream after the
-# final LayerNorm, its gain and bias included (as in TransformerLens): exactly what
-# the head reads. From it, compute the probabilities of the next token after the
+# nothing else. `cache["unembed.hook_in"]` holds the stream after the
+# final LayerNorm, its gain and bias included: exactly what the head reads
+# (`ln_final.hook_normalized` is the same stream *before* the gain and bias,
+# as in TransformerLens). From it, compute the probabilities of the next token after the
 # **last** position, a `(V,)` array (use `nn.softmax`).
 
 # %%

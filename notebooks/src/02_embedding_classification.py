@@ -260,13 +260,14 @@ fig
 # where $h$ is the final residual stream after the last LayerNorm. The vector
 # that *reads* a token in is the one that *scores* it on the way out: a
 # next-token guess is a search for the rows that best match $h$. (The cache's
-# `ln_final.hook_normalized` is exactly $h$: the stream after the final norm,
-# its gain and bias included, as in TransformerLens.)
+# `unembed.hook_in` is exactly $h$: the stream after the final norm, its gain
+# and bias included; `ln_final.hook_normalized` is the stream before them, as
+# in TransformerLens.)
 
 # %%
-h = cache["ln_final.hook_normalized"]  # (1, T, C): the head's input
+h = cache["unembed.hook_in"]  # (1, T, C): the head's input
 assert np.allclose(h @ W_E.T, logits, atol=1e-4)
-print("logits == ln_final.hook_normalized @ W_E.T")
+print("logits == unembed.hook_in @ W_E.T")
 scores = W_E[:n_tok] @ h[0, -1]  # (V,): one dot product per row
 top = np.argsort(-scores)[:5]
 print(f"after {sentence!r}, the rows best matching h:", [label(i) for i in top])

@@ -213,7 +213,7 @@ text = "The return statement leaves the current function"
 ids = np.array([tok.encode_ordinary(text)])
 labels = [tok.decode([i]) for i in ids[0]]
 logits, cache = model.run_with_cache(ids)
-h = cache["ln_final.hook_normalized"]  # (1, T, C): after the final norm's gain and bias, what the head reads
+h = cache["unembed.hook_in"]  # (1, T, C): after the final norm's gain and bias, what the head reads
 by_hand = h @ model.params["embed"]["W_E"].T  # tied head: (1, T, C) @ (C, V) -> (1, T, V)
 assert np.allclose(by_hand, logits, atol=1e-4)
 probs = probabilities(logits[0, -1])
@@ -346,7 +346,8 @@ def my_mlp(params, x):
 
 def test_my_mlp():
     i = 1
-    x = cache[f"blocks.{i}.ln2.hook_normalized"]  # the MLP's input (the norm's gain and bias included)
+    ln2 = model.params["blocks"][i]["ln2"]
+    x = cache[f"blocks.{i}.ln2.hook_normalized"] * ln2["w"] + ln2["b"]  # the MLP's input: normalised, gain and bias applied
     y, hidden = my_mlp(model.params["blocks"][i]["mlp"], x)
     assert np.allclose(hidden, cache["post", i], atol=1e-4), "the hidden activation (hook_post) differs"
     assert np.allclose(y, cache[f"blocks.{i}.hook_mlp_out"], atol=1e-4), "the output (hook_mlp_out) differs"

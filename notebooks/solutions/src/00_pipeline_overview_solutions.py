@@ -70,7 +70,7 @@ check("core 1 (shapes)", test_shapes)
 
 # %%
 def my_next_token_probs(cache):
-    h = cache["ln_final.hook_normalized"][0, -1]  # (C,): the last position, as the head reads it
+    h = cache["unembed.hook_in"][0, -1]  # (C,): the last position, as the head reads it
     W_E = model.params["embed"]["W_E"]  # (V, C)
     return nn.softmax((W_E @ h).astype(np.float64))  # (V, C) @ (C,) -> (V,)
 

@@ -54,7 +54,8 @@ def my_mlp(params, x):
 
 def test_my_mlp():
     i = 1
-    x = cache[f"blocks.{i}.ln2.hook_normalized"]  # the MLP's input (the norm's gain and bias included)
+    ln2 = model.params["blocks"][i]["ln2"]
+    x = cache[f"blocks.{i}.ln2.hook_normalized"] * ln2["w"] + ln2["b"]  # the MLP's input: normalised, gain and bias applied
     y, hidden = my_mlp(model.params["blocks"][i]["mlp"], x)
     assert np.allclose(hidden, cache["post", i], atol=1e-4), "the hidden activation (hook_post) differs"
     assert np.allclose(y, cache[f"blocks.{i}.hook_mlp_out"], atol=1e-4), "the output (hook_mlp_out) differs"
