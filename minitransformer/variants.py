@@ -17,7 +17,7 @@ from . import positional
 from .attention import mha, mla
 from .attention.kv_cache import KVCache, LatentKVCache
 from .core import registry
-from .feedforward import mlp
+from .feedforward import mlp, moe
 
 
 def _register_builtins() -> None:
@@ -33,6 +33,7 @@ def _register_builtins() -> None:
     for kind in mlp.KINDS:
         registry.register("ffn", kind, init=lambda config, rng, kind=kind: mlp.init(config, rng, kind),
                           forward=mlp.forward, backward=mlp.backward, builtin=True)
+    registry.register("ffn", "moe", init=moe.init, forward=moe.forward, backward=moe.backward, builtin=True)
 
 
 _register_builtins()

@@ -1,6 +1,7 @@
 """Stage 5, feed-forward & output (concept: processing).
 
 - `mlp`: the position-wise MLP (GELU as in GPT-2, or SwiGLU);
+- `moe`, `moe_router`: a mixture of experts with DeepSeek-V3's routing (``ffn="moe"``);
 - `output`: the output head, then logits -> probabilities -> the next token.
 """
 
