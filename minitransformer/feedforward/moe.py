@@ -333,6 +333,26 @@ def expert_loads(cache: dict) -> list:
     return [b["mlp"].get("hook_expert_load") if b["mlp"] is not None else None for b in cache["blocks"]]
 
 
+def load_imbalance(loads: list) -> np.ndarray:
+    """``max / mean`` of each MoE block's expert load (`expert_loads`; dense blocks skipped).
+
+    1 is a perfectly even load; E / K means every token chose the same K experts (collapse).
+
+    >>> load_imbalance([None, np.array([4, 0, 2, 2])])
+    array([2.])
+    """
+    return np.array([load.max() / load.mean() for load in loads if load is not None], dtype=np.float64)
+
+
+def dense_equivalent(config):
+    """A dense SwiGLU config with the MoE's active expert parameters per token: width ``(K + S) F_e``.
+
+    Same sizes otherwise; the router's ``C E`` weights are the only active difference.
+    """
+    width = (config.experts_per_token + config.n_shared_experts) * config.expert_width
+    return config.dense_layer_config().replace(ffn="swiglu", d_ff=width)
+
+
 def add_loads(total: Optional[list], loads: list) -> list:
     """Sum the per-block expert loads of the micro-batches of one step (None: a dense block)."""
     if total is None:
