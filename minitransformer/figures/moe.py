@@ -120,6 +120,7 @@ def routed_traffic(reports: dict, title: str = "one MoE layer's dispatch on real
     ax.bar(x - 0.2, per_expert, 0.4, label="one copy per remote expert")
     ax.bar(x + 0.2, dedup, 0.4, label="one copy per remote node (dedup)")
     ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, 1.4 * max(per_expert + dedup))  # room for the legend
     ax.set_ylabel("network copies per token")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
@@ -128,6 +129,7 @@ def routed_traffic(reports: dict, title: str = "one MoE layer's dispatch on real
     bx.bar(x - 0.2, mp, 0.4, label="multi-plane (MPFT)")
     bx.bar(x + 0.2, sp, 0.4, label="one plane (MRFT)")
     bx.set_xticks(x, labels, fontsize=8)
+    bx.set_ylim(0, 1.4 * max(mp + sp))
     bx.set_ylabel("dispatch + combine (µs)")
     bx.legend(fontsize=7)
     fig.tight_layout()
