@@ -71,14 +71,19 @@ def count_params(config: ModelConfig) -> int:
     D, H, G = config.d_head, config.n_heads, config.kv_heads
     b = 1 if config.bias else 0
     attn = C * H * D + 2 * C * G * D + H * D * C + b * (H * D + 2 * G * D + C)  # W_Q, W_K, W_V, W_O (+ biases)
-    if config.ffn == "swiglu":
-        mlp = 3 * C * F + b * (2 * F + C)
-    else:
-        mlp = 2 * C * F + b * (F + C)
+
+    def dense_mlp(kind):
+        return 3 * C * F + b * (2 * F + C) if kind == "swiglu" else 2 * C * F + b * (F + C)
+
+    mlp = L * dense_mlp(config.ffn)
+    if config.ffn == "moe":  # dense first blocks, then router + bias + E routed and S shared experts (no biases)
+        E, S, Ld = config.n_experts, config.n_shared_experts, config.first_dense_layers
+        expert = (3 if config.expert_ffn == "swiglu" else 2) * C * config.expert_width
+        mlp = Ld * dense_mlp(config.dense_ffn) + (L - Ld) * (C * E + E + (E + S) * expert)
     norm = 2 * C if config.norm == "layernorm" else C
     embed = V * C + (0 if config.tie_embeddings else V * C)
     pos = config.context_length * C if config.positional == "learned" else 0
-    return int(L * (attn + mlp + 2 * norm) + norm + embed + pos)
+    return int(L * (attn + 2 * norm) + mlp + norm + embed + pos)
 
 
 def deepseek_v3_params_per_gpu(ep_gpus: int = 64) -> dict:
@@ -96,8 +101,9 @@ def step_traffic(model="deepseek-v3", tokens_per_gpu: int = 4096, grad_bytes: fl
 
     Args:
         model: ``"deepseek-v3"`` (published numbers) or a ``ModelConfig`` (ours, any size).
-            Our model is dense: it has expert traffic only if ``experts`` is given
-            (a hypothetical MoE version with ``experts`` experts of its FFN's shape).
+            A dense config has expert traffic only if ``experts`` is given (a hypothetical
+            MoE version with ``experts`` experts of its FFN's shape); one with ``ffn="moe"``
+            uses its own experts, K and MoE layers unless ``experts`` is given.
         tokens_per_gpu: tokens each GPU routes through one MoE layer.
         grad_bytes: bytes per gradient element in the all-reduce (2 = BF16).
         topo: a topology (``mpft``, ``mrft``, ...) to simulate on; None gives bytes only.
@@ -116,6 +122,9 @@ def step_traffic(model="deepseek-v3", tokens_per_gpu: int = 4096, grad_bytes: fl
         moe_layers = v3["moe_layers"]
     elif isinstance(model, ModelConfig):
         params, hidden, moe_layers = count_params(model), model.d_model, model.n_layers if experts else 0
+        if model.ffn == "moe" and not experts:
+            experts, top_k = model.n_experts, model.experts_per_token
+            moe_layers = model.n_layers - model.first_dense_layers
     else:
         raise ValueError(f"model must be 'deepseek-v3' or a ModelConfig, got {type(model).__name__}")
     out = dict(params_per_gpu=float(params), allreduce_bytes=float(params * grad_bytes), moe_layers=moe_layers,
