@@ -203,3 +203,13 @@ def test_pipeline_shows_which_experts_processed_each_token(pipeline):
     want = f"{first!r:>14} -> " + ", ".join(f"e{e} ({g:.2f})" for e, g in zip(chosen[0].tolist(), gates[0]))
     assert "layer 1: the experts each token went to (gate) + 1 shared" in text and want in text
     assert np.array_equal(final.arrays["blocks.1.mlp.hook_expert_ids"], cache["blocks.1.mlp.hook_expert_ids"])
+
+
+@pytest.mark.parametrize("shared", [0, 1])
+def test_the_page_data_of_a_mixture_of_experts(pipeline, shared):
+    from minitransformer.trace.page.build import page_data
+
+    cfg = ModelConfig.preset("toy", vocab_size=321, ffn="moe", n_experts=4, n_shared_experts=shared)
+    data = page_data(pipeline.tokenizer, GPT(cfg, seed=0), "the merges", max_new_tokens=2)
+    # without shared experts a MoE layer has no hidden MLP: the page shows the router's 4 scores instead
+    assert data["processing"]["d_ff"] == (cfg.expert_width if shared else 4)
