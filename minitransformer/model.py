@@ -30,7 +30,7 @@ from .core import nn, registry
 from .core.config import ModelConfig
 from .core.memory import keep_freed_memory
 from .core.tree import flatten
-from .feedforward import output
+from .feedforward import moe, output
 from .trace.cache import run_with_cache, run_with_hooks
 
 
@@ -41,6 +41,14 @@ def stage(kind: str, config) -> registry.Variant:
     """The registered variant that ``config`` chooses for ``kind`` ("positional", "attention", "ffn"),
     or its reference path when the config asks for it (``attention_impl="reference"``)."""
     return registry.chosen(kind, config)
+
+
+def layer_ffn(config, layer: int) -> tuple:
+    """``(variant, config)`` of block ``layer``'s MLP: a MoE model's first ``first_dense_layers``
+    blocks use the dense ``dense_ffn`` (with `ModelConfig.dense_layer_config`), the rest ``config.ffn``."""
+    if config.ffn == "moe" and layer < config.first_dense_layers:
+        return registry.get("ffn", config.dense_ffn), config.dense_layer_config()
+    return stage("ffn", config), config
 
 
 def attention_module(config) -> registry.Variant:
@@ -69,9 +77,10 @@ def init_params(config: ModelConfig, rng: np.random.Generator) -> dict:
         return p
 
     params = {"embed": embedding.init(config, rng), "pos": stage("positional", config).init(config, rng), "blocks": []}
-    for _ in range(config.n_layers):
+    for i in range(config.n_layers):
+        ffn, ffn_config = layer_ffn(config, i)
         params["blocks"].append(
-            {"ln1": norm(), "attn": attention_module(config).init(config, rng), "ln2": norm(), "mlp": stage("ffn", config).init(config, rng)}
+            {"ln1": norm(), "attn": attention_module(config).init(config, rng), "ln2": norm(), "mlp": ffn.init(ffn_config, rng)}
         )
     params["ln_final"] = norm()
     params["unembed"] = output.head_init(config, rng)
@@ -145,7 +154,8 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         c["hook_resid_mid"] = x = hook(f"blocks.{i}.hook_resid_mid", x)
         h, c["ln2"] = norm_forward(config, p["ln2"], x)
         c["ln2_out"] = h
-        m, c["mlp"] = stage("ffn", config).forward(p["mlp"], h, config, need_cache=keep)
+        ffn, ffn_config = layer_ffn(config, i)
+        m, c["mlp"] = ffn.forward(p["mlp"], h, ffn_config, need_cache=keep)
         m, c["mlp_drop"] = nn.dropout_forward(m, drop, rng, train)
         c["hook_mlp_out"] = m = hook(f"blocks.{i}.hook_mlp_out", m)  # what the MLP adds
         x = x + m  # (B, T, C): the residual stream after the block
@@ -208,7 +218,7 @@ def backward(params: dict, config: ModelConfig, cache: dict, dlogits: np.ndarray
         report(f"blocks.{i}.hook_resid_post", dx)
         report(f"blocks.{i}.hook_mlp_out", dx)  # the residual copies dx to the MLP's output
         dm = nn.dropout_backward(dx, c["mlp_drop"])  # the residual copies dx to both branches
-        dh, g["mlp"] = stage("ffn", config).require_backward()(p["mlp"], c["mlp"], dm)
+        dh, g["mlp"] = layer_ffn(config, i)[0].require_backward()(p["mlp"], c["mlp"], dm)
         dx_ln2, g["ln2"] = norm_backward(config, c["ln2"], dh)
         dx = dx + dx_ln2
         report(f"blocks.{i}.hook_resid_mid", dx)
@@ -255,6 +265,7 @@ class GPT:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.params = params if params is not None else init_params(self.config, rng)
         self._last = None  # (cache, loss cache) of the last `loss` call, for `backward`
+        self.last_expert_load: list = []  # MoE: per block, tokens per expert in the last `loss` (None: dense)
 
     # ---------------------------------------------------------------- running
     def forward(self, ids, **kwargs) -> np.ndarray:
@@ -272,6 +283,7 @@ class GPT:
         logits, cache = forward(self.params, self.config, ids, need_cache=True, rng=rng, train=train)
         loss, loss_cache = nn.cross_entropy_forward(logits, targets, ignore_index)
         self._last = (cache, loss_cache)
+        self.last_expert_load = moe.expert_loads(cache)  # MoE: tokens per expert and block, for the bias update
         return loss
 
     def backward(self, on_grads: Optional[Callable[[str, dict], None]] = None) -> dict:
@@ -309,7 +321,13 @@ class GPT:
 
     @property
     def num_params(self) -> int:
+        """Every stored number (with a mixture of experts: all experts, and the router biases)."""
         return sum(a.size for a in flatten(self.params).values())
+
+    @property
+    def num_active_params(self) -> int:
+        """Parameters used for each token: `num_params` minus the routed experts a token skips (MoE)."""
+        return self.num_params - moe.inactive_params_per_token(self.config)
 
     # ---------------------------------------------------------------- generation
     def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: Optional[int] = None,
@@ -356,27 +374,3 @@ class GPT:
         c = self.config
         return (f"GPT({self.num_params:,} parameters: {c.n_layers} layers, d_model={c.d_model}, {c.n_heads} heads, "
                 f"vocab {c.vocab_size}, context {c.context_length}, {c.positional} positions, {c.ffn} MLP, {c.norm})")
-
-
-def count_params(config: ModelConfig) -> int:
-    """Parameters of a model with ``config``, read off the arrays `init_params` builds (one source of truth)."""
-    return sum(a.size for a in flatten(init_params(config, np.random.default_rng(0))).values())
-
-
-def estimate_flops_per_token(config: ModelConfig, seq_len: Optional[int] = None) -> int:
-    """Forward FLOPs per token (2 per multiply-add), each stage's share reported by its own variant.
-
-    Every layer's attention and feed-forward variant says what it costs (``flops_per_token`` in the
-    registry; attention over a causal sequence of ``seq_len``, default the context length), and the
-    output head adds C·V. Training (forward + backward) costs about three times this.
-    """
-    T = seq_len or config.context_length
-    total = 2 * config.d_model * config.vocab_size  # the output head
-    for kind in ("attention", "ffn"):
-        variant = stage(kind, config)
-        cost = variant.extras.get("flops_per_token")
-        if cost is None:
-            raise ValueError(f"the {kind} variant {variant.name!r} does not report its cost; register it with "
-                             f"flops_per_token=... to estimate FLOPs")
-        total += config.n_layers * int(cost(config, T))
-    return int(total)

@@ -17,7 +17,7 @@ from . import positional
 from .attention import flops, mha, mha_reference, mla, mla_reference
 from .attention.kv_cache import KVCache, LatentKVCache
 from .core import registry
-from .feedforward import mlp, none
+from .feedforward import mlp, moe, none
 
 
 def _register_builtins() -> None:
@@ -39,6 +39,8 @@ def _register_builtins() -> None:
                           forward=mlp.forward, backward=mlp.backward, builtin=True,
                           flops_per_token=lambda config, seq_len=None, kind=kind: mlp.flops_per_token(
                               config.replace(ffn=kind)))
+    registry.register("ffn", "moe", init=moe.init, forward=moe.forward, backward=moe.backward, builtin=True,
+                      flops_per_token=moe.flops_per_token)
     # an attention-only model (Elhage et al., 2021): the sub-layer adds nothing and costs nothing
     registry.register("ffn", "none", init=none.init, forward=none.forward, backward=none.backward, builtin=True,
                       flops_per_token=none.flops_per_token)

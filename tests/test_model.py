@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from minitransformer import costs
 from minitransformer import model as model_mod
 from minitransformer.core import nn
 from minitransformer.core.config import ModelConfig
@@ -102,9 +103,9 @@ def test_an_attention_only_model_trains_and_reports_its_cost():
     assert report.ok, str(report)
     gelu = cfg.replace(ffn="gelu")
     mlp_params = sum(a.size for a in GPT(gelu).params["blocks"][0]["mlp"].values())
-    assert model_mod.count_params(cfg) == model_mod.count_params(gelu) - cfg.n_layers * mlp_params
+    assert costs.count_params(cfg) == costs.count_params(gelu) - cfg.n_layers * mlp_params
     mlp_flops = 2 * 2 * cfg.d_model * gelu.ff_width  # W_in and W_out, 2 FLOPs per multiply-add
-    assert model_mod.estimate_flops_per_token(cfg) == model_mod.estimate_flops_per_token(gelu) - cfg.n_layers * mlp_flops
+    assert costs.estimate_flops_per_token(cfg) == costs.estimate_flops_per_token(gelu) - cfg.n_layers * mlp_flops
     m = GPT(cfg, seed=0)
     logits, cache = model_mod.forward(m.params, cfg, np.array([[1, 2, 3]]), need_cache=True)
     grads = model_mod.backward(m.params, cfg, cache, np.ones_like(logits))

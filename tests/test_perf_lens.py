@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from minitransformer.core.config import ModelConfig
-from minitransformer.model import GPT, estimate_flops_per_token
+from minitransformer.model import GPT
+from minitransformer.costs import estimate_flops_per_token
 from minitransformer.trace import perf
 from minitransformer.trace.pipeline import Pipeline
 from minitransformer.tokenizer import Tokenizer

@@ -38,7 +38,7 @@ def alibi():
 def test_builtins_are_registered_in_order():
     assert registry.names("positional") == ("learned", "sinusoidal", "rope", "none")
     assert registry.names("attention") == ("mha", "mla")
-    assert registry.names("ffn") == ("gelu", "swiglu", "none")
+    assert registry.names("ffn") == ("gelu", "swiglu", "moe", "none")
 
 
 def test_a_registered_variant_is_used_by_config_model_trainer_and_trace(alibi):

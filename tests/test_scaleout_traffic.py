@@ -168,7 +168,10 @@ def test_the_papers_ep_arithmetic():
 
 @pytest.mark.parametrize("cfg", [ModelConfig.preset("toy"), ModelConfig.preset("tiny"),
                                  ModelConfig.preset("small", ffn="swiglu", norm="rmsnorm", bias=False,
-                                                    tie_embeddings=False, n_kv_heads=2, positional="rope")])
+                                                    tie_embeddings=False, n_kv_heads=2, positional="rope"),
+                                 ModelConfig.preset("toy", ffn="moe", n_experts=8, first_dense_layers=1),
+                                 ModelConfig.preset("toy", ffn="moe", n_shared_experts=0, expert_ffn="gelu",
+                                                    dense_ffn="gelu", first_dense_layers=1, d_expert=12)])
 def test_count_params_matches_the_model(cfg):
     from minitransformer.model import GPT
     assert count_params(cfg) == GPT(cfg).num_params
@@ -187,6 +190,9 @@ def test_step_traffic_for_deepseek_v3_and_ours():
     moe_ours = step_traffic(ModelConfig.preset("small"), tokens_per_gpu=32, topo=mpft(8, nodes=2), experts=64)
     assert moe_ours["moe_layers"] == 6 and moe_ours["network_copies_per_token"] <= 1  # 2 nodes: one remote at most
     assert moe_ours["dispatch_bytes_per_gpu"] > 0 and moe_ours["dispatch_time_s"] > 0
+    moe_cfg = ModelConfig.preset("toy", ffn="moe", n_experts=16, experts_per_token=4, first_dense_layers=1)
+    own = step_traffic(moe_cfg, tokens_per_gpu=8, topo=mpft(8, nodes=2), max_nodes=2)  # its own 16 experts, K = 4
+    assert own["moe_layers"] == 1 and own["network_copies_per_token"] <= 1 and own["dispatch_time_s"] > 0
     with pytest.raises(ValueError, match="deepseek-v3"):
         step_traffic("gpt-5")
 

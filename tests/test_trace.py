@@ -17,13 +17,15 @@ from minitransformer.trace.lens import logit_lens
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = [dict(), dict(positional="rope", ffn="swiglu", n_kv_heads=2), dict(positional="none", norm="rmsnorm"),
-            dict(attention="mla", positional="rope", d_latent_q=16), dict(attention="mla", positional="rope")]
+            dict(attention="mla", positional="rope", d_latent_q=16), dict(attention="mla", positional="rope"),
+            dict(ffn="moe", n_experts=4, first_dense_layers=1), dict(ffn="moe", n_experts=4, n_shared_experts=0),
+            dict(ffn="moe", n_experts=4, expert_ffn="gelu", dense_ffn="gelu", first_dense_layers=1)]
 IDS = np.array([[5, 9, 2, 7, 1]])
 
 
 def expand(config):
     return {r["name"].replace("{i}", str(i)) if "{i}" in r["name"] else r["name"]
-            for r in hook_table(config) for i in range(config.n_layers)}
+            for r in hook_table(config) for i in (r["layers"] if r["layers"] is not None else [0])}
 
 
 @pytest.mark.parametrize("kw", VARIANTS)
@@ -212,3 +214,28 @@ def test_a_type_error_inside_a_hook_is_not_masked():
         m.run_with_hooks(IDS, {"blocks.0.hook_resid_pre": broken})
     with pytest.raises(ValueError, match=r"must take \(array\) or \(array, name\)"):
         m.run_with_hooks(IDS, {"blocks.0.hook_resid_pre": lambda a, b, c: a})
+
+
+def test_pipeline_shows_which_experts_processed_each_token(pipeline):
+    cfg = ModelConfig.preset("toy", vocab_size=321, ffn="moe", n_experts=4, first_dense_layers=1)
+    moe_pipe = Pipeline(pipeline.tokenizer, GPT(cfg, seed=0))
+    final = moe_pipe.trace("the merges")[-1]
+    ids = pipeline.tokenizer.encode("the merges")
+    _, cache = moe_pipe.model.run_with_cache(np.array([ids]))
+    chosen, gates = cache["blocks.1.mlp.hook_expert_ids"][0], cache["blocks.1.mlp.hook_gates"][0]  # (T, K)
+    text = final.describe()
+    assert "layer 0: the experts" not in text  # block 0 is dense
+    first = pipeline.tokenizer.decode([ids[0]])
+    want = f"{first!r:>14} -> " + ", ".join(f"e{e} ({g:.2f})" for e, g in zip(chosen[0].tolist(), gates[0]))
+    assert "layer 1: the experts each token went to (gate) + 1 shared" in text and want in text
+    assert np.array_equal(final.arrays["blocks.1.mlp.hook_expert_ids"], cache["blocks.1.mlp.hook_expert_ids"])
+
+
+@pytest.mark.parametrize("shared", [0, 1])
+def test_the_page_data_of_a_mixture_of_experts(pipeline, shared):
+    from minitransformer.trace.page.build import page_data
+
+    cfg = ModelConfig.preset("toy", vocab_size=321, ffn="moe", n_experts=4, n_shared_experts=shared)
+    data = page_data(pipeline.tokenizer, GPT(cfg, seed=0), "the merges", max_new_tokens=2)
+    # without shared experts a MoE layer has no hidden MLP: the page shows the router's 4 scores instead
+    assert data["processing"]["d_ff"] == (cfg.expert_width if shared else 4)

@@ -1,7 +1,7 @@
 """What attention costs: forward FLOPs per token of each built-in variant (2 per multiply-add).
 
 Each variant reports its own cost to the registry (``flops_per_token``), so the
-model's estimate (`model.estimate_flops_per_token`) never keeps a parallel formula.
+model's estimate (`costs.estimate_flops_per_token`) never keeps a parallel formula.
 """
 
 from __future__ import annotations

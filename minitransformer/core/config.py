@@ -16,6 +16,7 @@ a ``ValueError`` that lists the valid ones; nothing is checked with ``assert``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from typing import Optional
@@ -24,6 +25,9 @@ from . import registry
 
 ROPE_STYLES = ("half", "interleaved")
 NORM = ("layernorm", "rmsnorm")
+EXPERT_FFN = ("swiglu", "gelu")  # the MLP inside each expert of ffn="moe"
+DENSE_FFN = ("gelu", "swiglu")  # the MLP of the first dense blocks of ffn="moe"
+MOE_IMPL = ("fast", "reference")
 
 
 @dataclass(frozen=True)
@@ -63,14 +67,34 @@ class ModelConfig:
         latent_norm: MLA only: RMSNorm on the latents c_KV and c_Q (on, as in DeepSeek).
         softmax_scale_mult: MLA only: multiplies the softmax scale 1/sqrt(d_head + d_R)
             (the hook where YaRN's mscale² would go; 1.0 = none).
-        ffn: ``"gelu"`` (GPT-2's MLP), ``"swiglu"`` (Shazeer, 2020), or ``"none"`` (no MLP:
-            an attention-only model).
+        ffn: ``"gelu"`` (GPT-2's MLP), ``"swiglu"`` (Shazeer, 2020), ``"moe"`` (a mixture of
+            experts with DeepSeek-V3's routing, `feedforward.moe`; fields below), or ``"none"``
+            (no MLP: an attention-only model).
         norm: ``"layernorm"`` or ``"rmsnorm"``, applied before each sub-layer (pre-norm).
         tie_embeddings: use ``W_E`` transposed as the output head instead of a separate ``W_U``.
         bias: biases in the linear layers (GPT-2 has them).
         dropout: dropout probability in training (0 disables it).
         norm_eps: epsilon inside the norms.
         init_std: standard deviation of the initial weights.
+
+    Mixture of experts (``ffn="moe"``); every field below must keep its default unless
+    ``ffn="moe"``:
+
+        n_experts: E, routed experts per MoE layer.
+        n_shared_experts: S, experts every token goes through (0 = none).
+        experts_per_token: K, routed experts each token uses (top-K of the router).
+        n_expert_groups: experts are split into this many equal groups (1 = no group limit).
+        groups_per_token: a token chooses its K experts inside at most this many groups.
+        d_expert: F_e, hidden width of one expert (None: a dense SwiGLU's width divided by
+            K + S, rounded up to a multiple of 8, so the active size matches a dense layer).
+        expert_ffn: the MLP inside each expert, ``"swiglu"`` (DeepSeek) or ``"gelu"``.
+        routed_scaling: multiplies the gate values (DeepSeek-V3's routed_scaling_factor).
+        normalize_gates: gates are the selected scores divided by their sum (norm_topk_prob).
+        first_dense_layers: the first blocks keep a dense MLP (first_k_dense_replace).
+        dense_ffn: the MLP of those dense blocks (``"swiglu"`` or ``"gelu"``, width ``d_ff``).
+        balance_speed: gamma, the step of the auxiliary-loss-free bias update per training step.
+        balance_loss: alpha, weight of the sequence-wise balance loss (0 = off).
+        moe_impl: ``"fast"`` (tokens sorted by expert) or ``"reference"`` (a loop with masks).
     """
 
     vocab_size: int = 256
@@ -97,6 +121,20 @@ class ModelConfig:
     d_rope: Optional[int] = None
     latent_norm: bool = True
     softmax_scale_mult: float = 1.0
+    n_experts: int = 8
+    n_shared_experts: int = 1
+    experts_per_token: int = 2
+    n_expert_groups: int = 1
+    groups_per_token: int = 1
+    d_expert: Optional[int] = None
+    expert_ffn: str = "swiglu"
+    routed_scaling: float = 1.0
+    normalize_gates: bool = True
+    first_dense_layers: int = 0
+    dense_ffn: str = "swiglu"
+    balance_speed: float = 0.001
+    balance_loss: float = 0.0
+    moe_impl: str = "fast"
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads"):
@@ -134,6 +172,7 @@ class ModelConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
         self._check_mla()
+        self._check_moe()
 
     def _check_mla(self) -> None:
         """The Multi-Head Latent Attention fields: meaningful only with ``attention="mla"``."""
@@ -168,6 +207,49 @@ class ModelConfig:
                 raise ValueError("positional='rope' with attention='mla' needs d_rope > 0 (the decoupled RoPE "
                                  "channel carries all position information); use positional='none' for no positions")
 
+    def _check_moe(self) -> None:
+        """The mixture-of-experts fields: meaningful only with ``ffn="moe"``."""
+        if self.ffn != "moe":
+            for f in dataclasses.fields(self):
+                if f.name in MOE_FIELDS and getattr(self, f.name) != f.default:
+                    raise ValueError(f"{f.name}={getattr(self, f.name)!r} is a mixture-of-experts setting; it needs "
+                                     f"ffn='moe' (got ffn={self.ffn!r}), or leave it at its default {f.default!r}")
+            return
+        for name in ("n_experts", "experts_per_token", "n_expert_groups", "groups_per_token"):
+            _positive_int(name, getattr(self, name))
+        for name in ("n_shared_experts", "first_dense_layers"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}={v!r} must be an int >= 0")
+        if self.d_expert is not None:
+            _positive_int("d_expert", self.d_expert)
+        E, K, G, Kg = self.n_experts, self.experts_per_token, self.n_expert_groups, self.groups_per_token
+        if E % G:
+            raise ValueError(f"n_experts={E} must be divisible by n_expert_groups={G} (groups are equal)")
+        if G > 1 and E // G < 2:
+            raise ValueError(f"each expert group is scored by its two best experts, so it needs at least 2: "
+                             f"n_experts={E} / n_expert_groups={G} is {E // G}; use fewer groups")
+        if Kg > G:
+            raise ValueError(f"groups_per_token={Kg} exceeds n_expert_groups={G}")
+        if K > Kg * (E // G):
+            raise ValueError(f"experts_per_token={K} is more than the {Kg * (E // G)} experts in "
+                             f"groups_per_token={Kg} groups of {E // G}; lower K or allow more groups")
+        for name, valid in (("expert_ffn", EXPERT_FFN), ("dense_ffn", DENSE_FFN), ("moe_impl", MOE_IMPL)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(map(repr, valid))}")
+        if self.first_dense_layers > self.n_layers:
+            raise ValueError(f"first_dense_layers={self.first_dense_layers} exceeds n_layers={self.n_layers}")
+        if not isinstance(self.normalize_gates, bool):
+            raise ValueError(f"normalize_gates={self.normalize_gates!r} must be True or False")
+        for name in ("routed_scaling", "balance_speed", "balance_loss"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or (name == "routed_scaling" and v == 0):
+                raise ValueError(f"{name}={v!r} must be a number " + ("> 0" if name == "routed_scaling" else ">= 0"))
+
+    def dense_layer_config(self) -> "ModelConfig":
+        """The config of the dense blocks of a MoE model (``ffn=dense_ffn``, expert fields at their defaults)."""
+        return _dense_layer_config(self)
+
     # ---------------------------------------------------------------- derived sizes
     @property
     def latent_dim(self) -> int:
@@ -197,11 +279,20 @@ class ModelConfig:
         return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
 
     @property
+    def expert_width(self) -> int:
+        """F_e, the hidden width of one expert of ``ffn="moe"`` actually used."""
+        if self.d_expert is not None:
+            return self.d_expert
+        dense = -(-(8 * self.d_model // 3) // 8) * 8  # a dense SwiGLU's width
+        per = -(-dense // (self.experts_per_token + self.n_shared_experts))
+        return -(-per // 8) * 8
+
+    @property
     def ff_width(self) -> int:
-        """F, the feed-forward hidden width actually used."""
+        """F, the feed-forward hidden width actually used (with ``ffn="moe"``: of the dense blocks)."""
         if self.d_ff is not None:
             return self.d_ff
-        if self.ffn == "swiglu":
+        if (self.dense_ffn if self.ffn == "moe" else self.ffn) == "swiglu":
             return -(-(8 * self.d_model // 3) // 8) * 8
         return 4 * self.d_model
 
@@ -243,6 +334,17 @@ PRESETS: dict[str, dict] = {
     # the largest size the benchmarks train on 2 cores
     "small": dict(vocab_size=4096, context_length=256, d_model=256, n_layers=6, n_heads=8),
 }
+
+
+MOE_FIELDS = ("n_experts", "n_shared_experts", "experts_per_token", "n_expert_groups", "groups_per_token", "d_expert",
+              "expert_ffn", "routed_scaling", "normalize_gates", "first_dense_layers", "dense_ffn", "balance_speed",
+              "balance_loss", "moe_impl")
+
+
+@functools.lru_cache(maxsize=64)
+def _dense_layer_config(config: ModelConfig) -> ModelConfig:
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name in MOE_FIELDS}
+    return config.replace(**defaults, ffn=config.dense_ffn)
 
 
 def _positive_int(name: str, value) -> None:

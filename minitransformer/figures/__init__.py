@@ -9,6 +9,7 @@ grows and a notebook shows a figure exactly once.
   attention patterns, MLP histograms, sampling, the logit lens, the diagram);
 - `training`: loss curves;
 - `mla`: Multi-Head Latent Attention (cache sizes, decode time);
+- `moe`: the mixture of experts (load balance, routing map, dense vs MoE, its traffic);
 - `scaleout`: the network simulator;
 - `lab`: the interpretability lab (patching maps, attributions, induction heads forming),
   used as ``figures.lab.layer_head_map(...)``.

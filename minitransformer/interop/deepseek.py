@@ -9,8 +9,10 @@ with normalised latents, with or without query compression (``d_latent_q`` ->
 ``q_lora_rank``, None when absent), decoupled RoPE in either style
 (``rope_style="interleaved"`` <-> ``rope_interleave: true``, transformers'
 default and DeepSeek's own layout; ``"half"`` <-> ``false``), RMSNorm, a
-bias-free SwiGLU MLP in every layer (``first_k_dense_replace = n_layers``: no
-mixture-of-experts layer), and a tied or untied head. Anything else is refused
+bias-free SwiGLU MLP in every layer (``ffn="swiglu"``: ``first_k_dense_replace =
+n_layers``) or DeepSeek-V3's mixture of experts after ``first_dense_layers`` dense
+ones (``ffn="moe"``, SwiGLU experts; `deepseek_moe` maps its fields and per-expert
+tensors), and a tied or untied head. Anything else is refused
 with a ValueError naming the field and what DeepSeek-V3 supports.
 
     >>> import tempfile
@@ -36,8 +38,7 @@ note: DeepSeek-V3's latent norms (``q_a_layernorm``, ``kv_a_layernorm``) use a f
 epsilon of 1e-6 while ours use ``norm_eps``, so a model exports exactly only with
 ``norm_eps=1e-6`` (checked).
 
-Deliberately left out: mixture-of-experts layers (the table has their place),
-multi-token prediction modules, YaRN context extension, and FP8 weights.
+Deliberately left out: multi-token prediction modules, YaRN context extension, and FP8 weights.
 
 References: DeepSeek-AI (2024), "DeepSeek-V3 Technical Report" (arXiv 2412.19437)
 §2.1; the names are those of ``transformers``' ``modeling_deepseek_v3.py``.
@@ -56,15 +57,17 @@ from ..core.fileio import PathLike
 from ..core.tree import flatten, unflatten_like
 from ..model import GPT, init_params
 from ..attention.mla import dims as mla_dims
-from . import hf_checkpoint, mla_layout
+from . import deepseek_moe, hf_checkpoint, mla_layout
 
 # --------------------------------------------------------------------------- the name table
 # One row per DeepSeek-V3 tensor: name, shape, our name, how. The attention rows name the fused
 # matrices of `mla_layout.to_deepseek_layout` (already (out, in): "same"); the MLP is
 # transposed ("T"). Sizes: V vocabulary, C width, F MLP width, Dq query latent (q_lora_rank),
 # Dc key/value latent (kv_lora_rank), DcR = Dc + Dr, HQ = H·(Dh + Dr), HKV = H·(Dh + Dv),
-# HV = H·Dv. A row applies when the model has our parameter (wq without query compression,
-# wq_a/q_norm/wq_b with it; lm_head only when untied).
+# HV = H·Dv; for the mixture of experts E routed experts, M = moe_intermediate_size, SM = S·M
+# (S shared experts). A row applies when the model has our parameter (wq without query compression,
+# wq_a/q_norm/wq_b with it; lm_head only when untied; the dense MLP rows in dense layers, the
+# expert rows in MoE layers). ``{j}`` is a routed expert (see `deepseek_moe.split_experts`).
 TABLE: list[tuple[str, str, str, str]] = [
     # transformers name                                      shape     our name                  how
     ("model.embed_tokens.weight",                            "V C",    "embed.W_E",              "same"),
@@ -78,17 +81,20 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("model.layers.{i}.self_attn.kv_b_proj.weight",          "HKV Dc", "blocks.{i}.attn.wkv_b",  "same"),
     ("model.layers.{i}.self_attn.o_proj.weight",             "C HV",   "blocks.{i}.attn.wo",     "same"),
     ("model.layers.{i}.post_attention_layernorm.weight",     "C",      "blocks.{i}.ln2.w",       "same"),
-    # dense layers (i < first_k_dense_replace; here every layer)
+    # dense layers (i < first_k_dense_replace)
     ("model.layers.{i}.mlp.gate_proj.weight",                "F C",    "blocks.{i}.mlp.W_gate",  "T"),
     ("model.layers.{i}.mlp.up_proj.weight",                  "F C",    "blocks.{i}.mlp.W_in",    "T"),
     ("model.layers.{i}.mlp.down_proj.weight",                "C F",    "blocks.{i}.mlp.W_out",   "T"),
-    # mixture-of-experts layers (i >= first_k_dense_replace) go here, in transformers' names:
-    #   model.layers.{i}.mlp.gate.weight                     (E, C)     the router
-    #   model.layers.{i}.mlp.gate.e_score_correction_bias    (E,)       the load-balancing bias
-    #   model.layers.{i}.mlp.experts.gate_up_proj            (E, 2M, C) every routed expert, fused
-    #   model.layers.{i}.mlp.experts.down_proj               (E, C, M)
-    #   model.layers.{i}.mlp.shared_experts.{gate,up,down}_proj.weight  (S·M wide)
-    # (E routed experts, M = moe_intermediate_size, S = n_shared_experts)
+    # mixture-of-experts layers (i >= first_k_dense_replace): the router, its bias, each routed expert
+    ("model.layers.{i}.mlp.gate.weight",                     "E C",    "blocks.{i}.mlp.W_router", "T"),
+    ("model.layers.{i}.mlp.gate.e_score_correction_bias",    "E",      "blocks.{i}.mlp.b_router", "same"),
+    ("model.layers.{i}.mlp.experts.{j}.gate_proj.weight",    "M C",    "blocks.{i}.mlp.experts.{j}.W_gate", "T"),
+    ("model.layers.{i}.mlp.experts.{j}.up_proj.weight",      "M C",    "blocks.{i}.mlp.experts.{j}.W_in", "T"),
+    ("model.layers.{i}.mlp.experts.{j}.down_proj.weight",    "C M",    "blocks.{i}.mlp.experts.{j}.W_out", "T"),
+    # ... and the shared experts, one MLP S·M wide (zero wide when S = 0)
+    ("model.layers.{i}.mlp.shared_experts.gate_proj.weight", "SM C",   "blocks.{i}.mlp.W_gate_shared", "T"),
+    ("model.layers.{i}.mlp.shared_experts.up_proj.weight",   "SM C",   "blocks.{i}.mlp.W_in_shared", "T"),
+    ("model.layers.{i}.mlp.shared_experts.down_proj.weight", "C SM",   "blocks.{i}.mlp.W_out_shared", "T"),
     ("model.norm.weight",                                    "C",      "ln_final.w",             "same"),
     ("lm_head.weight",                                       "V C",    "unembed.W_U",            "T"),
 ]
@@ -101,12 +107,18 @@ DEFAULTS = dict(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rop
 def _sizes(config: ModelConfig) -> dict:
     H, Dh, Dv, Dc, Dq, Dr = mla_dims(config)
     return {"V": config.vocab_size, "C": config.d_model, "F": config.ff_width, "Dq": Dq, "Dc": Dc,
-            "DcR": Dc + Dr, "HQ": H * (Dh + Dr), "HKV": H * (Dh + Dv), "HV": H * Dv}
+            "DcR": Dc + Dr, "HQ": H * (Dh + Dr), "HKV": H * (Dh + Dv), "HV": H * Dv, **deepseek_moe.sizes(config)}
+
+
+def _table(config: ModelConfig) -> list:
+    """`TABLE` with the ``{j}`` rows repeated for each routed expert of ``config``."""
+    return deepseek_moe.expand_experts(TABLE, config.n_experts if config.ffn == "moe" else 0)
 
 
 def _fused(params: dict, config: ModelConfig) -> dict:
-    """Our flat parameters with each block's attention in DeepSeek's fused layout (``blocks.0.attn.wkv_a``)."""
-    flat = {k: v for k, v in flatten(params).items() if ".attn." not in k}
+    """Our flat parameters with each block's attention in DeepSeek's fused layout (``blocks.0.attn.wkv_a``),
+    and each MoE block's experts one by one (``blocks.1.mlp.experts.0.W_gate``)."""
+    flat = deepseek_moe.split_experts({k: v for k, v in flatten(params).items() if ".attn." not in k}, config)
     for i, block in enumerate(params["blocks"]):
         for name, value in mla_layout.to_deepseek_layout(block["attn"], config).items():
             flat[f"blocks.{i}.attn.{name}"] = value
@@ -116,7 +128,8 @@ def _fused(params: dict, config: ModelConfig) -> dict:
 def _miniature(config: ModelConfig) -> tuple[ModelConfig, dict]:
     """A config with ``config``'s variants and tiny sizes, and its parameters: the names, instantly."""
     small = config.replace(vocab_size=1, context_length=1, d_model=2 * config.n_heads, d_ff=1, d_latent=1,
-                           d_latent_q=1 if config.latent_q_dim else None, d_rope=2)
+                           d_latent_q=1 if config.latent_q_dim else None, d_rope=2,
+                           **({"d_expert": 1} if config.ffn == "moe" else {}))
     return small, init_params(small, np.random.default_rng(0))
 
 
@@ -135,8 +148,10 @@ def check_deepseek_compatible(config: ModelConfig) -> None:
     if config.positional != "rope":
         problems.append(f"positional={config.positional!r}{own('positional', config.positional)} "
                         "(DeepSeek-V3 supports only 'rope', in MLA's decoupled RoPE channel)")
-    if config.ffn != "swiglu":
-        problems.append(f"ffn={config.ffn!r}{own('ffn', config.ffn)} (DeepSeek-V3 supports only 'swiglu')")
+    if config.ffn not in ("swiglu", "moe"):
+        problems.append(f"ffn={config.ffn!r}{own('ffn', config.ffn)} (DeepSeek-V3 supports only 'swiglu' "
+                        "and its mixture of experts, 'moe')")
+    problems += deepseek_moe.problems(config)
     if config.norm != "rmsnorm":
         problems.append(f"norm={config.norm!r} (DeepSeek-V3 supports only 'rmsnorm')")
     if config.bias:
@@ -182,7 +197,7 @@ def config_to_deepseek(config: ModelConfig, eos_token_id: Optional[int] = None) 
         "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_base},
         "attention_bias": False,
         "attention_dropout": 0.0,
-        "first_k_dense_replace": config.n_layers,  # every layer has the dense MLP: no mixture of experts
+        **deepseek_moe.config_to_hf(config),  # first_k_dense_replace, and the experts' sizes and routing
         "num_nextn_predict_layers": 0,  # no multi-token prediction module
         "tie_word_embeddings": config.tie_embeddings,
         "initializer_range": config.init_std,
@@ -202,10 +217,7 @@ def config_from_deepseek(hf: dict, source: str = "config.json") -> ModelConfig:
                                   "num_attention_heads"), source)
     get = {**DEFAULTS, **hf}.get
     n_layers, heads, width = hf["num_hidden_layers"], hf["num_attention_heads"], hf["hidden_size"]
-    if isinstance(n_layers, int) and (get("first_k_dense_replace") or 0) < n_layers:
-        raise ValueError(f"{source}: first_k_dense_replace={get('first_k_dense_replace')} < num_hidden_layers="
-                         f"{n_layers}, so layers {get('first_k_dense_replace')}.. are mixture-of-experts layers, "
-                         "which are not supported yet (only dense layers: first_k_dense_replace >= num_hidden_layers)")
+    ffn = deepseek_moe.config_from_hf(hf, n_layers, source)  # ffn="swiglu", or "moe" and its fields
     if hf.get("hidden_act", "silu") not in ("silu", "swish"):
         raise ValueError(f"{source}: hidden_act={hf['hidden_act']!r} is not supported; SwiGLU here uses 'silu'")
     if hf.get("attention_bias", False):
@@ -233,7 +245,7 @@ def config_from_deepseek(hf: dict, source: str = "config.json") -> ModelConfig:
             n_layers=n_layers, n_heads=heads, d_ff=hf["intermediate_size"], attention="mla",
             positional="rope", rope_style="interleaved" if get("rope_interleave") else "half",
             rope_base=hf_checkpoint.rope_base_of(hf, source), d_latent=get("kv_lora_rank"),
-            d_latent_q=get("q_lora_rank"), d_rope=get("qk_rope_head_dim"), ffn="swiglu", norm="rmsnorm",
+            d_latent_q=get("q_lora_rank"), d_rope=get("qk_rope_head_dim"), **ffn, norm="rmsnorm",
             tie_embeddings=hf.get("tie_word_embeddings", False), bias=False, norm_eps=eps,
             init_std=float(hf.get("initializer_range", 0.02)))
     except (TypeError, ValueError) as exc:
@@ -246,15 +258,17 @@ def params_from_deepseek(tensors: dict, config: ModelConfig, source: str = "chec
     tensors = dict(tensors)
     small, template = _miniature(config)
     names = set(_fused(template, small))
-    table_rows = list(hf_checkpoint.rows(TABLE, _sizes(config), config.n_layers, names))
+    table_rows = list(hf_checkpoint.rows(_table(config), _sizes(config), config.n_layers, names))
+    deepseek_moe.fill_empty_shared(tensors, config)
     fused = hf_checkpoint.import_tensors(table_rows, tensors, hf_checkpoint.TRANSFORMS, source)
     if config.tie_embeddings:
         hf_checkpoint.check_tied_copy(tensors, TIED_HEAD, fused["embed.W_E"], source)
-    hf_checkpoint.check_no_extra(tensors, source, "is this a dense DeepSeek-V3 language model whose config.json "
-                                 f"(q_lora_rank, tie_word_embeddings={config.tie_embeddings}) matches its weights?")
+    hf_checkpoint.check_no_extra(tensors, source, "is this a DeepSeek-V3 language model whose config.json "
+                                 f"(q_lora_rank, first_k_dense_replace, n_routed_experts, tie_word_embeddings="
+                                 f"{config.tie_embeddings}) matches its weights?")
     if names != set(fused):  # the table must name every parameter the model has
         raise ValueError(f"internal: the DeepSeek-V3 table does not match the model ({sorted(names ^ set(fused))})")
-    flat = {k: v for k, v in fused.items() if ".attn." not in k}
+    flat = deepseek_moe.stack_experts({k: v for k, v in fused.items() if ".attn." not in k}, config)
     for i in range(config.n_layers):
         prefix = f"blocks.{i}.attn."
         packed = {k[len(prefix):]: v for k, v in fused.items() if k.startswith(prefix)}
@@ -271,7 +285,7 @@ def params_to_deepseek(params: dict, config: ModelConfig) -> dict[str, np.ndarra
         raise ValueError(f"the parameters do not match the config (differing names: "
                          f"{sorted(set(flatten(params)) ^ set(flatten(template)))[:5]}); were they built for it?")
     fused = _fused(params, config)
-    table_rows = list(hf_checkpoint.rows(TABLE, _sizes(config), config.n_layers, set(fused)))
+    table_rows = list(hf_checkpoint.rows(_table(config), _sizes(config), config.n_layers, set(fused)))
     if {r[2] for r in table_rows} != set(fused):
         raise ValueError(f"internal: the DeepSeek-V3 table misses {sorted(set(fused) - {r[2] for r in table_rows})}")
     return hf_checkpoint.export_tensors(table_rows, fused, hf_checkpoint.TRANSFORMS)
@@ -279,11 +293,11 @@ def params_to_deepseek(params: dict, config: ModelConfig) -> dict[str, np.ndarra
 
 # --------------------------------------------------------------------------- the two entry points
 def load_deepseek_v3(path: PathLike) -> GPT:
-    """Build a `GPT` from a DeepSeek-V3-format checkpoint directory (dense layers only).
+    """Build a `GPT` from a DeepSeek-V3-format checkpoint directory (dense and mixture-of-experts layers).
 
     Raises:
         ValueError: naming the file and what is wrong: a missing file, an unsupported
-            field (mixture-of-experts layers among them), a missing, unexpected or
+            field, a missing, unexpected or
             wrongly shaped tensor.
     """
     hf, tensors, config_path, weights_path = hf_checkpoint.read_dir(path, "a DeepSeek-V3 checkpoint")

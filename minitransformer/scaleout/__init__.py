@@ -11,6 +11,7 @@ wiring, and why many machines in parallel beat one faster machine.
 - ``traffic``: MoE dispatch/combine with node-limited routing, collectives, stress;
 - ``metrics``: loads, completion times, hops, plane changes, failures;
 - ``model_traffic``: what a model's training step and MoE layer send, and speed-up;
+- ``real_routing``: a model's own routing decisions (``hook_expert_ids``) on the network;
 - the figures of notebook 08 live in `minitransformer.figures.scaleout`.
 
     >>> from minitransformer.scaleout import mpft, route, moe_dispatch, completion_time

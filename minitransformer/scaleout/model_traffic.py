@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from minitransformer.core.config import ModelConfig
-from minitransformer.model import count_params as model_count_params
+from minitransformer.costs import count_params as model_count_params
 from minitransformer.scaleout.metrics import completion_time
 from minitransformer.scaleout.routing import route
 from minitransformer.scaleout.topology import IB_GBPS, mpft
@@ -63,7 +63,7 @@ def time_per_output_token(layer_time: float | None = None, micro_batches: int = 
 
 
 def count_params(config: ModelConfig) -> int:
-    """Parameters of our GPT for ``config``: read off the model's own init shapes (`model.count_params`).
+    """Parameters of our GPT for ``config``: read off the model's own init shapes (`costs.count_params`).
 
         >>> count_params(ModelConfig(vocab_size=10, context_length=4, d_model=8, n_layers=1, n_heads=2))
         1000
@@ -86,8 +86,9 @@ def step_traffic(model="deepseek-v3", tokens_per_gpu: int = 4096, grad_bytes: fl
 
     Args:
         model: ``"deepseek-v3"`` (published numbers) or a ``ModelConfig`` (ours, any size).
-            Our model is dense: it has expert traffic only if ``experts`` is given
-            (a hypothetical MoE version with ``experts`` experts of its FFN's shape).
+            A dense config has expert traffic only if ``experts`` is given (a hypothetical
+            MoE version with ``experts`` experts of its FFN's shape); one with ``ffn="moe"``
+            uses its own experts, K and MoE layers unless ``experts`` is given.
         tokens_per_gpu: tokens each GPU routes through one MoE layer.
         grad_bytes: bytes per gradient element in the all-reduce (2 = BF16).
         topo: a topology (``mpft``, ``mrft``, ...) to simulate on; None gives bytes only.
@@ -106,6 +107,9 @@ def step_traffic(model="deepseek-v3", tokens_per_gpu: int = 4096, grad_bytes: fl
         moe_layers = v3["moe_layers"]
     elif isinstance(model, ModelConfig):
         params, hidden, moe_layers = count_params(model), model.d_model, model.n_layers if experts else 0
+        if model.ffn == "moe" and not experts:
+            experts, top_k = model.n_experts, model.experts_per_token
+            moe_layers = model.n_layers - model.first_dense_layers
     else:
         raise ValueError(f"model must be 'deepseek-v3' or a ModelConfig, got {type(model).__name__}")
     out = dict(params_per_gpu=float(params), allreduce_bytes=float(params * grad_bytes), moe_layers=moe_layers,

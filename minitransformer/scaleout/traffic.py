@@ -223,7 +223,7 @@ class MoETraffic:
 def moe_dispatch(nodes: int, gpus_per_node: int = 8, experts: int = 256, top_k: int = 8, max_nodes: int = 4,
                  tokens_per_gpu: int = 128, hidden: int = 7168, dispatch_bytes: float = 1, combine_bytes: float = 2,
                  skew: float = 0.0, mode: str = "dedup", ep_nodes: int | None = None, pool: int | None = None,
-                 seed: int = 0) -> MoETraffic:
+                 seed: int = 0, routing: np.ndarray | None = None) -> MoETraffic:
     """The flows of one MoE layer's dispatch and combine under node-limited routing.
 
     Args:
@@ -236,6 +236,11 @@ def moe_dispatch(nodes: int, gpus_per_node: int = 8, experts: int = 256, top_k: 
         pool: ``None`` routes every token; an int routes ``pool`` tokens exactly and lets
             each token draw its decision from them (a bootstrap that keeps 16,384 GPUs x
             4,096 tokens in seconds).
+        routing: (n, K) expert ids, a model's own decisions (``hook_expert_ids``), in place of
+            synthetic ones: token ``r`` is sent by GPU ``r // (n / D)`` of every expert-parallel
+            group (n must be a multiple of its D GPUs), and expert e lives on GPU
+            ``e // (experts / D)``. ``top_k``, ``tokens_per_gpu``, ``max_nodes`` and ``skew``
+            then come from (or do not apply to) the table.
 
         >>> m = moe_dispatch(4, 8, experts=64, top_k=8, max_nodes=2, tokens_per_gpu=16, hidden=10)
         >>> m.copies["dedup"] <= 2 * m.tokens, m.copies["per_expert"] <= 8 * m.tokens
@@ -247,10 +252,19 @@ def moe_dispatch(nodes: int, gpus_per_node: int = 8, experts: int = 256, top_k: 
         raise ValueError(f"mode={mode!r} is not valid; choose one of {', '.join(map(repr, MODES))}")
     if N % En:
         raise ValueError(f"nodes={N} must be a multiple of ep_nodes={En} (whole expert-parallel groups)")
-    if max_nodes > En:
+    if routing is None and max_nodes > En:
         raise ValueError(f"max_nodes={max_nodes} is larger than the {En} nodes a token can reach; "
                          f"use max_nodes <= {En}")
     Ng, D, T = N // En, En * G, _positive("tokens_per_gpu", tokens_per_gpu)  # groups, GPUs per group, tokens
+    if routing is not None:  # the model's own decisions, the same table for every group
+        routing, pool = np.asarray(routing), None
+        if routing.ndim != 2 or routing.dtype.kind not in "iu" or len(routing) % D or not len(routing):
+            raise ValueError(f"routing must be an (n, K) int array of expert ids with n a multiple of the {D} GPUs "
+                             f"of an expert-parallel group; got shape {routing.shape}, dtype {routing.dtype}")
+        if routing.min() < 0 or routing.max() >= experts:
+            raise ValueError(f"routing holds expert ids {routing.min()}..{routing.max()}, outside 0..{experts - 1}; "
+                             f"pass experts= the model's n_experts")
+        T, top_k = len(routing) // D, routing.shape[1]
     if experts % D:
         raise ValueError(f"experts={experts} must split evenly over the {D} GPUs of an expert-parallel group")
     per_gpu = experts // D
@@ -268,7 +282,7 @@ def moe_dispatch(nodes: int, gpus_per_node: int = 8, experts: int = 256, top_k: 
     C = np.empty((Ng, D, D + 2 * En), np.float32)
     if pool is None:
         for g in range(Ng):  # one expert-parallel group at a time (no loop over tokens or flows)
-            e = moe_routing(n_pat, experts, top_k, En, max_nodes, rng, skew)
+            e = routing if routing is not None else moe_routing(n_pat, experts, top_k, En, max_nodes, rng, skew)
             if g == 0:
                 shared = e  # the first group's decisions are the ones reported
             C[g] = pattern_matrix(e).reshape(D, T, -1).sum(axis=1)  # tokens are ordered by source GPU

@@ -11,13 +11,21 @@ from __future__ import annotations
 from .. import concepts
 from ..core import registry
 from ..core.config import ModelConfig
+from ..feedforward import moe
+
+# How the table marks rows that only some layers publish (a mixture of experts with dense first blocks).
+MOE_LAYERS = "MoE layers (first_dense_layers..n_layers-1): "
+DENSE_LAYERS = "dense layers (0..first_dense_layers-1): "
 
 
 def hook_table(config) -> list[dict]:
     """Every published activation name for ``config``: name, shape, stage, concept, hookable, meaning.
 
-    ``{i}`` in a name stands for the layer index. Shapes use B (batch), T (positions), C (width),
-    H (heads), G (key/value heads), D (head width), F (MLP width), V (vocabulary).
+    ``{i}`` in a name stands for the layer index; ``row["layers"]`` is the ``range`` of layers that
+    publish it (None for names without ``{i}``). With ``ffn="moe"`` the first ``first_dense_layers``
+    blocks publish the dense MLP's names and the rest the MoE's (`feedforward.moe.HOOK_ROWS`;
+    E experts, K per token, S shared, Fe expert width), and their meanings say so. Shapes use B (batch),
+    T (positions), C (width), H (heads), G (key/value heads), D (head width), F (MLP width), V (vocabulary).
     """
     rows = [
         ("hook_embed", "(B, T, C)", "embedding", True, "the rows of W_E looked up for the ids"),
@@ -64,12 +72,7 @@ def hook_table(config) -> list[dict]:
         ("blocks.{i}.ln2.hook_scale", "(B, T, 1)", "feedforward", False, "the norm's divisor per position"),
         ("blocks.{i}.ln2.hook_normalized", "(B, T, C)", "feedforward", False, "the stream normalised for the MLP, before gain and bias"),
     ]
-    if config.ffn != "none":  # an attention-only model has no MLP activations
-        rows.append(("blocks.{i}.mlp.hook_pre", "(B, T, F)", "feedforward", False, "MLP hidden pre-activation (SwiGLU: the gate)"))
-    if config.ffn == "swiglu":
-        rows.append(("blocks.{i}.mlp.hook_pre_linear", "(B, T, F)", "feedforward", False, "SwiGLU's linear branch"))
-    if config.ffn != "none":
-        rows.append(("blocks.{i}.mlp.hook_post", "(B, T, F)", "feedforward", False, "MLP hidden activation, read by W_out"))
+    rows += _mlp_rows(config)
     rows += [
         ("blocks.{i}.hook_mlp_out", "(B, T, C)", "feedforward", True, "what the MLP adds to the residual stream"),
         ("blocks.{i}.hook_resid_post", "(B, T, C)", "feedforward", True, "the residual stream leaving block i"),
@@ -79,10 +82,39 @@ def hook_table(config) -> list[dict]:
         ("hook_logits", "(B, T, V)", "feedforward", True, "scores for every next token"),
         ("unembed.hook_out", "(B, T, V)", "feedforward", False, "the same array as hook_logits (TransformerLens 3 name)"),
     ]
-    return [
-        {"name": n, "shape": shape, "stage": st, "concept": concepts.stage(st).concept, "hookable": h, "meaning": m}
-        for n, shape, st, h, m in rows
-    ]
+    every = range(config.n_layers)
+    table = []
+    for row in rows:
+        n, shape, st, h, m = row[:5]
+        layers = row[5] if len(row) > 5 else (every if "{i}" in n else None)
+        table.append({"name": n, "shape": shape, "stage": st, "concept": concepts.stage(st).concept, "hookable": h,
+                      "meaning": m, "layers": layers})
+    return table
+
+
+def _mlp_rows(config) -> list[tuple]:
+    """The MLP's own rows: a dense MLP's, or a mixture of experts' (after its dense first blocks)."""
+    if config.ffn == "none":  # an attention-only model has no MLP activations
+        return []
+    dense_ffn, moe_layers = config.ffn, range(0)
+    if config.ffn == "moe":
+        dense_ffn, moe_layers = config.dense_ffn, range(config.first_dense_layers, config.n_layers)
+    dense_layers = range(0, moe_layers.start if moe_layers else config.n_layers)
+    note = DENSE_LAYERS if moe_layers else ""
+    dense = [("hook_pre", "MLP hidden pre-activation (SwiGLU: the gate)")]
+    if dense_ffn == "swiglu":
+        dense.append(("hook_pre_linear", "SwiGLU's linear branch"))
+    dense.append(("hook_post", "MLP hidden activation, read by W_out"))
+    rows = [(f"blocks.{{i}}.mlp.{n}", "(B, T, F)", "feedforward", False, note + m, dense_layers)
+            for n, m in dense if dense_layers]
+    shared = config.n_shared_experts > 0
+    for n, shape, m in (moe.HOOK_ROWS if moe_layers else ()):
+        if n in ("hook_pre", "hook_pre_linear", "hook_post") and not shared:
+            continue  # no shared experts: no MLP that sees every token
+        if n == "hook_pre_linear" and config.expert_ffn != "swiglu":
+            continue
+        rows.append((f"blocks.{{i}}.mlp.{n}", shape, "feedforward", False, MOE_LAYERS + m, moe_layers))
+    return rows
 
 
 def hook_table_markdown(config) -> str:
@@ -107,6 +139,9 @@ def hooks_document() -> str:
     extra = variant[:2] + [line for line in variant[2:] if line not in base]
     mla = hook_table_markdown(ModelConfig.preset("toy", attention="mla", positional="rope", d_latent_q=16)).splitlines()
     mla = mla[:2] + [line for line in mla[2:] if "MLA" in line]
+    moe_cfg = ModelConfig.preset("toy", ffn="moe", first_dense_layers=1)
+    moe_rows = hook_table_markdown(moe_cfg).splitlines()
+    moe_rows = moe_rows[:2] + [line for line in moe_rows[2:] if "layers (" in line]
     return "\n".join([
         "# Activation names",
         "",
@@ -141,6 +176,15 @@ def hooks_document() -> str:
         "Dc is the latent width, Dq the query latent's, Dr the decoupled RoPE width.",
         "",
         *mla,
+        "",
+        '## With `ffn="moe"` (a mixture of experts), instead of the MLP rows above',
+        "",
+        "The first `first_dense_layers` blocks keep a dense MLP (`dense_ffn`, SwiGLU by default);",
+        "the others publish the router's choice and the two sums of the mixture. E is the",
+        "number of routed experts, K the experts per token, S the shared experts, Fe an",
+        "expert's width; the shared experts' rows appear only when S > 0.",
+        "",
+        *moe_rows,
         "",
         "The tokenizer shows its work under `tokenize.hook_chunks`, `tokenize.hook_bytes`,",
         "`tokenize.hook_merges` and `tokenize.hook_ids` (`Tokenizer.show_work(text).hooks()`).",

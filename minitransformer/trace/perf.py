@@ -1,7 +1,7 @@
 """A performance lens: what each stage of the pipeline costs on a prompt, in FLOPs and in wall time.
 
 FLOPs come from the variants themselves (each registers ``flops_per_token``, the
-same figures `model.estimate_flops_per_token` adds up); wall time is read off the
+same figures `costs.estimate_flops_per_token` adds up); wall time is read off the
 model's own forward, never a second copy of it: a hook records the clock at every
 hook point, and the time between two points belongs to the stage between them.
 

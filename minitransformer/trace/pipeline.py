@@ -125,6 +125,8 @@ class Pipeline:
         text_lines = [f"  layer {r['layer']}: guesses {name(r['top_ids'][0])!r} ({r['top_probs'][0]:.1%})"
                       for r in lens]
         text_lines.append("next token: " + ", ".join(f"{name(int(j))!r} {probs[j]:.1%}" for j in top[:5]))
+        if cfg.ffn == "moe":  # which specialists processed each token
+            text_lines = _expert_text(cache, cfg, labels) + text_lines
         yield Step(concepts.stage("feedforward"), "MLPs process each position; the head predicts the next token",
                    concepts.stage("feedforward").summary,
                    {**{n: cache[n] for n in cache if ".mlp." in n}, "unembed.hook_in": cache["unembed.hook_in"],
@@ -165,6 +167,20 @@ def _positional_text(cfg, T: int) -> str:
     if cfg.positional == "none":
         return "  no position information: the model sees a bag of tokens"
     return f"  positions come from the registered variant {cfg.positional!r}"
+
+
+def _expert_text(cache, cfg, labels: list[str], max_tokens: int = 12) -> list[str]:
+    """For each MoE layer, the routed experts (and gates) that processed each token, best first."""
+    lines = []
+    for i in range(cfg.first_dense_layers, cfg.n_layers):
+        ids = cache[f"blocks.{i}.mlp.hook_expert_ids"][0]  # (T, K)
+        gates = cache[f"blocks.{i}.mlp.hook_gates"][0]  # (T, K)
+        shared = f" + {cfg.n_shared_experts} shared" if cfg.n_shared_experts else ""
+        lines.append(f"  layer {i}: the experts each token went to (gate){shared}")
+        for t in range(min(len(labels), max_tokens)):
+            chosen = ", ".join(f"e{int(e)} ({g:.2f})" for e, g in zip(ids[t], gates[t]))
+            lines.append(f"    {labels[t]!r:>14} -> {chosen}")
+    return lines
 
 
 def _retrieval_text(pattern: np.ndarray, labels: list[str]) -> str:

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..core.nn import cross_entropy_forward, no_grad
+from ..feedforward import moe
 from ..model import GPT
 from .checkpoint import read_checkpoint, model_from_checkpoint, save_checkpoint
 from .optimizer import AdamW, clip_grad_norm, lr_at
@@ -141,7 +142,7 @@ class Trainer:
     def train_step(self) -> float:
         """One optimizer step (``accum_steps`` micro-batches); returns the mean loss."""
         c, model = self.config, self.model
-        total = 0.0
+        total, loads = 0.0, None
         for micro in range(c.accum_steps):
             x, y = get_batch(self.train_tokens, c.batch_size, self.context, self.batch_rng)
             loss = model.loss(x, y, rng=self.dropout_rng, train=True)
@@ -154,10 +155,12 @@ class Trainer:
             else:  # accumulate: the optimizer's scratch array is free between steps
                 self._grad += self.opt.gather(model.backward(), out=self.opt._tmp)
             total += loss
+            loads = moe.add_loads(loads, model.last_expert_load)
         if c.accum_steps > 1:
             self._grad *= 1.0 / c.accum_steps
         clip_grad_norm(self._grad, c.grad_clip)
         self.opt.step(self._grad, lr=lr_at(self.state.step, c.lr, c.warmup, c.steps, c.min_lr))
+        moe.balance_routers(model.params, loads, model.config)  # MoE: loss-free balancing, after the step
         self.state.step += 1
         self.state.tokens_seen += c.accum_steps * c.batch_size * self.context
         return total / c.accum_steps

@@ -40,7 +40,7 @@ from minitransformer.attention.kv_cache import KVCache
 from minitransformer.cli import load_course_model
 from minitransformer.training.data import load_corpus, split_text
 from minitransformer.feedforward import probabilities, sample
-from minitransformer.model import estimate_flops_per_token
+from minitransformer.costs import estimate_flops_per_token
 from minitransformer.tokenizer import train_fast, train_reference
 from minitransformer.training import evaluate_tokens, unigram_loss
 

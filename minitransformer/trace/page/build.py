@@ -152,9 +152,13 @@ def _retrieval(model, cache, T: int) -> dict:
 def _processing(model, cache, logits: np.ndarray, T: int, k: int) -> dict:
     """MLP activation summary, the logit lens at every position, and the final logits."""
     c = model.config
-    mlp_mean, mlp_top = [], []
+    mlp_mean, mlp_top, widths = [], [], []
     for i in range(c.n_layers):
-        post = cache[f"blocks.{i}.mlp.hook_post"][0].astype(np.float64)  # (T, F)
+        name = f"blocks.{i}.mlp.hook_post"
+        if name not in cache:  # a mixture of experts without shared experts: its units are the router's scores
+            name = f"blocks.{i}.mlp.hook_router_scores"
+        post = cache[name][0].astype(np.float64)  # (T, F)
+        widths.append(post.shape[-1])
         mlp_mean.append(np.abs(post).mean(axis=1))  # (T,): how strongly each position fires
         top = np.argsort(-np.abs(post), axis=1, kind="stable")[:, :k]  # (T, k) strongest units
         mlp_top.append([[[int(j), round(float(post[t, j]), 3)] for j in top[t]] for t in range(T)])
@@ -165,7 +169,7 @@ def _processing(model, cache, logits: np.ndarray, T: int, k: int) -> dict:
     return {
         "mlp_mean_abs": _sig(np.array(mlp_mean), 3),  # (L, T)
         "mlp_top": mlp_top,  # (L, T, k) of [unit, value]
-        "d_ff": int(cache["blocks.0.mlp.hook_post"].shape[-1]),
+        "d_ff": int(widths[0]),
         "ffn": c.ffn,
         "lens": lens,  # (T, L) of [top ids, top probs]
         "logits": _dec(logits[0, -1], 4),  # (V,): the page recomputes the distribution from these
