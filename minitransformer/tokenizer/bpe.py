@@ -135,7 +135,7 @@ def invalid_unicode_message(text: str) -> str:
 class ProgressBar:
     """The trainer's progress as a tqdm bar (the same kind the model's training draws), usable as a callback.
 
-    ``close()`` ends the bar when training stops before ``total`` (too few pairs left).
+    The bar closes at ``total``; ``close()`` ends it when training stops before (too few pairs left).
     """
 
     def __init__(self, stream=None):
@@ -145,7 +145,8 @@ class ProgressBar:
         if self._bar is None:
             from tqdm.auto import tqdm  # a widget in notebooks, a text bar on stderr in a terminal
 
-            self._bar = tqdm(total=p.total, desc="training BPE", unit="merge", file=self.stream)
+            self._bar = tqdm(total=p.total, desc="training BPE", file=self.stream,
+                             bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} merges [{elapsed}<{remaining}]")
         self._bar.update(p.step - self._bar.n)
         if p.step >= p.total:
             self.close()

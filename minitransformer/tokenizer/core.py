@@ -109,7 +109,7 @@ class Tokenizer:
             algorithm: ``"fast"`` (incremental, the default) or ``"reference"``
                 (recount everything each step; same merges, for reading).
             callback: called after each merge with a `TrainProgress`; return False to stop.
-            verbose: draw a progress bar (tqdm: on stderr, or a widget in a notebook).
+            verbose: draw a progress bar on stderr.
 
         Returns:
             The trained `Tokenizer`; ``tok.train_result`` says how many merges were
@@ -124,11 +124,7 @@ class Tokenizer:
                 bar(p)
                 return user_cb(p) if user_cb is not None else None
 
-        try:
-            result = TRAINERS[algorithm](text, vocab_size, pattern, callback)
-        finally:
-            if verbose:
-                bar.close()
+        result = TRAINERS[algorithm](text, vocab_size, pattern, callback)
         tok = cls(result.merges, pattern, special_tokens)
         tok.train_result = result
         return tok
