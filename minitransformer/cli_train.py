@@ -45,7 +45,10 @@ def output_dir(value, option: str) -> Path:
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path} is a file, not a folder; give a folder (it is created if missing)")
-    path.mkdir(parents=True, exist_ok=True)  # PermissionError and the like: an OSError, exit code 1
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # not writable, or a file where a folder should be: the run cannot go on
+        raise RunFailed(f"{option}: cannot create the folder {path} ({exc.strerror or exc})") from None
     return path
 
 
