@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from minitransformer.cli import main
 
 
@@ -16,6 +18,7 @@ def test_demo_traces_the_course_model_through_the_five_stages(tmp_path, capsys):
     assert f"{len(names)} figures written to" in out
 
 
+@pytest.mark.slow  # a fresh interpreter; tests/test_install.py runs the installed wheel's command too
 def test_demo_runs_as_the_installed_command(tmp_path):
     # the README's first set-up command runs `minitransformer demo`; the module form is the same entry point
     result = subprocess.run(

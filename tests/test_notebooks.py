@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import shutil
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-DATA = NOTEBOOKS.parent / "data"
+pytestmark = pytest.mark.notebooks  # minutes: the fast path leaves them out (-m "not notebooks")
 
 
 def _load_build():
@@ -75,13 +74,9 @@ def test_committed_notebook_runs(source, tmp_path, monkeypatch):
     if not committed.exists():
         pytest.skip(f"{committed.name} is missing (reported by test_committed_notebook_matches_source)")
     nb = nbformat.read(committed, as_version=4)
-    # note: corpora are read from a copy of data/ (the kernel inherits this environment), so
-    # building the pydoc corpus on first use writes into tmp_path, never into the repository.
-    # The course model (data/course), when present, is copied too: the notebooks load it.
-    shutil.copytree(DATA / "texts", tmp_path / "data" / "texts")
-    if (DATA / "course").is_dir():
-        shutil.copytree(DATA / "course", tmp_path / "data" / "course")
-    monkeypatch.setenv("MINITRANSFORMER_DATA", str(tmp_path / "data"))
+    # note: the kernel inherits this environment, so building the pydoc corpus on first use
+    # writes into tmp_path, never into the user's cache or the repository.
+    monkeypatch.setenv("MINITRANSFORMER_CACHE", str(tmp_path / "cache"))
     client = nbclient.NotebookClient(
         nb, kernel_name=build.KERNEL, timeout=build.TIMEOUT, resources={"metadata": {"path": str(committed.parent)}}
     )
