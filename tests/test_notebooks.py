@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -157,3 +159,34 @@ def test_conversion_of_percent_format(tmp_path):
     ]
     assert [cell.id for cell in nb.cells] == ["cell-000", "cell-001", "cell-002"]  # stable across builds
     nbformat.validate(nb)
+
+
+def test_attention_checks_say_what_is_wrong_before_judging_values(monkeypatch, tmp_path):
+    """Notebook 04's checks name a wrong structure (None, swapped outputs, a wrong shape) first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    monkeypatch.setenv("MINITRANSFORMER_CACHE", str(tmp_path / "cache"))
+    source = build.SOLUTION_SOURCES / "04_attention_retrieval_solutions.py"
+    ns: dict = {"__name__": "solutions_04"}
+    exec(compile(source.read_text(encoding="utf-8"), str(source), "exec"), ns)
+    right = ns["my_causal_attention"]
+    wrong = {
+        "None": (lambda q, k, v: None, "returned None: end it with `return pattern, z`"),
+        "swapped": (lambda q, k, v: right(q, k, v)[::-1], "pattern and z are swapped"),
+        "one array": (lambda q, k, v: right(q, k, v)[0], "return two arrays"),
+        "pattern transposed to (T, 1)": (lambda q, k, v: (right(q, k, v)[0][:, :1], right(q, k, v)[1]),
+                                         "the pattern has shape"),
+        "no softmax": (lambda q, k, v: (np.tril(q @ k.T), right(q, k, v)[1]), "must sum to 1"),
+        "no mask": (lambda q, k, v: (np.full((len(q), len(q)), 1 / len(q)), right(q, k, v)[1]), "mask the future"),
+    }
+    for name, (answer, words) in wrong.items():
+        ns["my_causal_attention"] = answer
+        with pytest.raises(AssertionError, match=re.escape(words)):
+            ns["test_my_causal_attention"]()
+    ns["my_mqa"] = lambda params, x, n_heads: None
+    with pytest.raises(AssertionError, match="my_mqa returned None"):
+        ns["test_my_mqa"]()
+    ns["my_window_attention"] = lambda q, k, v, window: v[:, :1]
+    with pytest.raises(AssertionError, match=re.escape("z has shape (12, 1); expected (T, D) = (12, 8)")):
+        ns["test_my_window_attention"]()

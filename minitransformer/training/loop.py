@@ -232,11 +232,18 @@ class Trainer:
         """Train until ``config.steps``, evaluating and checkpointing as configured.
 
         Args:
-            checkpoint_path: save here every ``checkpoint_every`` steps and at the end.
+            checkpoint_path: save here every ``checkpoint_every`` steps, at the end, and on Ctrl-C;
+                only weights that are finite and give a finite loss are ever saved (`save`).
             progress: draw a tqdm progress bar (``tqdm.auto``: a widget in notebooks) with the
-                loss and tokens/s, if tqdm is installed; otherwise report through ``log``.
+                loss and tokens/s; otherwise report through ``log``.
             on_eval: called as ``on_eval(trainer, step, val_loss)`` after each evaluation, e.g.
                 to print a sample and watch it improve.
+
+        Raises:
+            TrainingDiverged: the loss or the weights stopped being finite (a `FloatingPointError`;
+                the message names the last good checkpoint).
+            TrainingInterrupted: Ctrl-C (a `KeyboardInterrupt`), after the step in progress
+                finished and the checkpoint was saved.
         """
         c = self.config
         t0, tokens0 = time.perf_counter(), self.state.tokens_seen
