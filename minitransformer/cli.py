@@ -97,6 +97,8 @@ def demo(args: argparse.Namespace) -> int:
     for s in STAGES:
         print(f"  {s.number}. {s.name:<22} {s.concept:<15} {s.data_in} -> {s.data_out}", file=out)
 
+    if not args.prompt:
+        raise ValueError("--prompt is empty; give at least one character to trace")
     figures = output_dir(args.figures, "--figures")
     if args.train:
         run = output_dir(args.out, "--out")

@@ -62,6 +62,7 @@ def test_bad_files_and_folders_are_one_line(tmp_path, capsys, run):
     code = main(["trace", "hi", "--figures", str(a_file / "sub")])  # cannot be created
     _one_error_line(capsys, code, 1, f"--figures: cannot create the folder {a_file / 'sub'}")
     _one_error_line(capsys, main(["trace", ""]), 2, "the text to trace is empty")
+    _one_error_line(capsys, main(["demo", "--prompt", "", "--figures", str(tmp_path / "f")]), 2, "--prompt is empty")
 
 
 def test_debug_shows_the_traceback(tmp_path):

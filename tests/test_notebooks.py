@@ -190,3 +190,15 @@ def test_attention_checks_say_what_is_wrong_before_judging_values(monkeypatch, t
     ns["my_window_attention"] = lambda q, k, v, window: v[:, :1]
     with pytest.raises(AssertionError, match=re.escape("z has shape (12, 1); expected (T, D) = (12, 8)")):
         ns["test_my_window_attention"]()
+
+
+def test_saved_progress_bars_show_where_they_ended():
+    """Notebook 06 trains with a progress bar: its saved output is one bar at its end, no stderr fragments."""
+    import json
+
+    nb = json.loads((NOTEBOOKS / "06_training_end_to_end.ipynb").read_text(encoding="utf-8"))
+    outputs = [out for cell in nb["cells"] for out in cell.get("outputs", [])]
+    assert not [out for out in outputs if out.get("name") == "stderr"]
+    bars = ["".join(out["data"]["text/plain"]) for out in outputs
+            if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
+    assert len(bars) == 1 and "600/600" in bars[0] and "step/s" in bars[0], bars

@@ -143,9 +143,9 @@ class ProgressBar:
 
     def __call__(self, p: TrainProgress) -> None:
         if self._bar is None:
-            from tqdm.auto import tqdm  # a widget in notebooks, a text bar on stderr in a terminal
+            from ..core.progress import progress_bar  # a widget in notebooks, a text bar on stderr in a terminal
 
-            self._bar = tqdm(total=p.total, desc="training BPE", file=self.stream,
+            self._bar = progress_bar(p.total, desc="training BPE", file=self.stream,
                              bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} merges [{elapsed}<{remaining}]")
         self._bar.update(p.step - self._bar.n)
         if p.step >= p.total:

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..core.nn import cross_entropy_forward, no_grad
+from ..core.progress import progress_bar
 from ..model import GPT
 from .checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
 
@@ -311,9 +312,7 @@ class _StopOnCtrlC:
 
 
 def _progress_bar(total: int, initial: int):
-    from tqdm.auto import tqdm  # a widget in notebooks, a text bar in a terminal
-
-    return tqdm(total=total, initial=initial, unit="step")
+    return progress_bar(total, initial, unit="step")  # a widget in notebooks, a text bar in a terminal
 
 
 # --------------------------------------------------------------------------- resuming
