@@ -94,3 +94,14 @@ def test_loss_at_init_is_near_uniform():
     m = GPT("toy", seed=0)
     ids = np.random.default_rng(0).integers(0, 64, (4, 16))
     assert abs(m.loss(ids[:, :-1], ids[:, 1:]) - np.log(64)) < 0.1
+
+
+@pytest.mark.parametrize("ids", [np.zeros((1, 0), dtype=np.int64), np.zeros((3, 0), dtype=np.int32), [[]]])
+def test_empty_sequences_are_a_clear_error(ids):
+    model = GPT("toy", seed=0)
+    with pytest.raises(ValueError, match=r"ids have no tokens \(shape \(\d, 0\)\): the model needs at least one"):
+        model.forward(ids)
+    with pytest.raises(ValueError, match="ids have no tokens"):
+        model.loss(ids, np.zeros(np.shape(ids), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"the prompt is empty \(shape \(\d, 0\)\): give at least one token"):
+        model.generate(ids, 3)
