@@ -175,12 +175,12 @@ class Trainer:
             f"training diverged at step {self.state.step}: {what}. Lower the learning rate (now {c.lr}, try "
             f"{c.lr / 10:g}) and keep grad_clip on; {where}", self.state.step, path, step)
 
-    def save(self, path) -> None:
-        """Write a checkpoint of the current state, after checking the weights are finite and give a finite loss.
+    def check_savable(self) -> None:
+        """Raise `TrainingDiverged` unless the weights are finite and give a finite loss.
 
         note: a huge learning rate can leave weights that are finite but overflow in the next
         forward pass; one fixed batch (no gradient, the data order untouched) catches that
-        before the file is written, so a checkpoint on disk is always one training can go on from.
+        before a file is written, so a checkpoint on disk is always one training can go on from.
         """
         if not np.isfinite(self.opt.buffer).all():
             self._diverged("the weights are not finite")
@@ -189,6 +189,10 @@ class Trainer:
             loss = cross_entropy_forward(self.model.forward(x), y)[0]
         if not math.isfinite(loss):
             self._diverged(f"the loss of the weights about to be saved is {loss}")
+
+    def save(self, path) -> None:
+        """Write a checkpoint of the current state (`save_checkpoint`) after `check_savable`; `run` calls it."""
+        self.check_savable()
         save_checkpoint(path, self)
         self.last_checkpoint = (path, self.state.step)
 
