@@ -1,18 +1,25 @@
-"""The command line. Every command has ``--help``; bad input prints one ``error:`` line and exits 2.
+"""The command line. Every command has ``--help``; errors are one ``error:`` line, no traceback.
 
     minitransformer demo                        # the course model traced through the five stages, then a continuation
-    minitransformer demo --train                # the same with a freshly trained tiny model
+    minitransformer demo --train                # the same with a freshly trained tiny model (kept in runs/demo)
     minitransformer trace "some text" --figures figs
     minitransformer train --preset tiny --steps 600 --out runs/tiny
     torchrun --standalone --nproc-per-node 2 -m minitransformer train --preset tiny --out runs/tiny2
+    minitransformer train --out runs/tiny --resume --steps 1200   # train longer: --steps is the total
     minitransformer generate --checkpoint runs/tiny/model.npz --tokenizer runs/tiny/tokenizer.json
     minitransformer tokenizer train --vocab-size 4096 --out tok.json
     minitransformer tokenizer encode --tokenizer tok.json "some text"
 
+Exit codes: 0 done; 2 the input is wrong (an option, or a file that is missing,
+damaged or does not fit: the message says which and how to fix it); 1 the work
+failed while running (training diverged, a disk or permission problem, an
+unexpected error: ``--debug`` shows its traceback); 130 interrupted by Ctrl-C
+(``train`` saves a checkpoint first and prints the command that continues it).
+
 The demo prints the pipeline's five stages with their concepts (from
 `concepts.py`), then steps through each one on the prompt with the course model
-shipped in ``data/course``, shows the next-token distribution, generates a
-continuation, and writes one figure per step into a folder.
+shipped in the package (``minitransformer/data/course``), shows the next-token
+distribution, generates a continuation, and writes one figure per step into a folder.
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ import io
 import sys
 from typing import Optional, Sequence
 
-from .training import data
+from . import __version__
+from .cli_train import RunFailed, input_file, output_dir, train, train_for_demo
 from .concepts import STAGES
 from .tokenizer import Tokenizer
+from .training import TrainingInterrupted, data
 
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 DEMO_PROMPT = "The return statement"
 COURSE_DIR = "course"  # under data/: the course model and its tokenizer
 
@@ -36,34 +46,17 @@ def _course_files():
 
 
 def load_course_model():
-    """The course model shipped in ``data/course`` and its tokenizer: ``(model, tokenizer, metadata)``."""
-    from .training import load_model, read_metadata
+    """The course model shipped in the package and its tokenizer: ``(model, tokenizer, metadata)``."""
+    from .training.checkpoint import check_tokenizer, model_from_checkpoint, read_checkpoint
 
     model_path, tok_path = _course_files()
     if not model_path.exists() or not tok_path.exists():
-        raise ValueError(f"the course model is missing ({model_path}); run `minitransformer demo --train` to train "
-                         "a fresh one, or rebuild it with the command in data/README.md")
-    return load_model(model_path), Tokenizer.load(tok_path), read_metadata(model_path)
-
-
-def _train_fresh(args):
-    """Train a tokenizer and a tiny model on the built-in corpus, with a progress bar."""
-    from .core.config import ModelConfig
-    from .model import GPT
-    from .training import TrainConfig, Trainer, unigram_loss
-
-    config = ModelConfig.preset("tiny")
-    tokens = data.corpus_tokens(args.corpus, config.vocab_size, config.context_length)
-    tok, train_ids, val_ids = tokens.tokenizer, tokens.train, tokens.val
-    config = config.replace(vocab_size=tok.vocab_size)  # a small corpus may stop training before 1,024 ids
-    if not tokens.held_out:
-        print(f"note: corpus {args.corpus!r} is too small for a held-out set; validation uses the training text")
-    trainer = Trainer(GPT(config, seed=args.seed), train_ids, val_ids,
-                      TrainConfig(steps=args.steps, eval_every=max(1, args.steps // 4), seed=args.seed))
-    state = trainer.run(progress=True)
-    meta = {"extra": {"val_loss": state.evals[-1][1], "unigram_baseline": unigram_loss(train_ids, val_ids, config.vocab_size),
-                      "steps": state.step, "corpus": args.corpus}}
-    return trainer.model, tok, meta
+        raise ValueError(f"the course model is missing ({model_path}); reinstall minitransformer, or run "
+                         "`minitransformer demo --train` to train a fresh one")
+    meta, arrays = read_checkpoint(model_path)
+    tok = Tokenizer.load(tok_path)
+    check_tokenizer(meta, tok, model_path)
+    return model_from_checkpoint(meta, arrays, model_path), tok, meta
 
 
 def _save_figure(fig, path) -> None:
@@ -95,8 +88,6 @@ def _trace_and_print(model, tok, prompt: str, figures, color: bool, out) -> list
 
 def demo(args: argparse.Namespace) -> int:
     """The main job: the course model traced through the five stages on a prompt, then a continuation."""
-    from pathlib import Path
-
     import numpy as np
 
     from .feedforward.output import probabilities
@@ -107,9 +98,13 @@ def demo(args: argparse.Namespace) -> int:
     for s in STAGES:
         print(f"  {s.number}. {s.name:<22} {s.concept:<15} {s.data_in} -> {s.data_out}", file=out)
 
+    if not args.prompt:
+        raise ValueError("--prompt is empty; give at least one character to trace")
+    figures = output_dir(args.figures, "--figures")
     if args.train:
+        run = output_dir(args.out, "--out")
         print(f"\nTraining a fresh tokenizer and `tiny` model on corpus {args.corpus!r} ({args.steps} steps)...", file=out)
-        model, tok, meta = _train_fresh(args)
+        model, tok, meta = train_for_demo(args, run)
     else:
         model, tok, meta = load_course_model()
     extra = meta.get("extra", {})
@@ -119,11 +114,9 @@ def demo(args: argparse.Namespace) -> int:
               f"{extra['val_loss']:.3f} nats/token (unigram baseline {extra.get('unigram_baseline', float('nan')):.3f})",
               file=out)
 
-    figures = Path(args.figures)
-    figures.mkdir(parents=True, exist_ok=True)
     written = _trace_and_print(model, tok, args.prompt, figures, color, out)
 
-    ids = np.array([tok.encode(args.prompt)[-model.config.context_length:]])
+    ids = np.array([_prompt_ids(tok, args.prompt)[-model.config.context_length:]])
     logits = model.forward(ids)[0, -1]
     print("\n== the next-token distribution ==", file=out)
     for temperature in (1.0, 0.5):
@@ -138,20 +131,15 @@ def demo(args: argparse.Namespace) -> int:
 
 def trace_command(args: argparse.Namespace) -> int:
     """Trace text through the pipeline with the course model (or a saved one)."""
-    from pathlib import Path
-
-    from .training import load_model
-
+    if not args.text:
+        raise ValueError("the text to trace is empty; give at least one character")
     if args.checkpoint:
         if not args.tokenizer:
             raise ValueError("--checkpoint needs --tokenizer (the tokenizer.json saved next to it)")
-        model, tok = load_model(args.checkpoint), Tokenizer.load(args.tokenizer)
+        model, tok = _load_pair(args.checkpoint, args.tokenizer)
     else:
         model, tok, _ = load_course_model()
-    figures = None
-    if args.figures:
-        figures = Path(args.figures)
-        figures.mkdir(parents=True, exist_ok=True)
+    figures = output_dir(args.figures, "--figures") if args.figures else None
     written = _trace_and_print(model, tok, args.text, figures, args.color == "always", sys.stdout)
     if written:
         print(f"\n{len(written)} figures written to {figures.resolve()}/")
@@ -159,7 +147,10 @@ def trace_command(args: argparse.Namespace) -> int:
 
 
 def tokenizer_train(args: argparse.Namespace) -> int:
-    text = args.file.read() if args.file else data.load_corpus(args.corpus)
+    if args.file:
+        text = input_file(args.file, "--file").read_text(encoding="utf-8")
+    else:
+        text = data.load_corpus(args.corpus)
     tok = Tokenizer.train(
         text, args.vocab_size, pattern=args.pattern, special_tokens=args.special or (), verbose=not args.quiet
     )
@@ -172,155 +163,72 @@ def tokenizer_train(args: argparse.Namespace) -> int:
 
 
 def tokenizer_encode(args: argparse.Namespace) -> int:
-    tok = Tokenizer.load(args.tokenizer)
+    tok = Tokenizer.load(input_file(args.tokenizer, "--tokenizer"))
     ids = tok.encode(args.text, allowed_special="all" if args.allow_special else ())
     print(" ".join(map(str, ids)))
-    return 0
-
-
-def train(args: argparse.Namespace) -> int:
-    """Train a model on the built-in corpus with a stage-1 tokenizer; save both under ``--out``.
-
-    Under torchrun (``WORLD_SIZE`` > 1) every process is one data-parallel rank
-    (`training.distributed`); only rank 0 prints and writes files.
-    """
-    import contextlib
-    import functools
-    import os
-
-    from .training import distributed
-
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # become N processes under torchrun
-        rest = [a for i, a in enumerate(args.argv) if not (a.startswith("--nproc") or args.argv[i - 1:i] == ["--nproc"])]
-        return distributed.launch(args.nproc, rest)
-
-    ctx = distributed.init_from_env(args.dist_timeout)
-    if ctx is None and args.zero1:
-        raise ValueError("--zero1 shards the optimizer over several processes: launch with torchrun "
-                         "--nproc-per-node N (or add --nproc N)")
-    quiet = ctx is not None and ctx.rank != 0
-    try:
-        with contextlib.redirect_stdout(open(os.devnull, "w")) if quiet else contextlib.nullcontext():
-            if ctx is None:
-                return _train(args, None)
-            make = functools.partial(distributed.DistributedTrainer, ctx=ctx, zero1=args.zero1,
-                                     bucket_mb=args.bucket_mb)
-            return _train(args, make, is_writer=ctx.rank == 0)
-    except distributed.PeerLostError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if ctx is not None:
-            distributed.shutdown()
-
-
-def _train(args: argparse.Namespace, make_trainer, is_writer: bool = True) -> int:
-    from pathlib import Path
-
-    import numpy as np
-
-    from .core.config import ModelConfig
-    from .core.tree import flatten, set_path
-    from .model import GPT
-    from .training import TrainConfig, Trainer, resume, unigram_loss
-
-    make_trainer = make_trainer or Trainer
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    overrides = {} if args.vocab_size is None else {"vocab_size": args.vocab_size}
-    config = ModelConfig.preset(args.preset, **overrides)
-    tok_path, ckpt = out / "tokenizer.json", out / "model.npz"
-    saved = Tokenizer.load(tok_path) if args.resume and tok_path.exists() else None
-    tokens = data.corpus_tokens(args.corpus, config.vocab_size, config.context_length, tokenizer=saved)
-    tok, train_ids, val_ids = tokens.tokenizer, tokens.train, tokens.val
-    if saved is None and is_writer:  # the tokenizer's vocabulary (merges + one special token) is the model's
-        tok.save(tok_path)
-    if not tokens.held_out:
-        print(f"note: corpus {args.corpus!r} is too small for a held-out set; validation uses the training text")
-    baseline = unigram_loss(train_ids, val_ids, config.vocab_size)
-    print(f"corpus {args.corpus!r}: {len(train_ids):,} training tokens, {len(val_ids):,} validation tokens "
-          f"(vocab {tok.vocab_size}); unigram baseline {baseline:.3f} nats/token")
-    if args.resume and ckpt.exists():
-        trainer = resume(ckpt, train_ids, val_ids, make_trainer=make_trainer)
-        print(f"resumed at step {trainer.state.step}")
-    else:
-        tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         eval_every=max(1, args.steps // 10), checkpoint_every=args.checkpoint_every)
-        model = GPT(config, seed=args.seed)
-        if args.dtype == "float64":  # for checking that N ranks compute what one process does
-            for name, a in flatten(model.params).items():
-                set_path(model.params, name, a.astype(np.float64))
-        trainer = make_trainer(model, train_ids, val_ids, tc)
-        print(trainer.model)
-    if hasattr(trainer, "describe"):
-        print(trainer.describe())
-    state = trainer.run(checkpoint_path=ckpt, stop_at=args.stop_at)
-    if hasattr(trainer, "describe"):
-        print(trainer.describe())
-    if not is_writer:
-        return 0
-    final = state.evals[-1][1] if state.evals else trainer.evaluate()
-    print(f"validation loss {final:.3f} nats/token vs unigram baseline {baseline:.3f}; saved {ckpt} and {tok_path}")
-    from .core.fileio import atomic_write
-    from .figures.training import loss_curves
-
-    fig = loss_curves(state.losses, state.evals, baseline, title=f"{args.preset} on {args.corpus!r}")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    atomic_write(out / "loss.png", buf.getvalue())
-    if args.export:
-        from .training import save_model
-
-        export = Path(args.export)
-        export.mkdir(parents=True, exist_ok=True)
-        from .training import evaluate_tokens
-
-        save_model(export / "model.npz", trainer.model, extra={
-            "val_loss": final, "val_loss_all_windows": evaluate_tokens(trainer.model, val_ids),
-            "unigram_baseline": baseline, "corpus": args.corpus, "steps": state.step,
-            "python": sys.version.split()[0],
-            "command": "minitransformer train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else ""})
-        tok.save(export / "tokenizer.json")
-        print(f"exported the model (weights only) and its tokenizer to {export}")
-    prompt = np.array([tok.encode_ordinary(args.prompt)])
-    sample = trainer.model.generate(prompt, 60, temperature=0.8, top_k=40, seed=args.seed, crop=True)
-    print(f"sample: {tok.decode(sample[0])!r}")
     return 0
 
 
 def generate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .training import load_model
-
-    model = load_model(args.checkpoint)
-    tok = Tokenizer.load(args.tokenizer)
-    if tok.vocab_size != model.config.vocab_size:
-        raise ValueError(f"tokenizer has {tok.vocab_size} ids but the model {model.config.vocab_size}: "
-                         "use the tokenizer.json saved next to the checkpoint")
-    ids = np.array([tok.encode(args.prompt, allowed_special="all")])
-    out = model.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+    model, tok = _load_pair(args.checkpoint, args.tokenizer)
+    ids = tok.encode(args.prompt, allowed_special="all")
+    start = 0
+    if not ids:  # an empty prompt starts from the end-of-text token, as GPT-2 does
+        ids, start = _prompt_ids(tok, args.prompt), 1
+    out = model.generate(np.array([ids]), args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                          top_p=args.top_p, seed=args.seed, crop=True)
-    print(tok.decode(out[0]))
+    print(tok.decode(out[0][start:]))
     return 0
 
 
+def _load_pair(checkpoint, tokenizer):
+    """A saved model and its tokenizer, refused if the tokenizer is not the one it was trained with."""
+    from .training.checkpoint import check_tokenizer, model_from_checkpoint, read_checkpoint
+
+    ckpt = input_file(checkpoint, "--checkpoint")
+    meta, arrays = read_checkpoint(ckpt)
+    tok = Tokenizer.load(input_file(tokenizer, "--tokenizer"))
+    check_tokenizer(meta, tok, ckpt)
+    return model_from_checkpoint(meta, arrays, ckpt), tok
+
+
+def _prompt_ids(tok, prompt: str) -> list:
+    """The prompt's ids; an empty prompt becomes the end-of-text token (or a clear error without one)."""
+    ids = tok.encode(prompt, allowed_special="all")
+    if ids:
+        return ids
+    eot = tok.special_tokens.get("<|endoftext|>")
+    if eot is None:
+        raise ValueError("the prompt is empty and the tokenizer has no <|endoftext|> token to start from; give a prompt")
+    return [eot]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="minitransformer", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="minitransformer", description=__doc__.split("\n\n")[0],
+                                epilog="exit codes: 0 done, 2 wrong input, 1 failed while running, 130 interrupted")
+    p.add_argument("--version", action="version", version=f"minitransformer {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    common = argparse.ArgumentParser(add_help=False)  # --debug is accepted after the command too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="trace a prompt through the five stages with the course model, then generate")
+    d = sub.add_parser("demo", parents=[common],
+                       help="trace a prompt through the five stages with the course model, then generate")
     d.add_argument("--prompt", default=DEMO_PROMPT, help=f"the text to trace (default {DEMO_PROMPT!r})")
     d.add_argument("--train", action="store_true", help="train a fresh tiny model instead of loading the course model")
     d.add_argument("--steps", type=int, default=300, help="training steps with --train (default 300)")
     d.add_argument("--corpus", default=data.DEFAULT_CORPUS, choices=sorted(data.CORPORA))
     d.add_argument("--figures", default="demo_figures", help="folder for the figures (default demo_figures)")
+    d.add_argument("--out", default="runs/demo", help="with --train: keep the trained model here (default runs/demo)")
     d.add_argument("--max-new-tokens", type=int, default=60)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--color", default="auto", choices=["auto", "always", "never"])
     d.set_defaults(func=demo)
 
-    tc = sub.add_parser("trace", help="print every step of the pipeline on a text (course model by default)")
+    tc = sub.add_parser("trace", parents=[common],
+                        help="print every step of the pipeline on a text (course model by default)")
     tc.add_argument("text")
     tc.add_argument("--checkpoint", default=None, help="a model saved by `train` (default: the course model)")
     tc.add_argument("--tokenizer", default=None, help="its tokenizer.json (with --checkpoint)")
@@ -328,20 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--color", default="never", choices=["always", "never"])
     tc.set_defaults(func=trace_command)
 
-    tr = sub.add_parser("train", help="train a model (and its tokenizer) on the built-in corpus")
-    tr.add_argument("--preset", default="tiny", help="model preset: toy, tiny or small (default tiny)")
-    tr.add_argument("--corpus", default=data.DEFAULT_CORPUS, choices=sorted(data.CORPORA))
+    tr = sub.add_parser("train", parents=[common], help="train a model (and its tokenizer) on a built-in corpus",
+                        description="Train a model and its tokenizer; --resume continues the run in --out. On "
+                        "--resume, --steps (the total to reach), --lr, --eval-every and --checkpoint-every may change; "
+                        "--preset, --vocab-size, --corpus, --batch-size and --seed may not.")
+    tr.add_argument("--preset", default=None, help="model preset: toy, tiny or small (default tiny)")
+    tr.add_argument("--corpus", default=None, choices=sorted(data.CORPORA), help="default pydoc")
     tr.add_argument("--vocab-size", type=int, default=None, help="override the preset's vocabulary size")
-    tr.add_argument("--steps", type=int, default=600)
-    tr.add_argument("--batch-size", type=int, default=16)
-    tr.add_argument("--lr", type=float, default=3e-3)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps (0: only at the end)")
-    tr.add_argument("--out", default="runs/tiny", help="directory for model.npz, model.npz.json, tokenizer.json")
-    tr.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    tr.add_argument("--steps", type=int, default=None, help="total steps to reach (default 600; with --resume: "
+                    "more than the checkpoint's step trains longer)")
+    tr.add_argument("--batch-size", type=int, default=None, help="default 16")
+    tr.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3)")
+    tr.add_argument("--seed", type=int, default=None, help="default 0")
+    tr.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default steps/10)")
+    tr.add_argument("--checkpoint-every", type=int, default=None, help="also save every N steps (default: only at "
+                    "the end, and on Ctrl-C)")
+    tr.add_argument("--out", default="runs/tiny", help="the run's folder: model.npz, tokenizer.json, loss.png")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--prompt", default="The ", help="prompt for the sample printed at the end")
     tr.add_argument("--export", default=None, help="also write the weights alone and the tokenizer here "
-                    "(how data/course is made)")
+                    "(how the course model is made)")
     tr.add_argument("--stop-at", type=int, default=None, help="stop (and save) at this step; --resume continues")
     tr.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                     help="float64: for checking data parallelism against one process")
@@ -352,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds a rank waits for the others before it fails (default 60)")
     tr.set_defaults(func=train)
 
-    g = sub.add_parser("generate", help="continue a prompt with a trained model")
+    g = sub.add_parser("generate", parents=[common], help="continue a prompt with a trained model")
     g.add_argument("--checkpoint", default="runs/tiny/model.npz")
     g.add_argument("--tokenizer", default="runs/tiny/tokenizer.json")
     g.add_argument("--prompt", default="The ")
@@ -363,11 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=generate)
 
-    t = sub.add_parser("tokenizer", help="train or use a BPE tokenizer")
+    t = sub.add_parser("tokenizer", parents=[common], help="train or use a BPE tokenizer")
     tsub = t.add_subparsers(dest="action", required=True)
-    tr = tsub.add_parser("train", help="train a tokenizer and save it as JSON")
+    tr = tsub.add_parser("train", parents=[common], help="train a tokenizer and save it as JSON")
     tr.add_argument("--corpus", default=data.DEFAULT_CORPUS, choices=sorted(data.CORPORA))
-    tr.add_argument("--file", type=argparse.FileType("r", encoding="utf-8"), help="train on this file instead")
+    tr.add_argument("--file", help="train on this UTF-8 text file instead")
     tr.add_argument("--vocab-size", type=int, required=True)
     tr.add_argument("--pattern", default="gpt4")
     tr.add_argument("--special", action="append", help="add a special token (repeatable)")
@@ -375,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--vocab-listing", help="also write a readable vocabulary listing here")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=tokenizer_train)
-    en = tsub.add_parser("encode", help="encode text with a saved tokenizer")
+    en = tsub.add_parser("encode", parents=[common], help="encode text with a saved tokenizer")
     en.add_argument("--tokenizer", required=True)
     en.add_argument("--allow-special", action="store_true", help="encode special tokens found in the text")
     en.add_argument("text")
@@ -384,13 +298,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    """Run a command; return its exit code (see the module docstring)."""
+    args = build_parser().parse_args(argv)  # usage errors: argparse prints them and exits 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # a data-parallel `train` relaunches itself
     try:
         return args.func(args)
-    except ValueError as exc:  # bad input: one clear line, no traceback
+    except Exception as exc:  # noqa: BLE001 - every error is one line; --debug shows the traceback
+        if args.debug:
+            raise
+        return _report(exc)
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            raise
+        saved = f"; saved {exc.checkpoint}" if isinstance(exc, TrainingInterrupted) and exc.checkpoint else \
+            "; nothing was saved"
+        print(f"\ninterrupted{saved}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _report(exc: Exception) -> int:
+    if isinstance(exc, ValueError):  # bad input: the message names it and the fix
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    if isinstance(exc, RunFailed):
+        print(f"error: {exc}", file=sys.stderr)
+    elif isinstance(exc, OSError):
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+    else:
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)",
+              file=sys.stderr)
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ def init(config, rng: np.random.Generator) -> dict:
 def check_ids(ids, vocab_size: int) -> np.ndarray:
     """Return ``ids`` as a (B, T) int array, or raise a ValueError that says what is wrong."""
     ids = np.asarray(ids)
+    if ids.size == 0 and ids.dtype.kind == "f":
+        ids = ids.astype(np.int64)  # an empty list is float to numpy: there is no wrong value in it
     if ids.ndim == 1:
         raise ValueError(f"ids must be 2-D (batch, time); got shape {ids.shape}: wrap one sequence as ids[None, :]")
     if ids.ndim != 2:

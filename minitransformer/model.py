@@ -125,6 +125,9 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
     ids = embedding.check_ids(ids, config.vocab_size)
     hook = hook or _no_hook
     B, T = ids.shape
+    if T == 0:
+        raise ValueError(f"ids have no tokens (shape {ids.shape}): the model needs at least one token per row; "
+                         "start an empty prompt from a token such as <|endoftext|>")
     start = kv_cache.length if kv_cache is not None else 0
     if positions is None:
         positions = np.arange(start, start + T)
@@ -344,11 +347,13 @@ class GPT:
                 only its last ``context_length`` tokens (recomputed, without a cache, once
                 the window is full). Without it, such input is an error.
         """
-        ids = embedding.check_ids(np.asarray(prompt_ids), self.config.vocab_size)
+        ids = np.asarray(prompt_ids)
+        if ids.size == 0:
+            raise ValueError(f"the prompt is empty (shape {ids.shape}): give at least one token (e.g. the "
+                             "<|endoftext|> id)")
+        ids = embedding.check_ids(ids, self.config.vocab_size)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
-        if ids.shape[1] == 0:
-            raise ValueError("the prompt is empty: give at least one token (e.g. an <|endoftext|> id)")
         L = self.config.context_length
         if not crop and ids.shape[1] + max_new_tokens > L:
             raise ValueError(f"prompt ({ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds the context "

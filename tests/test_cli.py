@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from minitransformer.cli import main
 
 
@@ -16,6 +18,7 @@ def test_demo_traces_the_course_model_through_the_five_stages(tmp_path, capsys):
     assert f"{len(names)} figures written to" in out
 
 
+@pytest.mark.slow  # a fresh interpreter; tests/test_install.py runs the installed wheel's command too
 def test_demo_runs_as_the_installed_command(tmp_path):
     # the README's first set-up command runs `minitransformer demo`; the module form is the same entry point
     result = subprocess.run(
@@ -26,17 +29,25 @@ def test_demo_runs_as_the_installed_command(tmp_path):
     assert "== step 1: stage 1, BPE tokenization -> distinction ==" in result.stdout
 
 
-def test_demo_can_train_a_fresh_model(tmp_path, capsys):
-    assert main(["demo", "--train", "--steps", "4", "--corpus", "tiny", "--figures", str(tmp_path),
-                 "--max-new-tokens", "3", "--color", "never"]) == 0
-    assert "Training a fresh tokenizer" in capsys.readouterr().out
+def test_demo_can_train_a_fresh_model_and_keeps_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["demo", "--train", "--steps", "4", "--corpus", "tiny", "--figures", str(tmp_path / "f"),
+                 "--out", str(run), "--max-new-tokens", "3", "--color", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "Training a fresh tokenizer" in out and f"kept the trained model in {run}/" in out
+    assert sorted(p.name for p in run.iterdir()) == ["model.npz", "tokenizer.json"]
+    # what it kept is a run that `train --resume` continues, and `generate` reads
+    assert main(["train", "--out", str(run), "--resume", "--steps", "6", "--batch-size", "16"]) == 0
+    assert "resumed at step 4; training to step 6" in capsys.readouterr().out
+    assert main(["generate", "--checkpoint", str(run / "model.npz"), "--tokenizer", str(run / "tokenizer.json"),
+                 "--prompt", "", "--max-new-tokens", "3"]) == 0
 
 
 def test_trace_command_and_missing_files(tmp_path, capsys):
     assert main(["trace", "def f(x):", "--figures", str(tmp_path / "t")]) == 0
     assert "stage 4, attention -> retrieval" in capsys.readouterr().out
     assert main(["trace", "x", "--checkpoint", str(tmp_path / "none.npz"), "--tokenizer", str(tmp_path / "none.json")]) == 2
-    assert "missing" in capsys.readouterr().err
+    assert f"--checkpoint {tmp_path / 'none.npz'} is missing" in capsys.readouterr().err
 
 
 def test_tokenizer_train_and_encode_commands(tmp_path, capsys):
@@ -65,11 +76,10 @@ def test_train_and_generate_commands_on_the_toy_preset(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "unigram baseline" in text and "sample:" in text
-    assert sorted(p.name for p in out.iterdir()) == ["loss.png", "model.npz", "model.npz.json", "tokenizer.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["loss.png", "model.npz", "tokenizer.json"]
     assert main(["generate", "--checkpoint", str(out / "model.npz"), "--tokenizer", str(out / "tokenizer.json"),
                  "--prompt", "A token", "--max-new-tokens", "5"]) == 0
     assert capsys.readouterr().out.startswith("A token")
     # resuming a finished run trains no further and keeps the files valid
-    assert main(["train", "--preset", "toy", "--corpus", "tiny", "--vocab-size", "300", "--steps", "20",
-                 "--batch-size", "4", "--out", str(out), "--resume"]) == 0
-    assert "resumed at step 20" in capsys.readouterr().out
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    assert "resumed at step 20: the run is complete" in capsys.readouterr().out

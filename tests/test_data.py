@@ -1,16 +1,45 @@
+import platform
+from pathlib import Path
+
 import pytest
 
 from minitransformer.training import data
 
 
-def test_pydoc_corpus_is_built_from_the_standard_library(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINITRANSFORMER_DATA", str(tmp_path))
+def test_pydoc_corpus_is_built_into_the_cache_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINITRANSFORMER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
     path = data.corpus_path("pydoc")
-    assert path == tmp_path / "pydoc_topics.txt" and path.exists()
+    assert path == tmp_path / "cache" / f"pydoc_topics-python{platform.python_version()}.txt" and path.exists()
     text = data.load_corpus("pydoc")
     assert text == data.build_pydoc_corpus()
     assert len(text) > 100_000 and "The \"if\" statement" in text
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pydoc_topics.txt"]  # no temporary files left
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["cache", path.name]  # nothing else, no temporary files
+    assert not list(data.data_dir().glob("pydoc*"))  # never into the package
+
+
+@pytest.mark.parametrize("platform_, env, expected", [
+    ("linux", {"XDG_CACHE_HOME": "/x/cache"}, "/x/cache/minitransformer"),
+    ("linux", {}, "~/.cache/minitransformer"),
+    ("darwin", {}, "~/Library/Caches/minitransformer"),
+    ("win32", {"LOCALAPPDATA": "C:/Users/a/AppData/Local"}, "C:/Users/a/AppData/Local/minitransformer"),
+])
+def test_cache_directory_follows_the_platform(monkeypatch, platform_, env, expected):
+    for name in ("MINITRANSFORMER_CACHE", "XDG_CACHE_HOME", "LOCALAPPDATA"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(data.sys, "platform", platform_)
+    assert data.cache_dir() == Path(expected).expanduser()
+    monkeypatch.setenv("MINITRANSFORMER_CACHE", "/elsewhere")
+    assert data.cache_dir() == Path("/elsewhere")
+
+
+def test_an_unwritable_cache_names_the_variable(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("MINITRANSFORMER_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(OSError, match="cannot write the corpus cache .* set MINITRANSFORMER_CACHE"):
+        data.corpus_path("pydoc")
 
 
 def test_small_texts_written_for_the_project(multilingual_text):

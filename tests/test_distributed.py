@@ -98,7 +98,7 @@ def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
              for r in range(2)]
     try:
         t0 = time.monotonic()
-        while not (out / "model.npz.json").exists():
+        while not (out / "model.npz").exists():
             assert time.monotonic() - t0 < 60 and procs[0].poll() is None, "no checkpoint was written"
             time.sleep(0.1)
         time.sleep(0.3)  # mid-run, between checkpoints

@@ -110,3 +110,14 @@ def test_an_attention_only_model_trains_and_reports_its_cost():
     logits, cache = model_mod.forward(m.params, cfg, np.array([[1, 2, 3]]), need_cache=True)
     grads = model_mod.backward(m.params, cfg, cache, np.ones_like(logits))
     assert all(np.all(g == 0) for g in grads["blocks"][0]["ln2"].values())  # ln2 feeds nothing
+
+
+@pytest.mark.parametrize("ids", [np.zeros((1, 0), dtype=np.int64), np.zeros((3, 0), dtype=np.int32), [[]]])
+def test_empty_sequences_are_a_clear_error(ids):
+    model = GPT("toy", seed=0)
+    with pytest.raises(ValueError, match=r"ids have no tokens \(shape \(\d, 0\)\): the model needs at least one"):
+        model.forward(ids)
+    with pytest.raises(ValueError, match="ids have no tokens"):
+        model.loss(ids, np.zeros(np.shape(ids), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"the prompt is empty \(shape \(\d, 0\)\): give at least one token"):
+        model.generate(ids, 3)

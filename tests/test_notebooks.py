@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import shutil
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-DATA = NOTEBOOKS.parent / "data"
+pytestmark = pytest.mark.notebooks  # minutes: the fast path leaves them out (-m "not notebooks")
 
 
 def _load_build():
@@ -75,13 +76,9 @@ def test_committed_notebook_runs(source, tmp_path, monkeypatch):
     if not committed.exists():
         pytest.skip(f"{committed.name} is missing (reported by test_committed_notebook_matches_source)")
     nb = nbformat.read(committed, as_version=4)
-    # note: corpora are read from a copy of data/ (the kernel inherits this environment), so
-    # building the pydoc corpus on first use writes into tmp_path, never into the repository.
-    # The course model (data/course), when present, is copied too: the notebooks load it.
-    shutil.copytree(DATA / "texts", tmp_path / "data" / "texts")
-    if (DATA / "course").is_dir():
-        shutil.copytree(DATA / "course", tmp_path / "data" / "course")
-    monkeypatch.setenv("MINITRANSFORMER_DATA", str(tmp_path / "data"))
+    # note: the kernel inherits this environment, so building the pydoc corpus on first use
+    # writes into tmp_path, never into the user's cache or the repository.
+    monkeypatch.setenv("MINITRANSFORMER_CACHE", str(tmp_path / "cache"))
     client = nbclient.NotebookClient(
         nb, kernel_name=build.KERNEL, timeout=build.TIMEOUT, resources={"metadata": {"path": str(committed.parent)}}
     )
@@ -164,6 +161,37 @@ def test_conversion_of_percent_format(tmp_path):
     nbformat.validate(nb)
 
 
+def test_attention_checks_say_what_is_wrong_before_judging_values(monkeypatch, tmp_path):
+    """Notebook 04's checks name a wrong structure (None, swapped outputs, a wrong shape) first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    monkeypatch.setenv("MINITRANSFORMER_CACHE", str(tmp_path / "cache"))
+    source = build.SOLUTION_SOURCES / "04_attention_retrieval_solutions.py"
+    ns: dict = {"__name__": "solutions_04"}
+    exec(compile(source.read_text(encoding="utf-8"), str(source), "exec"), ns)
+    right = ns["my_causal_attention"]
+    wrong = {
+        "None": (lambda q, k, v: None, "returned None: end it with `return pattern, z`"),
+        "swapped": (lambda q, k, v: right(q, k, v)[::-1], "pattern and z are swapped"),
+        "one array": (lambda q, k, v: right(q, k, v)[0], "return two arrays"),
+        "pattern transposed to (T, 1)": (lambda q, k, v: (right(q, k, v)[0][:, :1], right(q, k, v)[1]),
+                                         "the pattern has shape"),
+        "no softmax": (lambda q, k, v: (np.tril(q @ k.T), right(q, k, v)[1]), "must sum to 1"),
+        "no mask": (lambda q, k, v: (np.full((len(q), len(q)), 1 / len(q)), right(q, k, v)[1]), "mask the future"),
+    }
+    for name, (answer, words) in wrong.items():
+        ns["my_causal_attention"] = answer
+        with pytest.raises(AssertionError, match=re.escape(words)):
+            ns["test_my_causal_attention"]()
+    ns["my_mqa"] = lambda params, x, n_heads: None
+    with pytest.raises(AssertionError, match="my_mqa returned None"):
+        ns["test_my_mqa"]()
+    ns["my_window_attention"] = lambda q, k, v, window: v[:, :1]
+    with pytest.raises(AssertionError, match=re.escape("z has shape (12, 1); expected (T, D) = (12, 8)")):
+        ns["test_my_window_attention"]()
+
+
 def test_saved_progress_bars_show_where_they_ended():
     """Notebook 06 trains with a progress bar: its saved output is one bar at its end, no stderr fragments."""
     import json
@@ -172,6 +200,5 @@ def test_saved_progress_bars_show_where_they_ended():
     outputs = [out for cell in nb["cells"] for out in cell.get("outputs", [])]
     assert not [out for out in outputs if out.get("name") == "stderr"]
     bars = ["".join(out["data"]["text/plain"]) for out in outputs
-            if "application/vnd.jupyter.widget-view+json" in out.get("data", {}) and "step/s" in
-            "".join(out["data"].get("text/plain", ""))]
-    assert len(bars) == 1 and "600/600" in bars[0], bars
+            if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
+    assert len(bars) == 1 and "600/600" in bars[0] and "step/s" in bars[0], bars

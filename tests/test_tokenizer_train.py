@@ -102,6 +102,7 @@ def test_fast_trainer_equals_reference(name, vocab_size, pattern, multilingual_t
     assert fast.reason == ref.reason
 
 
+@pytest.mark.slow  # the reference trainer recounts 60 KB for each of 768 merges: tens of seconds
 def test_fast_trainer_equals_reference_on_real_text(pydoc_text):
     text = pydoc_text[:60_000]
     assert train_fast(text, 1024).merges == train_reference(text, 1024).merges

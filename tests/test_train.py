@@ -8,7 +8,9 @@ import pytest
 
 from minitransformer.core.config import ModelConfig
 from minitransformer.model import GPT, flatten
-from minitransformer.training import AdamW, TrainConfig, Trainer, clip_grad_norm, get_batch, load_model, lr_at, resume
+from minitransformer.training import (AdamW, TrainConfig, Trainer, clip_grad_norm, get_batch, load_model, lr_at,
+                                      read_metadata, resume)
+from minitransformer.training.loop import TrainingDiverged, TrainingInterrupted
 
 
 def reference_adamw(params, grads, state, lr, b1=0.9, b2=0.95, eps=1e-8, wd=0.1):
@@ -113,28 +115,72 @@ def test_nan_guard_stops_with_a_clear_message():
     m = GPT("toy", seed=0)
     m.params["ln_final"]["w"][:] = np.nan
     t = Trainer(m, periodic_tokens(), config=TrainConfig(steps=3, batch_size=2, eval_every=0), log=None)
-    with pytest.raises(FloatingPointError, match="training diverged. Lower the learning rate"):
+    with pytest.raises(FloatingPointError, match="training diverged at step 0: the loss became nan. Lower the "
+                                                 "learning rate .*no checkpoint was written yet"):
         t.run()
 
 
-def test_checkpoint_files_are_validated(tmp_path):
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("lr", [1e2, 1e4, 1e6])
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, lr):
+    # a huge learning rate, no clipping, a checkpoint after every step: the run must stop before
+    # it writes weights that are not finite, or that are finite but give a non-finite loss
+    tokens = periodic_tokens()
+    cfg = TrainConfig(steps=40, batch_size=4, lr=lr, warmup=1, eval_every=0, checkpoint_every=1, grad_clip=0.0)
+    t = Trainer(GPT("toy", seed=0), tokens, config=cfg, log=None)
+    with pytest.raises(TrainingDiverged) as err:
+        t.run(checkpoint_path=tmp_path / "c.npz")
+    e = err.value
+    assert e.checkpoint == tmp_path / "c.npz" and f"the last good checkpoint is {e.checkpoint}" in str(e)
+    assert 0 < e.checkpoint_step <= e.step
+    saved = resume(e.checkpoint, tokens, log=None, lr=1e-3)  # what the message advises
+    assert saved.state.step == e.checkpoint_step and np.isfinite(saved.opt.buffer).all()
+    assert np.isfinite(saved.model.loss(*get_batch(tokens, 4, 16, np.random.default_rng(0))))
+    assert saved.config.lr == 1e-3 and math.isclose(saved.config.min_lr, cfg.min_lr * 1e-3 / lr)
+
+
+def test_resume_applies_what_may_change_and_refuses_the_rest(tmp_path):
+    tokens = periodic_tokens()
+    cfg = TrainConfig(steps=6, batch_size=4, eval_every=3, warmup=2)
+    Trainer(GPT("toy", seed=0), tokens, config=cfg, log=None).run(checkpoint_path=tmp_path / "c.npz")
+    longer = resume(tmp_path / "c.npz", tokens, log=None, steps=10, eval_every=5)
+    assert longer.state.step == 6 and longer.config.steps == 10 and longer.config.eval_every == 5
+    state = longer.run(checkpoint_path=tmp_path / "c.npz")
+    assert state.step == 10 and [s for s, _ in state.evals] == [3, 6, 10]
+    assert read_metadata(tmp_path / "c.npz")["state"]["step"] == 10
+    with pytest.raises(ValueError, match="steps=8 is below the step .* has reached \\(10\\); steps is the total"):
+        resume(tmp_path / "c.npz", tokens, log=None, steps=8)
+    with pytest.raises(ValueError, match="batch_size, seed cannot change when resuming"):
+        resume(tmp_path / "c.npz", tokens, log=None, batch_size=8, seed=1)
+
+
+def test_ctrl_c_in_a_training_loop_saves_and_raises(tmp_path):
+    # the handler sets a flag; the step in progress finishes, the checkpoint is written, then it stops
+    import os
+    import signal
+
+    class Interrupting(Trainer):
+        def train_step(self):
+            loss = super().train_step()
+            if self.state.step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            return loss
+
+    t = Interrupting(GPT("toy", seed=0), periodic_tokens(), config=TrainConfig(steps=50, batch_size=2, eval_every=0),
+                     log=None)
+    with pytest.raises(TrainingInterrupted) as err:
+        t.run(checkpoint_path=tmp_path / "c.npz")
+    assert err.value.step == 3 and err.value.checkpoint == tmp_path / "c.npz"
+    assert read_metadata(tmp_path / "c.npz")["state"]["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is removed again
+
+
+def test_checkpoint_is_one_file_and_is_validated(tmp_path):
     t = Trainer(GPT("toy"), periodic_tokens(), config=TrainConfig(steps=1, batch_size=2, eval_every=0), log=None)
     t.run(checkpoint_path=tmp_path / "c.npz")
-    meta_path = tmp_path / "c.npz.json"
-    meta = json.loads(meta_path.read_text())
-    assert meta["format"] == "minitransformer-checkpoint" and meta["version"] == 1
-    meta["version"] = 7
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="checkpoint version 7"):
-        load_model(tmp_path / "c.npz")
-    meta["version"] = 1
-    meta["model_config"]["d_model"] = 64
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="has shape"):
-        load_model(tmp_path / "c.npz")
-    (tmp_path / "c.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a readable .npz"):
-        load_model(tmp_path / "c.npz")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # arrays and metadata in one file
+    meta = read_metadata(tmp_path / "c.npz")
+    assert meta["format"] == "minitransformer-checkpoint" and meta["version"] == 2 and meta["state"]["step"] == 1
     with pytest.raises(ValueError, match="missing"):
         load_model(tmp_path / "nothing.npz")
 

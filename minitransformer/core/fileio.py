@@ -33,7 +33,7 @@ def atomic_write(path: PathLike, data: Union[str, bytes]) -> Path:
     if not parent.is_dir():
         raise ValueError(f"cannot write {path}: directory {parent} does not exist; create it first")
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)  # see temporary_name_pattern
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
@@ -45,4 +45,43 @@ def atomic_write(path: PathLike, data: Union[str, bytes]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_directory(parent)
     return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # Windows: directories cannot be opened this way, and renames are durable there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
+def temporary_name_pattern(path: PathLike) -> str:
+    """The glob that matches the temporary files `atomic_write` makes for ``path``."""
+    return f".{Path(path).name}.*.tmp"
+
+
+def remove_stale_temporaries(path: PathLike) -> list:
+    """Delete temporary files left beside ``path`` by a writer that was killed; return what was removed.
+
+    note: only one process should write a given path at a time; another writer's
+    half-written temporary file would be removed too.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    removed = []
+    if parent.is_dir():
+        for tmp in parent.glob(temporary_name_pattern(path)):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed

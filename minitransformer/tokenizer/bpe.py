@@ -13,7 +13,6 @@ trace) is built from `count_pairs` and `merge`.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -134,18 +133,28 @@ def invalid_unicode_message(text: str) -> str:
 
 
 class ProgressBar:
-    """A dependency-free progress bar on stderr, usable as a training callback."""
+    """The trainer's progress as a tqdm bar (the same kind the model's training draws), usable as a callback.
 
-    def __init__(self, width: int = 30, every: int = 50, stream=None):
-        self.width, self.every, self.stream = width, every, stream or sys.stderr
+    The bar closes at ``total``; ``close()`` ends it when training stops before (too few pairs left).
+    """
+
+    def __init__(self, stream=None):
+        self.stream, self._bar = stream, None
 
     def __call__(self, p: TrainProgress) -> None:
-        if p.step % self.every and p.step != p.total:
-            return
-        done = int(self.width * p.step / max(p.total, 1))
-        bar = "#" * done + "." * (self.width - done)
-        end = "\n" if p.step == p.total else ""
-        print(f"\rtraining BPE [{bar}] {p.step}/{p.total} merges", end=end, file=self.stream, flush=True)
+        if self._bar is None:
+            from ..core.progress import progress_bar  # a widget in notebooks, a text bar on stderr in a terminal
+
+            self._bar = progress_bar(p.total, desc="training BPE", file=self.stream,
+                             bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} merges [{elapsed}<{remaining}]")
+        self._bar.update(p.step - self._bar.n)
+        if p.step >= p.total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def report(callback: Optional[ProgressCallback], progress: TrainProgress) -> bool:

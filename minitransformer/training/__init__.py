@@ -6,9 +6,11 @@
 - `loop`: batches, evaluation, the `Trainer`, and resuming.
 """
 
-from .checkpoint import load_model, read_metadata, save_checkpoint, save_model
-from .loop import TrainConfig, Trainer, TrainState, evaluate_tokens, get_batch, resume, unigram_loss
+from .checkpoint import load_model, read_metadata, save_checkpoint, save_model, tokenizer_fingerprint
+from .loop import (TrainConfig, Trainer, TrainingDiverged, TrainingInterrupted, TrainState, evaluate_tokens, get_batch,
+                   resume, unigram_loss)
 from .optimizer import AdamW, clip_grad_norm, lr_at
 
 __all__ = ["AdamW", "TrainConfig", "TrainState", "Trainer", "clip_grad_norm", "evaluate_tokens", "get_batch",
-           "load_model", "lr_at", "read_metadata", "resume", "save_checkpoint", "save_model", "unigram_loss"]
+           "load_model", "lr_at", "read_metadata", "resume", "save_checkpoint", "save_model", "tokenizer_fingerprint",
+           "TrainingDiverged", "TrainingInterrupted", "unigram_loss"]

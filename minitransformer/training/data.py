@@ -2,12 +2,12 @@
 
 The default corpus is the Python language documentation that ships with every
 CPython (``pydoc_data.topics``: the reference chapters that ``help("if")`` shows,
-about 465 KB of English prose and code). On first use it is written to
-``data/pydoc_topics.txt`` so it can be opened like any text file. It is not
-committed: each machine builds it from its own Python, so its exact size depends
-on the Python version.
+about 465 KB of English prose and code). On first use it is written into the
+user's cache directory (`cache_dir`) so it can be opened like any text file; one
+file per Python version, since each Python ships its own documentation.
 
-Small texts written for this project live in ``data/texts/``:
+Small texts written for this project ship inside the package, in
+``minitransformer/data/texts/``:
 
 - ``tiny``: three paragraphs of English about tokens, for examples and tests;
 - ``multilingual``: a line in each of a dozen scripts, emoji (with skin tones,
@@ -21,6 +21,8 @@ Small texts written for this project live in ``data/texts/``:
 from __future__ import annotations
 
 import os
+import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,18 +32,38 @@ from ..core.fileio import atomic_write
 
 CORPORA = {
     "pydoc": "the Python language reference topics from pydoc_data (built on first use)",
-    "tiny": "three paragraphs of English written for this project (data/texts/tiny.txt)",
-    "multilingual": "a line in each of a dozen scripts plus emoji (data/texts/multilingual.txt)",
+    "tiny": "three paragraphs of English written for this project (minitransformer/data/texts/tiny.txt)",
+    "multilingual": "a line in each of a dozen scripts plus emoji (minitransformer/data/texts/multilingual.txt)",
 }
 DEFAULT_CORPUS = "pydoc"
 
 
 def data_dir() -> Path:
-    """The ``data/`` directory: ``$MINITRANSFORMER_DATA`` if set, else the one next to the package."""
+    """The package's data (small texts, the course model): ``$MINITRANSFORMER_DATA`` if set, else
+    ``minitransformer/data/``, installed with the package. Read only: nothing is written here."""
     env = os.environ.get("MINITRANSFORMER_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "data"
+    return Path(__file__).resolve().parents[1] / "data"
+
+
+def cache_dir() -> Path:
+    """Where built files (the pydoc corpus) are kept: never the installed package or the current folder.
+
+    ``$MINITRANSFORMER_CACHE`` if set; else the platform's convention: ``%LOCALAPPDATA%``
+    on Windows, ``~/Library/Caches`` on macOS, ``$XDG_CACHE_HOME`` or ``~/.cache`` elsewhere;
+    each followed by ``minitransformer``.
+    """
+    env = os.environ.get("MINITRANSFORMER_CACHE")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "minitransformer"
 
 
 def build_pydoc_corpus() -> str:
@@ -55,16 +77,20 @@ def corpus_path(name: str = DEFAULT_CORPUS) -> Path:
     """The file holding corpus ``name``; the pydoc corpus is built there if it is missing."""
     _check_name(name)
     if name == "pydoc":
-        path = data_dir() / "pydoc_topics.txt"
+        path = cache_dir() / f"pydoc_topics-python{platform.python_version()}.txt"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, build_pydoc_corpus())
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, build_pydoc_corpus())
+            except OSError as exc:
+                raise OSError(f"cannot write the corpus cache {path} ({exc.strerror or exc}); set "
+                              "MINITRANSFORMER_CACHE to a writable folder") from None
         return path
     path = data_dir() / "texts" / f"{name}.txt"
     if not path.exists():
         raise ValueError(
-            f"corpus file {path} is missing; the small texts ship in the repository's data/texts/ "
-            "(install from a clone with `pip install -e .`, or set MINITRANSFORMER_DATA to a data directory)"
+            f"corpus file {path} is missing; the small texts ship inside the package (minitransformer/data/texts/): "
+            "reinstall minitransformer, or unset MINITRANSFORMER_DATA if it points elsewhere"
         )
     return path
 
@@ -112,19 +138,21 @@ class CorpusTokens:
     held_out: bool
 
 
-def corpus_tokens(name: str, vocab_size: int, context: int, tokenizer=None) -> CorpusTokens:
+def corpus_tokens(name: str, vocab_size: int, context: int, tokenizer=None, verbose: bool = False) -> CorpusTokens:
     """Tokenize corpus ``name`` for a model of ``vocab_size`` ids and windows of ``context`` tokens.
 
     Without ``tokenizer``, one is trained on the training split: ``vocab_size - 1`` merged
     and byte ids plus ``<|endoftext|>``, so the tokenizer's ids are exactly the model's.
     The held-out split (`split_text`) is what validation reads, unless it is shorter than
     one window of ``context + 1`` tokens; then validation falls back to the training stream
-    and ``held_out`` says so, instead of failing later inside the trainer.
+    and ``held_out`` says so, instead of failing later inside the trainer. ``verbose`` draws
+    the tokenizer trainer's progress bar.
     """
     from ..tokenizer import Tokenizer
 
     train_text, val_text = split_text(load_corpus(name))
-    tok = tokenizer or Tokenizer.train(train_text, vocab_size - 1, special_tokens=["<|endoftext|>"])
+    tok = tokenizer or Tokenizer.train(train_text, vocab_size - 1, special_tokens=["<|endoftext|>"],
+                                         verbose=verbose)
     train = np.array(tok.encode_ordinary(train_text), dtype=np.int64)
     val = np.array(tok.encode_ordinary(val_text), dtype=np.int64)
     held_out = len(val) >= context + 2

@@ -350,7 +350,12 @@ class DistributedTrainer(Trainer):
 
     # ---------------------------------------------------------------- checkpoints and memory
     def save(self, path) -> None:
-        """Rank 0 writes the checkpoint a single process would; with ZeRO-1 the moments are gathered first."""
+        """Rank 0 writes the checkpoint a single process would; with ZeRO-1 the moments are gathered first.
+
+        As a single process does, it first checks that the weights are finite and give a finite loss
+        (`Trainer.check_savable`): a diverged run never overwrites its last good checkpoint.
+        """
+        self.check_savable()  # every rank holds the same weights, so every rank agrees
         opt = self.opt
         if self.zero1:
             full = []
@@ -363,7 +368,10 @@ class DistributedTrainer(Trainer):
             opt = SimpleNamespace(m=full[0], v=full[1], t=opt.t)
         if self.ctx.rank == 0:
             save_checkpoint(path, SimpleNamespace(model=self.model, opt=opt, config=self.config, state=self.state,
-                                                  batch_rng=self.batch_rng, dropout_rng=self.dropout_rng))
+                                                  batch_rng=self.batch_rng, dropout_rng=self.dropout_rng,
+                                                  tokenizer_sha256=getattr(self, "tokenizer_sha256", None),
+                                                  run_info=getattr(self, "run_info", {})))
+        self.last_checkpoint = (path, self.state.step)
 
     def describe(self) -> str:
         """One line: ranks, rows, optimizer memory and, once steps ran, the communication per step."""

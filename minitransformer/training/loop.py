@@ -4,6 +4,11 @@ Resuming is exact: a checkpoint stores the parameters, the optimizer's moments,
 the step, and the state of every random generator, so a run that stops and
 resumes produces bit-for-bit the losses of a run that never stopped.
 
+Nothing is lost: a checkpoint is only written from weights that are finite and
+give a finite loss, so a run that diverges stops with the last good checkpoint
+on disk (`TrainingDiverged`); Ctrl-C lets the current step finish, saves, and
+stops (`TrainingInterrupted`).
+
 Deliberately left out: mixed precision and learning-rate finders. Data-parallel
 training over several processes is `training.distributed` (a `Trainer` whose
 gradients are all-reduced by torch.distributed).
@@ -12,6 +17,9 @@ gradients are all-reduced by torch.distributed).
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -20,8 +28,26 @@ import numpy as np
 
 from ..core.nn import cross_entropy_forward, no_grad
 from ..feedforward import moe
+from ..core.progress import progress_bar
 from ..model import GPT
-from .checkpoint import read_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or the weights stopped being finite. ``checkpoint`` and ``checkpoint_step`` name
+    the last good checkpoint (None if none was written); nothing non-finite was saved."""
+
+    def __init__(self, message: str, step: int, checkpoint=None, checkpoint_step: Optional[int] = None):
+        super().__init__(message)
+        self.step, self.checkpoint, self.checkpoint_step = step, checkpoint, checkpoint_step
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training between two steps; ``checkpoint`` holds step ``step`` (None if not saved)."""
+
+    def __init__(self, step: int, checkpoint=None):
+        super().__init__(f"interrupted at step {step}" + (f"; saved {checkpoint}" if checkpoint else ""))
+        self.step, self.checkpoint = step, checkpoint
 from .optimizer import AdamW, clip_grad_norm, lr_at
 
 
@@ -138,6 +164,39 @@ class Trainer:
         self.eval_rng_seed = [c.seed, 3]  # the same validation batches at every evaluation
         self.log = log
         self._grad = np.zeros_like(self.opt.buffer)
+        self.tokenizer_sha256: Optional[str] = None  # recorded in checkpoints (see checkpoint.tokenizer_fingerprint)
+        self.last_checkpoint: Optional[tuple] = None  # (path, step) of the last checkpoint written or resumed from
+        self.run_info: dict = {}  # saved as the checkpoint's "extra" (the command line records preset and corpus)
+
+    def _diverged(self, what: str):
+        c = self.config
+        path, step = self.last_checkpoint or (None, None)
+        where = (f"the last good checkpoint is {path} (step {step}); nothing after it was saved" if path else
+                 "no checkpoint was written yet")
+        raise TrainingDiverged(
+            f"training diverged at step {self.state.step}: {what}. Lower the learning rate (now {c.lr}, try "
+            f"{c.lr / 10:g}) and keep grad_clip on; {where}", self.state.step, path, step)
+
+    def check_savable(self) -> None:
+        """Raise `TrainingDiverged` unless the weights are finite and give a finite loss.
+
+        note: a huge learning rate can leave weights that are finite but overflow in the next
+        forward pass; one fixed batch (no gradient, the data order untouched) catches that
+        before a file is written, so a checkpoint on disk is always one training can go on from.
+        """
+        if not np.isfinite(self.opt.buffer).all():
+            self._diverged("the weights are not finite")
+        x, y = get_batch(self.train_tokens, 1, self.context, np.random.default_rng(self.eval_rng_seed))
+        with no_grad():
+            loss = cross_entropy_forward(self.model.forward(x), y)[0]
+        if not math.isfinite(loss):
+            self._diverged(f"the loss of the weights about to be saved is {loss}")
+
+    def save(self, path) -> None:
+        """Write a checkpoint of the current state (`save_checkpoint`) after `check_savable`; `run` calls it."""
+        self.check_savable()
+        save_checkpoint(path, self)
+        self.last_checkpoint = (path, self.state.step)
 
     def train_step(self) -> float:
         """One optimizer step (``accum_steps`` micro-batches); returns the mean loss."""
@@ -147,13 +206,11 @@ class Trainer:
             x, y = get_batch(self.train_tokens, c.batch_size, self.context, self.batch_rng)
             loss = model.loss(x, y, rng=self.dropout_rng, train=True)
             if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"the loss became {loss} at step {self.state.step}: training diverged. Lower the learning "
-                    f"rate (now {c.lr}), keep grad_clip on, or resume from the last checkpoint")
+                self._diverged(f"the loss became {loss}")
             if micro == 0:
                 self.opt.gather(model.backward(), out=self._grad)
             else:  # accumulate: the optimizer's scratch array is free between steps
-                self._grad += self.opt.gather(model.backward(), out=self.opt._tmp)
+                self._grad += self.opt.gather(model.backward(), out=self.opt.scratch)
             total += loss
             loads = moe.add_loads(loads, model.last_expert_load)
         if c.accum_steps > 1:
@@ -161,6 +218,8 @@ class Trainer:
         clip_grad_norm(self._grad, c.grad_clip)
         self.opt.step(self._grad, lr=lr_at(self.state.step, c.lr, c.warmup, c.steps, c.min_lr))
         moe.balance_routers(model.params, loads, model.config)  # MoE: loss-free balancing, after the step
+        if not np.isfinite(self.opt.buffer).all():  # one pass over every weight: cheap next to a step
+            self._diverged("the weights stopped being finite after the update")
         self.state.step += 1
         self.state.tokens_seen += c.accum_steps * c.batch_size * self.context
         return total / c.accum_steps
@@ -177,34 +236,55 @@ class Trainer:
                 losses.append(cross_entropy_forward(self.model.forward(x), y)[0])
         return float(np.mean(losses))
 
-    def save(self, path) -> None:
-        """Write a training checkpoint to ``path`` (`save_checkpoint`); `run` calls it."""
-        save_checkpoint(path, self)
-
     def run(self, checkpoint_path=None, progress: bool = False,
             on_eval: Optional[Callable[["Trainer", int, float], None]] = None,
             stop_at: Optional[int] = None) -> TrainState:
         """Train until ``config.steps``, evaluating and checkpointing as configured.
 
         Args:
-            checkpoint_path: save here every ``checkpoint_every`` steps and at the end.
+            checkpoint_path: save here every ``checkpoint_every`` steps, at the end, and on Ctrl-C;
+                only weights that are finite and give a finite loss are ever saved (`save`).
             stop_at: stop (and save) at this step although the schedule runs to ``config.steps``;
                 `resume` continues from there as if the run had never stopped.
             progress: draw a tqdm progress bar (``tqdm.auto``: a widget in notebooks) with the
-                loss and tokens/s, if tqdm is installed; otherwise report through ``log``.
+                loss and tokens/s; otherwise report through ``log``.
             on_eval: called as ``on_eval(trainer, step, val_loss)`` after each evaluation, e.g.
                 to print a sample and watch it improve.
+
+        Raises:
+            TrainingDiverged: the loss or the weights stopped being finite (a `FloatingPointError`;
+                the message names the last good checkpoint).
+            TrainingInterrupted: Ctrl-C (a `KeyboardInterrupt`), after the step in progress
+                finished and the checkpoint was saved.
         """
         c = self.config
         t0, tokens0 = time.perf_counter(), self.state.tokens_seen
         bar = _progress_bar(c.steps, self.state.step) if progress else None
+        with _StopOnCtrlC() as ctrl_c:
+            try:
+                self._loop(checkpoint_path, bar, on_eval, t0, tokens0, ctrl_c, stop_at)
+            finally:
+                if bar is not None:
+                    bar.close()
+        if ctrl_c.requested:
+            if checkpoint_path:
+                self.save(checkpoint_path)
+            raise TrainingInterrupted(self.state.step, checkpoint_path or None)
+        if checkpoint_path:
+            self.save(checkpoint_path)
+        return self.state
+
+    def _loop(self, checkpoint_path, bar, on_eval, t0, tokens0, ctrl_c, stop_at=None) -> None:
+        c = self.config
         end = c.steps if stop_at is None else min(stop_at, c.steps)
-        while self.state.step < end:
+        while self.state.step < end and not ctrl_c.requested:
             loss = self.train_step()
             self.state.losses.append((self.state.step, loss))
             s = self.state.step
             if c.eval_every and (s % c.eval_every == 0 or s == c.steps):
                 self.state.evals.append((s, self.evaluate()))
+                if not math.isfinite(self.state.evals[-1][1]):
+                    self._diverged(f"the validation loss became {self.state.evals[-1][1]}")
                 if on_eval is not None:
                     on_eval(self, s, self.state.evals[-1][1])
             rate = (self.state.tokens_seen - tokens0) / max(time.perf_counter() - t0, 1e-9)
@@ -214,29 +294,56 @@ class Trainer:
                 bar.update(1)  # redraws at tqdm's own pace, postfix included
             elif self.log and (s % max(1, c.steps // 20) == 0 or s == c.steps):
                 self.log(f"step {s:>5}/{c.steps}  loss {loss:.3f}{val}  {rate:,.0f} tokens/s")
-            if checkpoint_path and c.checkpoint_every and s % c.checkpoint_every == 0:
+            if checkpoint_path and c.checkpoint_every and s % c.checkpoint_every == 0 and s < c.steps:
                 self.save(checkpoint_path)
-        if bar is not None:
-            bar.close()
-        if checkpoint_path:
-            self.save(checkpoint_path)
-        return self.state
+
+
+class _StopOnCtrlC:
+    """While active (main thread only), the first Ctrl-C asks the loop to stop after the current step.
+
+    A second Ctrl-C interrupts at once, as usual.
+    """
+
+    def __init__(self):
+        self.requested, self._previous = False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        print("\nCtrl-C: stopping after this step (press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _progress_bar(total: int, initial: int):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional (the notebooks extra installs it)
-        return None
-    return tqdm(total=total, initial=initial, unit="step")
+    return progress_bar(total, initial, unit="step")  # a widget in notebooks, a text bar in a terminal
 
 
 # --------------------------------------------------------------------------- resuming
-def resume(path, train_tokens, val_tokens=None, log=print, make_trainer=None) -> Trainer:
-    """Rebuild a `Trainer` exactly as it was when ``path`` was saved.
+RESUME_CHANGES = ("steps", "lr", "eval_every", "eval_batches", "checkpoint_every")  # what may change on resume
 
-    ``make_trainer`` builds it (default `Trainer`; a data-parallel run passes its own).
+
+def resume(path, train_tokens, val_tokens=None, log=print, make_trainer=None, **changes) -> Trainer:
+    """Rebuild a `Trainer` exactly as it was when ``path`` was saved, with optional ``changes``.
+
+    ``changes`` may set the fields in `RESUME_CHANGES`: ``steps`` is the total to reach (so
+    a larger figure trains longer; the cosine schedule is stretched to the new total from
+    here on), ``lr`` the new peak learning rate (``min_lr`` keeps its ratio to it). Anything
+    else (batch size, seed, the model's shape) would not continue the same run: it is refused.
+    ``make_trainer`` builds the trainer (default `Trainer`; a data-parallel run passes its own).
     """
+    unknown = sorted(set(changes) - set(RESUME_CHANGES))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} cannot change when resuming (the run would not be the same); "
+                         f"what can: {', '.join(RESUME_CHANGES)}. Start a new run to change the rest")
     meta, arrays = read_checkpoint(path)
     if meta.get("weights_only"):
         raise ValueError(f"{path} holds only model weights (saved with save_model), not a training state; "
@@ -244,11 +351,26 @@ def resume(path, train_tokens, val_tokens=None, log=print, make_trainer=None) ->
     model = model_from_checkpoint(meta, arrays, path)
     tc = dict(meta["train_config"])
     tc["betas"] = tuple(tc["betas"])
+    step = meta["state"]["step"]
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "steps" in changes and changes["steps"] < step:
+        raise ValueError(f"steps={changes['steps']} is below the step {path} has reached ({step}); steps is the "
+                         f"total to reach, so pass more than {step} to train longer")
+    if "lr" in changes:
+        changes["min_lr"] = tc["min_lr"] * changes["lr"] / tc["lr"]
+    tc.update(changes)
     trainer = (make_trainer or Trainer)(model, train_tokens, val_tokens, TrainConfig(**tc), log=log)
-    trainer.opt.load_state_dict({"m": arrays["opt.m"], "v": arrays["opt.v"], "t": meta["opt_t"]})
-    st = meta["state"]
-    trainer.state = TrainState(st["step"], [tuple(x) for x in st["losses"]], [tuple(x) for x in st["evals"]],
-                               st["tokens_seen"])
-    trainer.batch_rng.bit_generator.state = meta["rng"]["batch"]
-    trainer.dropout_rng.bit_generator.state = meta["rng"]["dropout"]
+    try:
+        trainer.opt.load_state_dict({"m": arrays["opt.m"], "v": arrays["opt.v"], "t": meta["opt_t"]})
+        st = meta["state"]
+        trainer.state = TrainState(st["step"], [tuple(x) for x in st["losses"]], [tuple(x) for x in st["evals"]],
+                                   st["tokens_seen"])
+        trainer.batch_rng.bit_generator.state = meta["rng"]["batch"]
+        trainer.dropout_rng.bit_generator.state = meta["rng"]["dropout"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a usable checkpoint: its training state is incomplete "
+                         f"({type(exc).__name__}: {exc})") from None
+    trainer.tokenizer_sha256 = meta.get("tokenizer_sha256")
+    trainer.run_info = dict(meta.get("extra") or {})
+    trainer.last_checkpoint = (path, step)
     return trainer

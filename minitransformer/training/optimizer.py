@@ -48,7 +48,8 @@ class AdamW:
         self.t = 0
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self._g = np.zeros_like(self.buffer)
-        self._tmp = np.zeros_like(self.buffer)
+        # scratch: a buffer-sized array free between steps (the update uses it; so may gradient accumulation)
+        self.scratch = np.zeros_like(self.buffer)
 
     def view(self, flat_array: np.ndarray, name: str) -> np.ndarray:
         o = self.offsets[name]
@@ -69,7 +70,7 @@ class AdamW:
     def step(self, grad: np.ndarray, lr: Optional[float] = None) -> None:
         """One update from a flat gradient (see `gather`). All operations are in place."""
         self.t += 1
-        adamw_update(self.buffer, grad, self.m, self.v, self._tmp, self.t, self.lr if lr is None else lr,
+        adamw_update(self.buffer, grad, self.m, self.v, self.scratch, self.t, self.lr if lr is None else lr,
                      self.betas, self.eps, self.weight_decay, self.n_decay)
 
     def state_dict(self) -> dict:

@@ -246,11 +246,10 @@ for temperature in (0.0, 0.8):
 # %% [markdown]
 # ## 7. A stepper
 #
-# In a live notebook, the slider below shows step $k$ of the trace (install
-# `ipywidgets`, e.g. with the project's `[notebooks]` extra). Without it, or on
-# a page that shows saved outputs, the cell prints every step instead, so
-# nothing depends on a widget being alive; the sections above already showed
-# each step with its figure.
+# In a live notebook, the slider below shows step $k$ of the trace (it needs
+# `ipywidgets`, which the project's `[notebooks]` extra installs). A page that
+# shows saved outputs has no kernel to move a slider, so it shows every step as
+# text instead; the sections above already showed each step with its figure.
 
 # %%
 def show_step(k: int) -> None:
@@ -261,6 +260,17 @@ def show_step(k: int) -> None:
     display(step.show())
 
 
+class WithText:
+    """Shows ``widget`` where a kernel runs it, and ``text`` where none does (a saved copy on the web)."""
+
+    def __init__(self, widget, text: str):
+        self.widget, self.text = widget, text
+
+    def _repr_mimebundle_(self, **kwargs):
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": self.text}
+
+
+every_step = "\n\n".join(f"--- step {k + 1} of {len(trace)} ---\n{step.describe()}" for k, step in enumerate(trace))
 try:
     import ipywidgets as widgets
 except ImportError:
@@ -268,12 +278,10 @@ except ImportError:
 
 if widgets is not None:
     slider = widgets.IntSlider(value=0, min=0, max=len(trace) - 1, description="step", continuous_update=False)
-    widgets.interact(show_step, k=slider)
+    display(WithText(widgets.interactive(show_step, k=slider), every_step))
 else:
-    print("(ipywidgets is not installed: every step, as text)\n")
-    for k, step in enumerate(trace):
-        print(f"--- step {k + 1} of {len(trace)} ---")
-        print(step.describe(), "\n")
+    print("(install ipywidgets, e.g. with the [notebooks] extra, for a slider; meanwhile every step, as text)\n")
+    print(every_step)
 
 # %% [markdown]
 # ## 8. Pitfalls

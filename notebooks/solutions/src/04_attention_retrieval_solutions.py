@@ -68,6 +68,19 @@ def my_causal_attention(q, k, v):
 
 
 def test_my_causal_attention():
+    q, k, v = cache["q", 0][0, 0], cache["k", 0][0, 0], cache["v", 0][0, 0]  # one head of the course model
+    T, D = q.shape
+    result = my_causal_attention(q, k, v)
+    assert result is not None, "my_causal_attention returned None: end it with `return pattern, z`"
+    assert isinstance(result, tuple) and len(result) == 2, (
+        f"return two arrays, `return pattern, z`; got {type(result).__name__}")
+    pattern, z = np.asarray(result[0]), np.asarray(result[1])
+    assert not (pattern.shape == (T, D) and z.shape == (T, T)), (
+        "pattern and z are swapped: return the pattern (T, T) first, then z (T, D)")
+    assert pattern.shape == (T, T), f"the pattern has shape {pattern.shape}; expected (T, T) = {(T, T)}"
+    assert z.shape == (T, D), f"z has shape {z.shape}; expected (T, D) = {(T, D)}"
+    assert np.allclose(pattern.sum(axis=-1), 1.0, atol=1e-5), (
+        "each row of the pattern must sum to 1: a softmax over the keys (the last axis)")
     pattern, z = my_causal_attention(K, V, V)  # 2 positions: position 0 can only read itself
     assert np.allclose(pattern[0], [1.0, 0.0]), "position 0 may only read itself: mask the future"
     for i in range(c.n_layers):
@@ -76,7 +89,6 @@ def test_my_causal_attention():
             pattern, z = my_causal_attention(q, k, v)
             assert np.allclose(pattern, cache["pattern", i][0, h], atol=1e-5), f"pattern of L{i}H{h}"
             assert np.allclose(z, cache["z", i][0, :, h], atol=1e-4), f"z of L{i}H{h} (hook_z is (B, T, H, D))"
-
 
 check("core 1 (my_causal_attention)", test_my_causal_attention)
 
@@ -144,7 +156,9 @@ def test_my_mqa():
     x = rng.normal(size=(2, 7, cfg.d_model)).astype(np.float32)
     expected, _ = mha.forward(params, x, cfg, positions=np.arange(7), positional=registry.chosen("positional", cfg))
     mine = my_mqa(params, x, cfg.n_heads)
-    assert mine.shape == expected.shape, f"shape {mine.shape}, expected {expected.shape}"
+    assert mine is not None, "my_mqa returned None: end it with `return y`"
+    mine = np.asarray(mine)
+    assert mine.shape == expected.shape, f"y has shape {mine.shape}; expected (B, T, C) = {expected.shape}"
     assert np.allclose(mine, expected, atol=1e-5), f"max difference {np.abs(mine - expected).max():.2e}"
 
 
@@ -178,7 +192,10 @@ def test_my_window_attention():
             s = np.array([q[i] @ k[j] / math.sqrt(8) for j in js])
             w = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
             expected[i] = sum(wj * v[j] for wj, j in zip(w, js))
-        assert np.allclose(my_window_attention(q, k, v, window), expected, atol=1e-8), f"window {window}"
+        z = my_window_attention(q, k, v, window)
+        assert z is not None, "my_window_attention returned None: end it with `return z`"
+        assert np.shape(z) == (12, 8), f"z has shape {np.shape(z)}; expected (T, D) = (12, 8)"
+        assert np.allclose(z, expected, atol=1e-8), f"window {window}"
     assert np.allclose(my_window_attention(q, k, v, 1), v), "a window of 1 reads only the position itself"
 
 

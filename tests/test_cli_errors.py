@@ -1,0 +1,141 @@
+"""The command line's promises: one-line errors, documented exit codes (2 wrong input, 1 failed while
+running, 130 interrupted), Ctrl-C that saves, resume semantics, and the tokenizer check."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minitransformer
+from minitransformer.cli import main
+from minitransformer.training import read_metadata
+
+ROOT = Path(__file__).resolve().parent.parent
+TOY = ["--preset", "toy", "--corpus", "tiny", "--batch-size", "4"]
+
+
+def _one_error_line(capsys, code, expected_code, words):
+    err = capsys.readouterr().err
+    assert code == expected_code, err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and words in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished toy run (20 steps): the preset's 64 ids are too few for a tokenizer, so it picks 300."""
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", *TOY, "--steps", "20", "--out", str(out)]) == 0
+    return out
+
+
+def test_toy_preset_trains_with_a_vocabulary_that_fits(run, capsys):
+    meta = read_metadata(run / "model.npz")
+    assert meta["model_config"]["vocab_size"] == 300 and meta["model_config"]["d_model"] == 32
+    assert meta["extra"] == {"preset": "toy", "corpus": "tiny"} and len(meta["tokenizer_sha256"]) == 64
+    assert main(["train", "--preset", "toy", "--vocab-size", "100", "--out", str(run / "x")]) == 2
+    assert "--vocab-size 100 is too small" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"minitransformer {minitransformer.__version__}"
+
+
+def test_bad_files_and_folders_are_one_line(tmp_path, capsys, run):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes((run / "model.npz").read_bytes()[:5000])  # truncated
+    code = main(["generate", "--checkpoint", str(bad), "--tokenizer", str(run / "tokenizer.json")])
+    _one_error_line(capsys, code, 2, f"{bad} is not a usable checkpoint: the file is damaged")
+    code = main(["generate", "--checkpoint", str(run / "model.npz"), "--tokenizer", str(run)])
+    _one_error_line(capsys, code, 2, f"--tokenizer {run} is a folder")
+    a_file = tmp_path / "figs.png"
+    a_file.write_bytes(b"x")
+    _one_error_line(capsys, main(["trace", "hi", "--figures", str(a_file)]), 2, f"--figures {a_file} is a file")
+    code = main(["trace", "hi", "--figures", str(a_file / "sub")])  # cannot be created
+    _one_error_line(capsys, code, 1, f"--figures: cannot create the folder {a_file / 'sub'}")
+    _one_error_line(capsys, main(["trace", ""]), 2, "the text to trace is empty")
+    _one_error_line(capsys, main(["demo", "--prompt", "", "--figures", str(tmp_path / "f")]), 2, "--prompt is empty")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="is missing"):
+        main(["generate", "--checkpoint", str(tmp_path / "no.npz"), "--debug"])
+
+
+def test_an_unexpected_error_is_exit_1_with_a_hint(monkeypatch, capsys):
+    import minitransformer.cli as cli
+
+    def broken(args):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(cli, "load_course_model", lambda: broken(None))
+    _one_error_line(capsys, main(["trace", "hi"]), 1, "unexpected TypeError: a bug (run again with --debug")
+
+
+def test_generate_refuses_another_tokenizer(tmp_path, run, capsys):
+    other = tmp_path / "other"
+    assert main(["tokenizer", "train", "--corpus", "multilingual", "--vocab-size", "299", "--special",
+                 "<|endoftext|>", "--out", str(other), "--quiet"]) == 0  # 300 ids, like the run's
+    capsys.readouterr()
+    code = main(["generate", "--checkpoint", str(run / "model.npz"), "--tokenizer", str(other)])
+    _one_error_line(capsys, code, 2, "the tokenizer is not the one")
+
+
+def test_resume_trains_longer_and_refuses_what_cannot_change(tmp_path, run, capsys):
+    out = tmp_path / "r"
+    assert main(["train", *TOY, "--steps", "8", "--out", str(out)]) == 0
+    capsys.readouterr()
+    _one_error_line(capsys, main(["train", *TOY, "--steps", "8", "--out", str(out)]), 2,
+                    "already holds a run (model.npz); continue it with --resume")
+    _one_error_line(capsys, main(["train", "--out", str(tmp_path / "none"), "--resume"]), 2,
+                    "there is no checkpoint")
+    for option, value in (("--preset", "tiny"), ("--batch-size", "8"), ("--seed", "3"), ("--corpus", "pydoc")):
+        code = main(["train", "--out", str(out), "--resume", option, value])
+        _one_error_line(capsys, code, 2, f"{option} {value} differs from the run")
+    (out / "tokenizer.json").write_bytes(b"")  # an emptied tokenizer file
+    assert main(["train", "--out", str(out), "--resume", "--steps", "12"]) == 2
+    capsys.readouterr()
+    (out / "tokenizer.json").write_bytes((run / "tokenizer.json").read_bytes())
+    assert main(["train", "--out", str(out), "--resume", "--steps", "12", "--lr", "1e-3"]) == 0
+    assert "resumed at step 8; training to step 12" in capsys.readouterr().out
+    meta = read_metadata(out / "model.npz")
+    assert meta["state"]["step"] == 12 and meta["train_config"]["lr"] == 1e-3 and meta["extra"]["preset"] == "toy"
+    _one_error_line(capsys, main(["train", "--out", str(out), "--resume", "--steps", "10"]), 2,
+                    "steps=10 is below the step")
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_divergence_says_where_the_good_checkpoint_is(tmp_path, capsys):
+    out = tmp_path / "d"
+    code = main(["train", *TOY, "--steps", "60", "--lr", "1e4", "--checkpoint-every", "1", "--out", str(out)])
+    err = _one_error_line(capsys, code, 1, "training diverged at step")
+    assert f"the last good checkpoint is {out / 'model.npz'}" in err
+    assert f"minitransformer train --out {out} --resume --lr 1000" in err
+    meta = read_metadata(out / "model.npz")  # whole, and what training can go on from
+    assert 0 < meta["state"]["step"] < 60 and all(np.isfinite(l) for _, l in meta["state"]["losses"])
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+    out = tmp_path / "c"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "minitransformer", "train", *TOY, "--steps", "100000",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:  # the model's summary is printed just before training starts
+        if line.startswith("GPT("):
+            break
+    time.sleep(1.0)  # into the training loop
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and f"the checkpoint {out / 'model.npz'} holds it" in stderr
+    assert f"minitransformer train --out {out} --resume" in stderr
+    step = read_metadata(out / "model.npz")["state"]["step"]
+    assert 0 < step < 100000 and f"interrupted at step {step};" in stderr
