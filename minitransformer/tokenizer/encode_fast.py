@@ -36,6 +36,8 @@ Glossary of dimensions: N tokens of all active chunks, A active chunks, M merges
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 from .bpe import Pair
@@ -55,9 +57,11 @@ class FastEncoder:
 
     def __init__(self, ranks: dict[Pair, int], pattern: str):
         self.n_ids = 256 + len(ranks)  # ids stay below this, so a * n_ids + b is a unique key per pair
-        pairs = np.array(list(ranks) or [(0, 0)], dtype=np.int64).reshape(-1, 2)  # (M, 2)
+        pairs = np.fromiter(chain.from_iterable(ranks), np.int64, 2 * len(ranks)).reshape(-1, 2)  # (M, 2)
         keys = pairs[:, 0] * self.n_ids + pairs[:, 1]  # (M,)
-        new_ids = np.array(list(ranks.values()) or [NO_MERGE], dtype=np.int32)  # (M,)
+        new_ids = np.fromiter(ranks.values(), np.int32, len(ranks))  # (M,)
+        if not len(ranks):  # no merges: one key that no pair can have (ids are below n_ids)
+            keys, new_ids = np.array([-1], dtype=np.int64), np.array([NO_MERGE], dtype=np.int32)
         order = np.argsort(keys)
         self.keys, self.new_ids = keys[order], new_ids[order]  # (M,) sorted, for np.searchsorted
         compiled = compile_pattern(pattern)
@@ -80,14 +84,17 @@ class FastEncoder:
 def pair_ranks(ids, chunk, at, keys, new_ids, n_ids) -> np.ndarray:
     """The new id the pair starting at each position in ``at`` merges into, or NO_MERGE.
 
-    A pair whose right half lies in the next chunk (or past the end) never merges.
+    A pair whose right half lies in the next chunk (or past the end) never merges,
+    so only the pairs inside a chunk are looked up.
     """
+    ranks = np.full(len(at), NO_MERGE, dtype=np.int32)  # (K,)
     right = np.minimum(at + 1, len(ids) - 1)  # (K,) clipped: the last position has no right neighbour
-    inside = (at + 1 < len(ids)) & (chunk[at] == chunk[right])  # (K,)
-    key = ids[at].astype(np.int64) * n_ids + ids[right]  # (K,)
-    where = np.minimum(np.searchsorted(keys, key), len(keys) - 1)  # (K,) binary search, all at once
-    known = inside & (keys[where] == key)  # (K,)
-    return np.where(known, new_ids[where], NO_MERGE).astype(np.int32)  # (K,)
+    inside = np.flatnonzero((at + 1 < len(ids)) & (chunk[at] == chunk[right]))  # (K',)
+    key = ids[at[inside]].astype(np.int64) * n_ids + ids[right[inside]]  # (K',)
+    where = np.minimum(np.searchsorted(keys, key), len(keys) - 1)  # (K',) binary search, all at once
+    known = keys[where] == key  # (K',)
+    ranks[inside[known]] = new_ids[where[known]]
+    return ranks
 
 
 def merge_sweeps(flat, lens, keys, new_ids, n_ids) -> tuple[np.ndarray, np.ndarray]:
