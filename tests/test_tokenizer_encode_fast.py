@@ -170,6 +170,27 @@ def test_fast_split_equals_regex_split_on_random_text(text):
         assert split is None or split(text) == regex.findall(pattern, text)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(VALID_TEXT, PIECED_TEXT, st.text(alphabet="ab 1'\n😀ß", max_size=60)))
+def test_text_splits_the_same_cut_at_safe_cuts(text):
+    # the claim the stand-in stretches rely on: a space after an ASCII letter is a cut that changes nothing
+    cuts = [0] + [m.start() + 1 for m in regex.finditer(r"(?=[A-Za-z] )", text)] + [len(text)]
+    for pattern in (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN):
+        pieces = [c for a, b in zip(cuts, cuts[1:]) for c in regex.findall(pattern, text[a:b])]
+        assert pieces == regex.findall(pattern, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["😀", "a 😀 b", "😀 a b c", "abc def 😀", "1 2 😀 3 4", "x\n😀\ny z", "😀😀 a b 😀", "no cut😀at all",
+     "a b 𝐀𝐁 c d 𝟏𝟐 e f 🇫🇷 g", "𝐀 " * 50, " a" * 30 + "😀" + "b " * 30],
+)
+def test_fast_split_around_characters_beyond_the_bmp(text):
+    for pattern in (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN):
+        split = fast_splitter(pattern)
+        assert split is None or split(text) == regex.findall(pattern, text)
+
+
 def test_custom_patterns_keep_the_regex_split():
     assert fast_splitter(r"\w+|\W") is None
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Collection, Iterable, Sequence
-from itertools import chain
 from typing import Literal, Optional, Union
 
 import regex
@@ -173,7 +172,9 @@ class Tokenizer:
                     cache[chunk] = self._encode_chunk(chunk.encode("utf-8"))
         except UnicodeEncodeError:
             raise ValueError(invalid_unicode_message(text)) from None
-        ids = list(chain.from_iterable(map(cache.__getitem__, chunks)))  # each chunk's ids, in order
+        ids: list[int] = []
+        for chunk in chunks:  # each chunk's ids, in order (+= is the quickest way to join them)
+            ids += cache[chunk]
         if len(cache) > CACHE_LIMIT:  # keep memory bounded on huge, varied inputs
             cache.clear()
         return ids

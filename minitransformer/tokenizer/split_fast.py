@@ -16,7 +16,10 @@ rewrites a built-in pattern with them:
   replaced by a BMP *stand-in* of the same kind (a letter, a number, or
   neither), the text is split, and the chunks that held one are cut again from
   the original text at the same positions (a stand-in is one code point, like
-  the character it replaces, so positions do not move).
+  the character it replaces, so positions do not move). Only a stretch around
+  such characters is treated this way, between two *safe cuts* (a space after
+  an ASCII letter, where both patterns always end a chunk); the rest of the
+  text is split as it is.
 
 The rest of the pattern (possessive quantifiers, ``(?i:...)``, ``$``,
 lookaheads) means the same in both engines; the tests check the two splits
@@ -46,6 +49,7 @@ CLASSES = {r"\p{L}": "L", r"\p{N}": "N", r"\s": "s"}
 # or a letter of the pattern's (?i:'s|'t|...) contractions; checked by the tests).
 STAND_INS = {"L": "\ua000", "N": "\u0660", "other": "\ufffc"}  # YI SYLLABLE IT, ARABIC-INDIC ZERO, OBJECT REPLACEMENT
 BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")
+SAFE_CUT = re.compile("[A-Za-z] ")  # see _cut_before
 
 
 @functools.lru_cache(maxsize=None)
@@ -123,8 +127,45 @@ def fast_splitter(source: str) -> Optional[Callable[[str], list[str]]]:
 
 
 def _split(findall, text: str) -> list[str]:
-    if BEYOND_BMP.search(text) is None:
+    if text.isascii() or BEYOND_BMP.search(text) is None:  # (isascii is a flag lookup, no scan)
         return findall(text)  # the usual case: one pass of re over the text
+    # Split the stretches around characters beyond the BMP with stand-ins, the rest as it is.
+    chunks, done = None, 0
+    for m in BEYOND_BMP.finditer(text):
+        if m.start() < done:
+            continue  # already inside the last stretch
+        start, end = _cut_before(text, m.start(), done), _cut_after(text, m.end())
+        before = findall(text[done:start])
+        if chunks is None:
+            chunks = before  # note: extend the first (often large) list, never copy it
+        else:
+            chunks += before
+        chunks += _split_with_stand_ins(findall, text[start:end])
+        done = end
+    chunks += findall(text[done:])
+    return chunks
+
+
+def _cut_before(text: str, where: int, floor: int) -> int:
+    """The last safe cut in ``text[floor:where]``, or ``floor``.
+
+    A safe cut is a space right after an ASCII letter: no chunk of either
+    built-in pattern holds a letter and then a space, and no alternative looks
+    past the space, so the text on each side splits the same alone or together.
+    """
+    cut = text.rfind(" ", floor, where)
+    while cut > floor and not ("a" <= text[cut - 1].lower() <= "z"):
+        cut = text.rfind(" ", floor, cut)
+    return max(cut, floor)
+
+
+def _cut_after(text: str, where: int) -> int:
+    """The first safe cut at or after ``where`` (see `_cut_before`), or the end of the text."""
+    m = SAFE_CUT.search(text, where)
+    return m.start() + 1 if m else len(text)
+
+
+def _split_with_stand_ins(findall, text: str) -> list[str]:
     # Split a copy where every character beyond the BMP has a BMP stand-in ...
     chunks = findall(BEYOND_BMP.sub(lambda m: stand_in(m.group()), text))
     # ... then cut the chunks that contain one again from the original text.
