@@ -1,55 +1,41 @@
 """Benchmark the BPE tokenizer: training speed, encoding throughput, parity with peers.
 
-What it measures, all in one run on the built-in ``pydoc`` corpus (~465 KB):
+All on the built-in ``pydoc`` corpus (~465 KB); MB = 10**6 bytes of UTF-8 text.
 
-1. Training
-   a. ``train_fast`` against ``train_reference`` at vocab 1024 on the whole
-      corpus. Reports the ratio reference / fast (target: >= 100x) and checks
-      that both trainers learn identical merge lists. The reference trainer
-      recounts every pair at every step, so it is slow (about a minute per run
-      at vocab 1024); it runs ``--ref-repeats`` times (default 1).
-   b. ``train_fast`` to vocab 4096 on the whole corpus (target: < 1.5 s).
-2. Encoding, each figure for both encoders (``impl="reference"``: one chunk
-   at a time in Python; ``impl="fast"``, the default: all new chunks of a call
-   merged together in numpy, and the built-in split run by ``re``) and for
-   tiktoken given our ranks and pattern, timed in the same run (interleaved).
-   A tokenizer is trained to vocab 4096 on the training split.
+1. Training. a: ``train_fast`` against ``train_reference`` at vocab 1024 on the
+   whole corpus (ratio reference / fast, target >= 100x; the merge lists must be
+   identical; the reference takes about a minute per run, ``--ref-repeats``).
+   b: ``train_fast`` to vocab 4096 on the whole corpus (target < 1.5 s).
+2. Encoding with a tokenizer trained to vocab 4096 on the training split, for
+   both encoders (``impl="reference"``: one chunk at a time in Python;
+   ``impl="fast"``, the default: all new chunks of a call merged together in
+   numpy, the built-in split run by ``re``) and for tiktoken given our ranks
+   and pattern, interleaved in the same run.
    a. never seen (the figure that counts): a fresh copy of the tokenizer,
       warmed only by encoding its training text (untimed), encodes once a
-      document from outside that corpus: numpy's docstrings and the
-      multilingual text (~1.2 MB). Targets: fast >= 7 MB/s and >= 0.33x
-      tiktoken; the ids of fast, reference and tiktoken must be identical.
+      document from outside that corpus (numpy's docstrings and the
+      multilingual text, ~1.2 MB). Targets: fast >= 7 MB/s and >= 0.33x
+      tiktoken; fast, reference and tiktoken ids identical.
    b. cold start: a fresh ``Tokenizer`` (empty memo) encodes the held-out split
       (~46 KB) for the first time. Target: fast >= 4 MB/s.
    c. repeated text: the held-out split repeated to about ``--encode-mb`` MB,
-      after one encode of it (every chunk is a memo hit). Target: >= 5 MB/s.
-3. HF tokenizers, if installed: a BPE trained to vocab 4096 on the same
-   training text (split by the same GPT-4 regex, then byte-level); only its
-   training time is compared with ours (different implementation and tie
-   rules, so its merges are not expected to match).
+      after one encode of it (every chunk a memo hit). Target: >= 5 MB/s.
+3. HF tokenizers, if installed: a BPE trained to vocab 4096 on the same text
+   (same GPT-4 split, then byte-level); only training time is compared (its
+   tie rules differ, so its merges are not expected to match).
 
 The header names the BLAS kernel (threadpoolctl) and warns if
-``OPENBLAS_CORETYPE`` is set (it forces a kernel; run with
-``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE``).
+``OPENBLAS_CORETYPE`` is set. Every figure is the median (and min) of
+``--repeats`` runs (default 5, ``time.perf_counter``); targets are judged on the
+median. Progress goes to stderr, the report to stdout. The exit code is 1 only
+if a correctness check fails (the trainers' merges, or the encoders' ids,
+differ), never for a missed target.
 
-Every figure is the median (and min) of ``--repeats`` runs (default 5) timed
-with ``time.perf_counter``; targets are judged on the median. MB = 10**6 bytes
-of UTF-8 text. Progress goes to stderr, the report to stdout.
+Run from the repository root (peers: ``pip install -e ".[bench]"``)::
 
-The exit code is 0 even if a performance target fails (this is a report, read
-the PASS/FAIL column). It is 1 only if a correctness check fails: the fast and
-reference trainers learned different merges, or the fast encoder's ids differ from
-the reference's.
-
-Run (from the repository root)::
-
-    python benchmarks/bench_tokenizer.py                  # full run, ~80 s (mostly the reference trainer)
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_tokenizer.py  # ~90 s
     python benchmarks/bench_tokenizer.py --ref-repeats 0  # skip the slow reference trainer
     python benchmarks/bench_tokenizer.py --repeats 9 --json results.json
-
-Install the optional peers (tiktoken, HF tokenizers) with::
-
-    pip install -e ".[bench]"
 """
 
 from __future__ import annotations
@@ -109,30 +95,14 @@ def measure(fn, repeats: int, setup=None):
 
 def stats(times: list[float], per: float = 1.0) -> dict:
     """Median and min of ``times`` (each divided by ``per``), plus the raw runs."""
-    return {
-        "median_s": statistics.median(times) / per,
-        "min_s": min(times) / per,
-        "runs_s": [t / per for t in times],
-    }
+    return {"median_s": statistics.median(times) / per, "min_s": min(times) / per, "runs_s": [t / per for t in times]}
 
 
 def machine_info() -> dict:
-    info = {
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or "unknown",
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        import regex
-
-        info["regex"] = regex.__version__
-    except (ImportError, AttributeError):
-        pass
-    for name in ("tiktoken", "tokenizers"):
+    info = {"python": sys.version.split()[0], "implementation": platform.python_implementation(),
+            "numpy": np.__version__, "platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor() or "unknown", "cpu_count": os.cpu_count()}
+    for name in ("regex", "tiktoken", "tokenizers"):
         try:
             info[name] = __import__(name).__version__
         except ImportError:
@@ -160,19 +130,14 @@ def bench_training(text: str, repeats: int, ref_repeats: int) -> dict:
         ref_times, ref_res = measure(lambda _: train_reference(text, 1024), ref_repeats)
         out["reference_1024"] = stats(ref_times) | {"merges": len(ref_res.merges)}
         out["ref_over_fast"] = statistics.median(ref_times) / statistics.median(fast_times)
-        same = ref_res.merges == fast_res.merges
-        out["merges_identical"] = same
-        if not same:
-            diff = next(
-                (i for i, (a, b) in enumerate(zip(ref_res.merges, fast_res.merges)) if a != b),
-                min(len(ref_res.merges), len(fast_res.merges)),
-            )
-            out["first_merge_difference"] = diff
+        out["merges_identical"] = ref_res.merges == fast_res.merges
+        if not out["merges_identical"]:
+            pairs = zip(ref_res.merges, fast_res.merges)
+            out["first_merge_difference"] = next((i for i, (a, b) in enumerate(pairs) if a != b),
+                                                 min(len(ref_res.merges), len(fast_res.merges)))
     else:
         log("[1a] reference trainer skipped (--ref-repeats 0)")
-        out["reference_1024"] = None
-        out["ref_over_fast"] = None
-        out["merges_identical"] = None
+        out.update(reference_1024=None, ref_over_fast=None, merges_identical=None)
 
     log(f"[1b] train_fast, vocab 4096, whole corpus x{repeats}")
     t4096, res4096 = measure(lambda _: train_fast(text, 4096), repeats)
@@ -184,10 +149,6 @@ def never_seen_text() -> str:
     """A document from outside the pydoc corpus: numpy's docstrings, then the multilingual text."""
     import inspect
     import warnings
-
-    import numpy.fft
-    import numpy.linalg
-    import numpy.random
 
     docs, seen = [], set()
     with warnings.catch_warnings():
@@ -237,6 +198,14 @@ def bench_encoding(train_text: str, held_out: str, repeats: int, encode_mb: floa
     Tokenizer().encode("x", impl="fast")  # build the process-wide tables of the re split once
     out["fast_first_call_s"] = time.perf_counter() - t0
 
+    def runner(impl: str, warm_on: str):
+        """Encoding with ``impl``: tiktoken, or a fresh copy of ``tok`` that has encoded ``warm_on`` (untimed)."""
+        if impl == "tiktoken":
+            return enc.encode_ordinary
+        fresh = Tokenizer(tok.merges, tok.pattern)
+        fresh.encode_ordinary(warm_on, impl=impl)
+        return lambda text: fresh.encode_ordinary(text, impl=impl)
+
     # a. Never seen: a fresh copy warmed on its training text encodes a document from elsewhere, once.
     doc = never_seen_text()
     doc_bytes = len(doc.encode("utf-8"))
@@ -246,12 +215,7 @@ def bench_encoding(train_text: str, held_out: str, repeats: int, encode_mb: floa
     ids: dict = {}
     for _ in range(repeats):
         for impl in impls:
-            if impl == "tiktoken":
-                run = enc.encode_ordinary
-            else:
-                fresh = Tokenizer(tok.merges, tok.pattern)
-                fresh.encode_ordinary(train_text, impl=impl)  # untimed: warmed on its training corpus only
-                run = lambda text, t=fresh, i=impl: t.encode_ordinary(text, impl=i)  # noqa: E731
+            run = runner(impl, warm_on=train_text)  # warmed on its training corpus only
             t, ids[impl] = measure(lambda _: run(doc), 1)
             times[impl] += t
     out["never_seen"] = {i: throughput(times[i], doc_bytes) for i in impls}
@@ -275,16 +239,11 @@ def bench_encoding(train_text: str, held_out: str, repeats: int, encode_mb: floa
     big = held_out * copies
     log(f"[2c] repeated text: {ho_bytes * copies / 1e6:.2f} MB (held-out x{copies}) x{repeats}")
     out["repeated"] = {}
+    first = runner("fast", "")(held_out)
     for impl in impls:
-        if impl == "tiktoken":
-            run = enc.encode_ordinary
-        else:
-            warm = Tokenizer(tok.merges, tok.pattern)
-            first = warm.encode_ordinary(held_out, impl=impl)
-            run = lambda text, t=warm, i=impl: t.encode_ordinary(text, impl=i)  # noqa: E731
+        run = runner(impl, warm_on=held_out)
         t, ids_big = measure(lambda _: run(big), repeats)
-        if impl != "tiktoken":
-            assert ids_big == first * copies, "encoding the repeated text is not the repeated encoding"
+        assert ids_big == first * copies, f"{impl}: encoding the repeated text is not the repeated encoding"
         out["repeated"][impl] = throughput(t, ho_bytes * copies)
     out["bytes_per_token"] = ho_bytes / len(first)
     return out
@@ -301,19 +260,12 @@ def bench_hf(train_text: str, pattern: str, ours_train_s: float, repeats: int) -
 
     def setup():
         hf = tokenizers.Tokenizer(models.BPE())
-        hf.pre_tokenizer = pre_tokenizers.Sequence(
-            [
-                pre_tokenizers.Split(Regex(pattern), behavior="isolated"),  # the same GPT-4 chunks
-                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),  # bytes as symbols
-            ]
-        )
-        trainer = trainers.BpeTrainer(
-            vocab_size=4096,
-            min_frequency=0,
-            show_progress=False,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, like ours
-            special_tokens=[],
-        )
+        hf.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),  # the same GPT-4 chunks
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),  # bytes as symbols
+        ])
+        trainer = trainers.BpeTrainer(vocab_size=4096, min_frequency=0, show_progress=False, special_tokens=[],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # all 256 bytes, like ours
         return hf, trainer
 
     def run(arg):
@@ -330,9 +282,7 @@ def bench_hf(train_text: str, pattern: str, ours_train_s: float, repeats: int) -
     out["train"] = stats(t)
     out["vocab_size"] = hf.get_vocab_size()
     out["hf_over_ours"] = out["train"]["median_s"] / ours_train_s
-    out["threads_note"] = (
-        f"HF trains with a thread pool (up to {os.cpu_count()} cpus here); ours is single-threaded"
-    )
+    out["threads_note"] = f"HF trains with a thread pool (up to {os.cpu_count()} cpus here); ours is single-threaded"
     return out
 
 
@@ -356,13 +306,8 @@ def render(report: dict) -> str:
     if tr["reference_1024"] is not None:
         n = len(tr["reference_1024"]["runs_s"])
         row(f"1a reference train, vocab 1024 ({n} run{'s' * (n > 1)})", *secs(tr["reference_1024"]))
-        row(
-            "1a ratio reference / fast (medians)",
-            f"{tr['ref_over_fast']:.0f}x",
-            "",
-            f">= {TARGET_REF_RATIO:.0f}x",
-            verdict(t["ref_over_fast"]["pass"]),
-        )
+        row("1a ratio reference / fast (medians)", f"{tr['ref_over_fast']:.0f}x", "", f">= {TARGET_REF_RATIO:.0f}x",
+            verdict(t["ref_over_fast"]["pass"]))
         row(f"1a merges identical ({tr['fast_1024']['merges']} merges)", "yes" if tr["merges_identical"] else "NO", "", "must be yes",
             "OK" if tr["merges_identical"] else "ERROR")
     else:
@@ -432,10 +377,8 @@ def render(report: dict) -> str:
         summary += "  <-- FAILED: " + ", ".join(failed)
     lines.append(summary)
     if tr.get("merges_identical") is False:
-        lines.append(
-            f"ERROR: fast and reference trainers learned different merges "
-            f"(first difference at merge {tr['first_merge_difference']})"
-        )
+        lines.append(f"ERROR: fast and reference trainers learned different merges "
+                     f"(first difference at merge {tr['first_merge_difference']})")
     lines.append(f"total runtime {report['total_runtime_s']:.1f} s")
     return "\n".join(lines)
 
@@ -450,16 +393,12 @@ def main(argv=None) -> int:
     p.add_argument("--corpus", default="pydoc", help="built-in corpus name (default pydoc)")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON to PATH (atomic write)")
     args = p.parse_args(argv)
-    if args.repeats < 1:
-        p.error("--repeats must be at least 1")
-    if args.ref_repeats < 0:
-        p.error("--ref-repeats must be >= 0")
-    if args.encode_mb <= 0:
-        p.error("--encode-mb must be positive")
-    if args.json:
-        parent = Path(args.json).resolve().parent
-        if not parent.is_dir():  # fail now, not after minutes of benchmarking
-            p.error(f"--json: directory {parent} does not exist")
+    for bad, message in ((args.repeats < 1, "--repeats must be at least 1"),
+                         (args.ref_repeats < 0, "--ref-repeats must be >= 0"),
+                         (args.encode_mb <= 0, "--encode-mb must be positive"),  # and fail now, not after minutes:
+                         (args.json and not Path(args.json).resolve().parent.is_dir(), "--json: no such directory")):
+        if bad:
+            p.error(message)
 
     start = time.perf_counter()
     text = load_corpus(args.corpus)
@@ -473,12 +412,8 @@ def main(argv=None) -> int:
         "machine": machine_info(),
         "settings": {"repeats": args.repeats, "ref_repeats": args.ref_repeats, "encode_mb": args.encode_mb,
                      "corpus": args.corpus, "timer": "time.perf_counter"},
-        "corpus": {
-            "chars": len(text),
-            "bytes": len(text.encode("utf-8")),
-            "train_bytes": len(train_text.encode("utf-8")),
-            "held_out_bytes": len(held_out.encode("utf-8")),
-        },
+        "corpus": {"chars": len(text), "bytes": len(text.encode("utf-8")),
+                   "train_bytes": len(train_text.encode("utf-8")), "held_out_bytes": len(held_out.encode("utf-8"))},
     }
     report["training"] = bench_training(text, args.repeats, args.ref_repeats)
     enc = report["encoding"] = bench_encoding(train_text, held_out, args.repeats, args.encode_mb)
@@ -487,14 +422,10 @@ def main(argv=None) -> int:
 
     tr = report["training"]
     report["targets"] = {
-        "ref_over_fast": {
-            "value": tr["ref_over_fast"], "target": f">= {TARGET_REF_RATIO}",
-            "pass": None if tr["ref_over_fast"] is None else tr["ref_over_fast"] >= TARGET_REF_RATIO,
-        },
-        "fast_train_4096": {
-            "value": tr["fast_4096"]["median_s"], "target": f"< {TARGET_TRAIN_4096_S} s",
-            "pass": tr["fast_4096"]["median_s"] < TARGET_TRAIN_4096_S,
-        },
+        "ref_over_fast": {"value": tr["ref_over_fast"], "target": f">= {TARGET_REF_RATIO}",
+                          "pass": None if tr["ref_over_fast"] is None else tr["ref_over_fast"] >= TARGET_REF_RATIO},
+        "fast_train_4096": {"value": tr["fast_4096"]["median_s"], "target": f"< {TARGET_TRAIN_4096_S} s",
+                            "pass": tr["fast_4096"]["median_s"] < TARGET_TRAIN_4096_S},
     }
     fast = {k: enc[k]["fast"]["mbps_median"] for k in ("never_seen", "cold", "repeated")}
     tk = enc["never_seen"].get("tiktoken")
