@@ -92,6 +92,14 @@ def test_special_tokens_and_custom_patterns(tok):
     assert wiki.encode("aaabdaaabac", impl="fast") == [258, 100, 258, 97, 99]
 
 
+def test_batches_of_new_chunks_give_the_same_ids(tok, held_out, monkeypatch):
+    whole = Tokenizer(tok.merges, tok.pattern).encode_ordinary(held_out[:20000])
+    monkeypatch.setattr(encode_fast, "BATCH_BYTES", 100)  # many small batches, and chunks longer than one
+    assert Tokenizer(tok.merges, tok.pattern).encode_ordinary(held_out[:20000]) == whole
+    assert Tokenizer(tok.merges, tok.pattern).encode_ordinary("x" * 1000 + " y") == \
+        Tokenizer(tok.merges, tok.pattern).encode_ordinary("x" * 1000 + " y", impl="reference")
+
+
 def test_paths_share_one_memo_and_bad_impl_is_named(tok):
     t = Tokenizer(tok.merges, tok.pattern)
     a = t.encode_ordinary("memo me", impl="fast")

@@ -45,6 +45,7 @@ from .patterns import GPT4_SPLIT_PATTERN, compile_pattern, split_compiled  # noq
 from .split_fast import fast_splitter
 
 NO_MERGE = np.iinfo(np.int32).max  # the "rank" of a pair that was never merged
+BATCH_BYTES = 1 << 20  # new chunks are merged in batches of about this many bytes (~30 bytes of arrays each)
 
 
 class FastEncoder:
@@ -73,9 +74,21 @@ class FastEncoder:
         Raises:
             UnicodeEncodeError: if a chunk holds a lone surrogate (the caller names it).
         """
+        if not chunks:
+            return []
         data = [c.encode("utf-8") for c in chunks]
         lens = np.fromiter(map(len, data), np.int64, len(data))  # (n_chunks,) bytes per chunk
-        flat = np.frombuffer(b"".join(data), dtype=np.uint8)  # (total bytes,)
+        # Batches of about BATCH_BYTES, so that memory stays bounded: cut after the chunk that crosses each multiple.
+        ends = np.cumsum(lens)  # (n_chunks,)
+        crossing = np.searchsorted(ends, np.arange(BATCH_BYTES, ends[-1], BATCH_BYTES)) + 1
+        bounds = np.unique(np.r_[0, np.minimum(crossing, len(data)), len(data)]).tolist()
+        result: list[list[int]] = []
+        for first, last in zip(bounds, bounds[1:]):
+            result += self._merge_batch(data[first:last], lens[first:last])
+        return result
+
+    def _merge_batch(self, data: list[bytes], lens: np.ndarray) -> list[list[int]]:
+        flat = np.frombuffer(b"".join(data), dtype=np.uint8)  # (batch bytes,)
         out, counts = merge_sweeps(flat, lens, self.keys, self.new_ids, self.n_ids)
         out, offsets = out.tolist(), (np.cumsum(lens) - lens).tolist()
         return [out[o:o + n] for o, n in zip(offsets, counts.tolist())]
