@@ -9,7 +9,9 @@ data, and nothing else:
   merges and are only produced when the caller explicitly allows them.
 
 Encoding splits the text, turns each chunk into UTF-8 bytes, and applies merges
-inside the chunk lowest rank first, which reproduces training's choices. Decoding
+inside the chunk lowest rank first, which reproduces training's choices (the
+loop in `_encode_chunk`, ``impl="reference"``; the default ``impl="fast"`` makes
+the same merges for all new chunks at once in numpy, see `encode_fast`). Decoding
 concatenates the bytes of the ids. Every string survives the round trip:
 ``decode(encode(s)) == s``.
 
