@@ -115,7 +115,7 @@ def test_merge_sweeps_by_hand():
     # merges: (a, a) -> 256, (256, a) -> 257, (b, c) -> 258
     enc = FastEncoder({(97, 97): 256, (256, 97): 257, (98, 99): 258}, GPT4_SPLIT_PATTERN)
     flat = np.frombuffer(b"aaaabcab", dtype=np.uint8)
-    out, counts = merge_sweeps(flat, np.array([4, 2, 1, 1]), enc.keys, enc.new_ids, enc.n_ids)
+    out, counts = merge_sweeps(flat, np.array([4, 2, 1, 1]), enc.table)
     assert counts.tolist() == [2, 1, 1, 1]
     assert out[:2].tolist() == [256, 256] and out[4] == 258 and out[6] == 97 and out[7] == 98
 

@@ -62,14 +62,7 @@ class FastEncoder:
     """
 
     def __init__(self, ranks: dict[Pair, int], pattern: str):
-        self.n_ids = 256 + len(ranks)  # ids stay below this, so a * n_ids + b is a unique key per pair
-        pairs = np.fromiter(chain.from_iterable(ranks), np.int64, 2 * len(ranks)).reshape(-1, 2)  # (M, 2)
-        keys = pairs[:, 0] * self.n_ids + pairs[:, 1]  # (M,)
-        new_ids = np.fromiter(ranks.values(), np.int32, len(ranks))  # (M,)
-        if not len(ranks):  # no merges: one key that no pair can have (ids are below n_ids)
-            keys, new_ids = np.array([-1], dtype=np.int64), np.array([NO_MERGE], dtype=np.int32)
-        order = np.argsort(keys)
-        self.keys, self.new_ids = keys[order], new_ids[order]  # (M,) sorted, for np.searchsorted
+        self.table = MergeTable(ranks)
         compiled = compile_pattern(pattern)
         self.split = fast_splitter(pattern) or (lambda text: split_compiled(text, compiled))
 
@@ -94,12 +87,41 @@ class FastEncoder:
 
     def _merge_batch(self, data: list[bytes], lens: np.ndarray) -> list[list[int]]:
         flat = np.frombuffer(b"".join(data), dtype=np.uint8)  # (batch bytes,)
-        out, counts = merge_sweeps(flat, lens, self.keys, self.new_ids, self.n_ids)
+        out, counts = merge_sweeps(flat, lens, self.table)
         out, offsets = out.tolist(), (np.cumsum(lens) - lens).tolist()
         return [out[o:o + n] for o, n in zip(offsets, counts.tolist())]
 
 
-def pair_ranks(ids, chunk, at, keys, new_ids, n_ids) -> np.ndarray:
+class MergeTable:
+    """The merges as arrays, to look up many pairs at once: pair -> the id it merges into.
+
+    Pair ``(a, b)`` has the key ``a * n_ids + b`` (unique, as every id is below
+    ``n_ids``); the keys are sorted, so a lookup is one ``np.searchsorted``. Every
+    chunk starts as bytes, so the first sweep, the largest, reads a 256 x 256 table
+    instead.
+    """
+
+    def __init__(self, ranks: dict[Pair, int]):
+        self.n_ids = 256 + len(ranks)
+        pairs = np.fromiter(chain.from_iterable(ranks), np.int64, 2 * len(ranks)).reshape(-1, 2)  # (M, 2)
+        new_ids = np.fromiter(ranks.values(), np.int32, len(ranks))  # (M,)
+        keys = pairs[:, 0] * self.n_ids + pairs[:, 1]  # (M,)
+        order = np.argsort(keys)
+        # One key more that no pair has (-1), so the table is never empty.
+        self.keys = np.r_[-1, keys[order]]  # (M + 1,) sorted
+        self.new_ids = np.r_[NO_MERGE, new_ids[order]].astype(np.int32)  # (M + 1,)
+        bytes_only = (pairs < 256).all(axis=1)  # (M,) merges of two bytes
+        self.byte_pairs = np.full(256 * 256, NO_MERGE, dtype=np.int32)  # (65536,) indexed by a * 256 + b
+        self.byte_pairs[pairs[bytes_only, 0] * 256 + pairs[bytes_only, 1]] = new_ids[bytes_only]
+
+    def lookup(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The id each pair ``(a[i], b[i])`` merges into, or NO_MERGE."""
+        key = a.astype(np.int64) * self.n_ids + b  # (K,)
+        where = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)  # (K,) binary search, all at once
+        return np.where(self.keys[where] == key, self.new_ids[where], NO_MERGE)  # (K,)
+
+
+def pair_ranks(ids, chunk, at, table: MergeTable) -> np.ndarray:
     """The new id the pair starting at each position in ``at`` merges into, or NO_MERGE.
 
     A pair whose right half lies in the next chunk (or past the end) never merges,
@@ -108,20 +130,17 @@ def pair_ranks(ids, chunk, at, keys, new_ids, n_ids) -> np.ndarray:
     ranks = np.full(len(at), NO_MERGE, dtype=np.int32)  # (K,)
     right = np.minimum(at + 1, len(ids) - 1)  # (K,) clipped: the last position has no right neighbour
     inside = np.flatnonzero((at + 1 < len(ids)) & (chunk[at] == chunk[right]))  # (K',)
-    key = ids[at[inside]].astype(np.int64) * n_ids + ids[right[inside]]  # (K',)
-    where = np.minimum(np.searchsorted(keys, key), len(keys) - 1)  # (K',) binary search, all at once
-    known = keys[where] == key  # (K',)
-    ranks[inside[known]] = new_ids[where[known]]
+    ranks[inside] = table.lookup(ids[at[inside]], ids[right[inside]])
     return ranks
 
 
-def merge_sweeps(flat, lens, keys, new_ids, n_ids) -> tuple[np.ndarray, np.ndarray]:
+def merge_sweeps(flat, lens, table: MergeTable) -> tuple[np.ndarray, np.ndarray]:
     """Merge every chunk of ``flat`` to the end, lowest rank first, all chunks per sweep.
 
     Args:
         flat: ``(total,) uint8``, the bytes of all chunks, one after the other.
         lens: ``(n_chunks,) int``, the length of each chunk (each at least 1).
-        keys, new_ids: ``(M,)`` the merges as sorted keys ``a * n_ids + b`` and the ids they make.
+        table: the merges.
 
     Returns:
         ``(out, counts)``: chunk ``k``'s ids are ``out[start_k : start_k + counts[k]]``,
@@ -134,8 +153,10 @@ def merge_sweeps(flat, lens, keys, new_ids, n_ids) -> tuple[np.ndarray, np.ndarr
     owner = np.arange(n_chunks)  # (A,) which original chunk each active chunk is
     lens = np.asarray(lens, dtype=np.int64).copy()  # (A,)
     chunk = np.repeat(np.arange(n_chunks), lens)  # (N,) active chunk of each token
-    rank = pair_ranks(ids, chunk, np.arange(len(ids)), keys, new_ids, n_ids)  # (N,)
     out_start = np.cumsum(lens) - lens  # (n_chunks,) fixed: where each chunk's ids go in `out`
+    rank = np.full(len(ids), NO_MERGE, dtype=np.int32)  # (N,) the first sweep: every pair is two bytes
+    rank[:-1] = table.byte_pairs[ids[:-1] * 256 + ids[1:]]
+    rank[out_start[1:] - 1] = NO_MERGE  # the last byte of a chunk pairs with nothing
     while len(ids):
         starts = np.cumsum(lens) - lens  # (A,) first token of each active chunk
         best = np.minimum.reduceat(rank, starts)  # (A,) lowest rank in each chunk
@@ -162,7 +183,7 @@ def merge_sweeps(flat, lens, keys, new_ids, n_ids) -> tuple[np.ndarray, np.ndarr
         # Only pairs touching a merged token changed: the one it starts and the one before it.
         merged = at - np.arange(len(at))  # (K,) positions after the removals
         touched = np.concatenate([merged, merged[merged > 0] - 1])  # (<= 2K,)
-        rank[touched] = pair_ranks(ids, chunk, touched, keys, new_ids, n_ids)
+        rank[touched] = pair_ranks(ids, chunk, touched, table)
     return out, counts
 
 
