@@ -22,6 +22,14 @@ PIECES = ["the", " the", "a", "aa", " ", "  ", "\n", "\r\n", "'s", "'LL", "ing",
 PIECED_TEXT = st.lists(st.sampled_from(PIECES), max_size=60).map("".join)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def sweeps_for_every_call():
+    """Send even the smallest calls through the numpy sweeps (not the per-chunk loop), so they are what is tested."""
+    saved, encode_fast.SMALL_CALL = encode_fast.SMALL_CALL, 0
+    yield
+    encode_fast.SMALL_CALL = saved
+
+
 def both(tok: Tokenizer, text: str, **kwargs) -> tuple[list[int], list[int]]:
     """Encode ``text`` with each path, each on a fresh copy (so no memo is shared)."""
     fresh = lambda: Tokenizer(tok.merges, tok.pattern, tok.special_tokens)  # noqa: E731
@@ -98,6 +106,22 @@ def test_batches_of_new_chunks_give_the_same_ids(tok, held_out, monkeypatch):
     assert Tokenizer(tok.merges, tok.pattern).encode_ordinary(held_out[:20000]) == whole
     assert Tokenizer(tok.merges, tok.pattern).encode_ordinary("x" * 1000 + " y") == \
         Tokenizer(tok.merges, tok.pattern).encode_ordinary("x" * 1000 + " y", impl="reference")
+
+
+@pytest.mark.parametrize("n_chunks", [1, 39, 40, 41, 200])
+def test_small_calls_take_the_per_chunk_loop_with_the_same_ids(tok, held_out, monkeypatch, n_chunks):
+    monkeypatch.setattr(encode_fast, "SMALL_CALL", 40)  # the default: fewer new chunks go one at a time
+    chunks = sorted(set(tok._regex.findall(held_out)))[:n_chunks]
+    calls = []
+
+    def one_chunk(data):
+        calls.append(data)
+        return tok._encode_chunk(data)
+
+    small = FastEncoder(tok.ranks, tok.pattern, one_chunk=one_chunk).encode_chunks(chunks)
+    assert len(calls) == (n_chunks if n_chunks < 40 else 0)
+    assert small == FastEncoder(tok.ranks, tok.pattern).encode_chunks(chunks)  # the sweeps
+    assert small == [replay(tok, c) for c in chunks]
 
 
 def test_paths_share_one_memo_and_bad_impl_is_named(tok):

@@ -162,7 +162,7 @@ class Tokenizer:
         if impl not in IMPLS:
             raise ValueError(f"impl={impl!r} is not valid; choose one of {', '.join(map(repr, IMPLS))}")
         if impl == "fast" and self._fast is None:
-            self._fast = FastEncoder(self.ranks, self.pattern)
+            self._fast = FastEncoder(self.ranks, self.pattern, one_chunk=self._encode_chunk)
         cache = self._cache
         chunks = self._fast.split(text) if impl == "fast" else split_compiled(text, self._regex)
         new = list(set(chunks).difference(cache))  # encode each new distinct chunk once
