@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 from typing import Callable, Optional
 
 import numpy as np
@@ -47,7 +48,8 @@ from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
 CLASSES = {r"\p{L}": "L", r"\p{N}": "N", r"\s": "s"}
 # One BMP stand-in per kind of character beyond the BMP (none of them is a space
 # or a letter of the pattern's (?i:'s|'t|...) contractions; checked by the tests).
-STAND_INS = {"L": "\ua000", "N": "\u0660", "other": "\ufffc"}  # YI SYLLABLE IT, ARABIC-INDIC ZERO, OBJECT REPLACEMENT
+# YI SYLLABLE IT, ARABIC-INDIC DIGIT ZERO, OBJECT REPLACEMENT CHARACTER:
+STAND_INS = {"L": "\ua000", "N": "\u0660", "other": "\ufffc"}
 BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")
 SAFE_CUT = re.compile("[A-Za-z] ")  # see _cut_before
 
@@ -154,7 +156,7 @@ def _cut_before(text: str, where: int, floor: int) -> int:
     past the space, so the text on each side splits the same alone or together.
     """
     cut = text.rfind(" ", floor, where)
-    while cut > floor and not ("a" <= text[cut - 1].lower() <= "z"):
+    while cut > floor and text[cut - 1] not in string.ascii_letters:
         cut = text.rfind(" ", floor, cut)
     return max(cut, floor)
 
