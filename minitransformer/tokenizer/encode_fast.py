@@ -34,6 +34,7 @@ joining the ids) is now most of the time an encode takes.
 
 Glossary of dimensions: N tokens of all active chunks, A active chunks, M merges.
 
+    >>> from minitransformer.tokenizer.patterns import GPT4_SPLIT_PATTERN
     >>> enc = FastEncoder({(97, 97): 256, (256, 97): 257}, GPT4_SPLIT_PATTERN)
     >>> enc.encode_chunks(["aaaaa", " a", "aaa"])   # aaaaa -> aa|aa|a -> aa|aaa
     [[256, 257], [32, 97], [257]]
@@ -47,7 +48,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .bpe import Pair
-from .patterns import GPT4_SPLIT_PATTERN, compile_pattern, split_compiled  # noqa: F401 (doctest)
+from .patterns import compile_pattern, split_compiled
 from .split_fast import fast_splitter
 
 NO_MERGE = np.iinfo(np.int32).max  # the "rank" of a pair that was never merged
