@@ -9,7 +9,9 @@ data, and nothing else:
   merges and are only produced when the caller explicitly allows them.
 
 Encoding splits the text, turns each chunk into UTF-8 bytes, and applies merges
-inside the chunk lowest rank first, which reproduces training's choices. Decoding
+inside the chunk lowest rank first, which reproduces training's choices (the
+loop in `_encode_chunk`, ``impl="reference"``; the default ``impl="fast"`` makes
+the same merges for all new chunks at once in numpy, see `encode_fast`). Decoding
 concatenates the bytes of the ids. Every string survives the round trip:
 ``decode(encode(s)) == s``.
 
@@ -27,7 +29,6 @@ dropout/regularised BPE, and normalisation (NFC etc.): text is taken as given.
 from __future__ import annotations
 
 import codecs
-import operator
 from collections.abc import Collection, Iterable, Sequence
 from typing import Literal, Optional, Union
 
@@ -42,12 +43,15 @@ from .bpe import (
     invalid_unicode_message,
     merge,
 )
+from .checks import as_id_list, check_merges, check_specials
+from .encode_fast import FastEncoder
 from .patterns import compile_pattern, pattern_name, resolve_pattern, split_compiled
 from .train_fast import train_fast
 from .train_reference import train_reference
 
 TRAINERS = {"fast": train_fast, "reference": train_reference}
 CACHE_LIMIT = 200_000  # chunks remembered by the encoder before the memo is cleared
+IMPLS = ("fast", "reference")  # how encode merges new chunks (see encode_ordinary)
 
 SpecialSet = Union[Literal["all"], Collection[str]]
 
@@ -74,8 +78,8 @@ class Tokenizer:
         special_tokens: Iterable[str] = (),
     ):
         self.pattern = resolve_pattern(pattern)
-        self.merges: list[Pair] = _check_merges(merges)
-        self.special_tokens: dict[str, int] = _check_specials(special_tokens, 256 + len(self.merges))
+        self.merges: list[Pair] = check_merges(merges)
+        self.special_tokens: dict[str, int] = check_specials(special_tokens, 256 + len(self.merges))
         self.train_result: Optional[TrainResult] = None
         # Derived tables (never saved; rebuilt from the three pieces above).
         self._regex = compile_pattern(self.pattern)
@@ -85,7 +89,8 @@ class Tokenizer:
             self.vocab.append(self.vocab[a] + self.vocab[b])
         self.vocab.extend(s.encode("utf-8") for s in self.special_tokens)
         self.special_ids: dict[int, str] = {i: s for s, i in self.special_tokens.items()}
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[str, list[int]] = {}  # chunk -> its ids, shared by both encoders
+        self._fast: Optional[FastEncoder] = None  # built on the first fast encode
 
     # ------------------------------------------------------------------ training
     @classmethod
@@ -145,18 +150,33 @@ class Tokenizer:
         return self.vocab[token_id]
 
     # ------------------------------------------------------------------ encoding
-    def encode_ordinary(self, text: str) -> list[int]:
-        """Encode ``text`` ignoring special tokens (they are encoded as the plain text they are)."""
+    def encode_ordinary(self, text: str, impl: str = "fast") -> list[int]:
+        """Encode ``text`` ignoring special tokens (they are encoded as the plain text they are).
+
+        ``impl`` chooses how the chunks not met before are merged: ``"reference"``
+        one chunk at a time in Python (`_encode_chunk`, the one to read), ``"fast"``
+        (the default) all of them at once in numpy (`encode_fast`). Same ids.
+        """
         if not isinstance(text, str):
             raise ValueError(f"text must be a str, got {type(text).__name__}; decode bytes first")
+        if impl not in IMPLS:
+            raise ValueError(f"impl={impl!r} is not valid; choose one of {', '.join(map(repr, IMPLS))}")
+        if impl == "fast" and self._fast is None:
+            self._fast = FastEncoder(self.ranks, self.pattern, one_chunk=self._encode_chunk)
         cache = self._cache
-        chunks = split_compiled(text, self._regex)
+        chunks = self._fast.split(text) if impl == "fast" else split_compiled(text, self._regex)
+        new = list(set(chunks).difference(cache))  # encode each new distinct chunk once
         try:
-            for chunk in set(chunks).difference(cache):  # encode each new distinct chunk once
-                cache[chunk] = self._encode_chunk(chunk.encode("utf-8"))
+            if impl == "fast":  # all new chunks at once
+                cache.update(zip(new, self._fast.encode_chunks(new)))
+            else:  # one chunk at a time
+                for chunk in new:
+                    cache[chunk] = self._encode_chunk(chunk.encode("utf-8"))
         except UnicodeEncodeError:
             raise ValueError(invalid_unicode_message(text)) from None
-        ids = [i for chunk in chunks for i in cache[chunk]]
+        ids: list[int] = []
+        for chunk in chunks:  # each chunk's ids, in order (+= is the quickest way to join them)
+            ids += cache[chunk]
         if len(cache) > CACHE_LIMIT:  # keep memory bounded on huge, varied inputs
             cache.clear()
         return ids
@@ -166,6 +186,7 @@ class Tokenizer:
         text: str,
         allowed_special: SpecialSet = (),
         disallowed_special: SpecialSet = "all",
+        impl: str = "fast",
     ) -> list[int]:
         """Encode ``text``, with tiktoken's rules for special tokens.
 
@@ -175,6 +196,7 @@ class Tokenizer:
             disallowed_special: special tokens whose appearance raises an error;
                 ``"all"`` (the default) means every special token not allowed.
                 Pass ``()`` to encode such text as ordinary text instead.
+            impl: ``"fast"`` or ``"reference"``, as in `encode_ordinary`.
 
         Raises:
             ValueError: if ``text`` contains a disallowed special token.
@@ -193,16 +215,16 @@ class Tokenizer:
                         "to encode it as plain text, pass disallowed_special=()."
                     )
         if not allowed:
-            return self.encode_ordinary(text)
+            return self.encode_ordinary(text, impl)
         # Split around the allowed special tokens; encode the pieces between them.
         pattern = regex.compile("|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True)))
         ids: list[int] = []
         start = 0
         for m in pattern.finditer(text):
-            ids.extend(self.encode_ordinary(text[start:m.start()]))
+            ids.extend(self.encode_ordinary(text[start:m.start()], impl))
             ids.append(self.special_tokens[m.group()])
             start = m.end()
-        ids.extend(self.encode_ordinary(text[start:]))
+        ids.extend(self.encode_ordinary(text[start:], impl))
         return ids
 
     def encode_batch(self, texts: Iterable[str], **kwargs) -> list[list[int]]:
@@ -246,7 +268,7 @@ class Tokenizer:
     # ------------------------------------------------------------------ decoding
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The raw bytes of a sequence of ids (may end inside a UTF-8 character)."""
-        ids = _as_id_list(ids)
+        ids = as_id_list(ids)
         self._check_ids(ids)
         return b"".join([self.vocab[i] for i in ids])
 
@@ -361,52 +383,3 @@ class StreamDecoder:
         text = self._decoder.decode(b"", final=True)
         self._decoder.reset()
         return text
-
-
-def _as_id_list(ids) -> list:
-    """Accept a list, tuple, or 1-D numpy array of ids; numpy ints become Python ints."""
-    if hasattr(ids, "tolist"):
-        if getattr(ids, "ndim", 1) != 1:
-            raise ValueError(f"ids must be one-dimensional, got an array of shape {ids.shape}")
-        return ids.tolist()
-    if isinstance(ids, (str, bytes)):
-        raise ValueError(f"ids must be a sequence of ints, got {type(ids).__name__}")
-    # numpy integer scalars (e.g. from iterating an array) count as ints; bools and floats do not
-    return [i if type(i) is int or isinstance(i, bool) or not hasattr(i, "__index__") else operator.index(i)
-            for i in ids]
-
-
-def _check_merges(merges) -> list[Pair]:
-    out = []
-    for r, pair in enumerate(merges):
-        if (
-            not isinstance(pair, Sequence)
-            or len(pair) != 2
-            or not all(isinstance(i, int) and not isinstance(i, bool) for i in pair)
-        ):
-            raise ValueError(f"merge {r} must be a pair of two int ids, got {pair!r}")
-        a, b = pair
-        if not (0 <= a < 256 + r and 0 <= b < 256 + r):
-            raise ValueError(
-                f"merge {r} {tuple(pair)} uses an id that does not exist yet: merge {r} may only use ids "
-                f"0..{256 + r - 1} (bytes and earlier merges)"
-            )
-        out.append((a, b))
-    return out
-
-
-def _check_specials(specials, first_id: int) -> dict[str, int]:
-    if isinstance(specials, str):
-        raise ValueError(f"special_tokens must be a list of strings, got the string {specials!r}")
-    out: dict[str, int] = {}
-    for s in specials:
-        if not isinstance(s, str) or not s:
-            raise ValueError(f"special tokens must be non-empty strings, got {s!r}")
-        if s in out:
-            raise ValueError(f"special token {s!r} is listed twice")
-        try:
-            s.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"special token {s!r}: " + invalid_unicode_message(s)) from None
-        out[s] = first_id + len(out)
-    return out
