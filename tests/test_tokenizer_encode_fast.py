@@ -8,7 +8,7 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minitransformer.data import load_corpus
+from minitransformer.training.data import load_corpus
 from minitransformer.tokenizer import Tokenizer, encode_fast, split_fast
 from minitransformer.tokenizer.bpe import merge
 from minitransformer.tokenizer.encode_fast import FastEncoder, leftmost_non_overlapping, merge_sweeps

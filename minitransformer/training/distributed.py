@@ -57,7 +57,7 @@ import numpy as np
 from ..core.tree import flatten
 from .checkpoint import save_checkpoint
 from .loop import Trainer, get_batch
-from .optimizer import AdamW, adamw_update, lr_at
+from .optimizer import AdamW, ShardedAdamW, lr_at
 
 
 class PeerLostError(RuntimeError):
@@ -199,38 +199,6 @@ class GradBuckets:
         for n in self.order:
             o = self.opt.offsets[n]
             out[o:o + self.slices[n].stop - self.slices[n].start] = self.flat[self.slices[n]]
-
-
-class ShardedAdamW(AdamW):
-    """AdamW whose moments cover only this rank's slice of the flat buffer (ZeRO-1).
-
-    The buffer (the parameters) stays whole on every rank; ``m``, ``v`` have ``shard``
-    entries, where ``shard = ceil(n / N)`` (the last rank's slice is padded).
-    """
-
-    def __init__(self, params: dict, rank: int, world_size: int, **kwargs):
-        super().__init__(params, **kwargs)
-        n = self.buffer.size
-        self.shard = -(-n // world_size)
-        self.lo, self.hi = min(rank * self.shard, n), min((rank + 1) * self.shard, n)
-        self.m = np.zeros(self.hi - self.lo, self.buffer.dtype)  # the full-size moments are freed
-        self.v = np.zeros_like(self.m)
-        self._tmp = np.zeros_like(self.m)
-
-    def step(self, grad_shard: np.ndarray, lr: Optional[float] = None) -> None:
-        """Update this rank's slice from the gradient of that slice (``hi - lo`` entries)."""
-        self.t += 1
-        n_decay = min(max(self.n_decay - self.lo, 0), self.hi - self.lo)
-        adamw_update(self.buffer[self.lo:self.hi], grad_shard, self.m, self.v, self._tmp, self.t,
-                     self.lr if lr is None else lr, self.betas, self.eps, self.weight_decay, n_decay)
-
-    def load_state_dict(self, state: dict) -> None:
-        """Load full-size moments (any checkpoint) and keep this rank's slice."""
-        if state["m"].shape != self.buffer.shape:
-            raise ValueError(f"optimizer state has {state['m'].size} values, the model {self.buffer.size}")
-        self.m[:] = state["m"][self.lo:self.hi]
-        self.v[:] = state["v"][self.lo:self.hi]
-        self.t = int(state["t"])
 
 
 class DistributedTrainer(Trainer):

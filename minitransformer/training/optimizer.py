@@ -129,3 +129,35 @@ def lr_at(step: int, max_lr: float, warmup: int, total: int, min_lr: float = 0.0
         return min_lr
     progress = (step - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+class ShardedAdamW(AdamW):
+    """AdamW whose moments cover only this rank's slice of the flat buffer (ZeRO-1).
+
+    The buffer (the parameters) stays whole on every rank; ``m``, ``v`` have ``shard``
+    entries, where ``shard = ceil(n / N)`` (the last rank's slice is padded).
+    """
+
+    def __init__(self, params: dict, rank: int, world_size: int, **kwargs):
+        super().__init__(params, **kwargs)
+        n = self.buffer.size
+        self.shard = -(-n // world_size)
+        self.lo, self.hi = min(rank * self.shard, n), min((rank + 1) * self.shard, n)
+        self.m = np.zeros(self.hi - self.lo, self.buffer.dtype)  # the full-size moments are freed
+        self.v = np.zeros_like(self.m)
+        self._tmp = np.zeros_like(self.m)
+
+    def step(self, grad_shard: np.ndarray, lr: Optional[float] = None) -> None:
+        """Update this rank's slice from the gradient of that slice (``hi - lo`` entries)."""
+        self.t += 1
+        n_decay = min(max(self.n_decay - self.lo, 0), self.hi - self.lo)
+        adamw_update(self.buffer[self.lo:self.hi], grad_shard, self.m, self.v, self._tmp, self.t,
+                     self.lr if lr is None else lr, self.betas, self.eps, self.weight_decay, n_decay)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Load full-size moments (any checkpoint) and keep this rank's slice."""
+        if state["m"].shape != self.buffer.shape:
+            raise ValueError(f"optimizer state has {state['m'].size} values, the model {self.buffer.size}")
+        self.m[:] = state["m"][self.lo:self.hi]
+        self.v[:] = state["v"][self.lo:self.hi]
+        self.t = int(state["t"])

@@ -39,7 +39,8 @@ from minitransformer.core.tree import flatten, set_path
 from minitransformer.model import GPT
 from minitransformer.scaleout.traffic import ring_allreduce
 from minitransformer.training import AdamW, get_batch
-from minitransformer.training.distributed import GradBuckets, ShardedAdamW, backward_order
+from minitransformer.training.distributed import GradBuckets, backward_order
+from minitransformer.training.optimizer import ShardedAdamW
 
 matplotlib.rcParams["figure.dpi"] = 80  # modest: the executed notebook stays small
 ROOT = Path(minitransformer.__file__).resolve().parents[1]

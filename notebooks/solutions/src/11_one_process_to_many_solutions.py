@@ -19,7 +19,7 @@ from minitransformer.core.tree import flatten, set_path
 from minitransformer.model import GPT
 from minitransformer.scaleout.traffic import ring_allreduce
 from minitransformer.training import get_batch
-from minitransformer.training.distributed import ShardedAdamW
+from minitransformer.training.optimizer import ShardedAdamW
 
 tokens = np.random.default_rng(1).integers(0, 64, 5000)  # the notebook's token stream
 
