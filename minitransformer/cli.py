@@ -2,7 +2,7 @@
 
     minitransformer demo                        # the course model traced through the five stages, then a continuation
     minitransformer demo --train                # the same with a freshly trained tiny model (kept in runs/demo)
-    minitransformer trace "some text" --figures figs
+    minitransformer trace "some text" --figures figs --html page.html
     minitransformer train --preset tiny --steps 600 --out runs/tiny
     torchrun --standalone --nproc-per-node 2 -m minitransformer train --preset tiny --out runs/tiny2
     minitransformer train --out runs/tiny --resume --steps 1200   # train longer: --steps is the total
@@ -25,6 +25,7 @@ distribution, generates a continuation, and writes one figure per step into a fo
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import io
 import sys
 from typing import Optional, Sequence
@@ -101,6 +102,7 @@ def demo(args: argparse.Namespace) -> int:
     if not args.prompt:
         raise ValueError("--prompt is empty; give at least one character to trace")
     figures = output_dir(args.figures, "--figures")
+    html = _html_path(args.html)
     if args.train:
         run = output_dir(args.out, "--out")
         print(f"\nTraining a fresh tokenizer and `tiny` model on corpus {args.corpus!r} ({args.steps} steps)...", file=out)
@@ -126,7 +128,29 @@ def demo(args: argparse.Namespace) -> int:
     sample = model.generate(ids, args.max_new_tokens, temperature=0.8, top_k=40, seed=args.seed, crop=True)
     print(f"\n== a continuation (temperature 0.8, top-k 40, seed {args.seed}) ==\n{tok.decode(sample[0])}", file=out)
     print(f"\n{len(written)} figures written to {figures.resolve()}/", file=out)
+    if html:
+        _write_page(model, tok, args.prompt, html, out, seed=args.seed)
     return 0
+
+
+def _html_path(value):
+    """``--html``'s file, checked before any work is done (None when not asked for)."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise ValueError(f"--html {path} is a folder; give the path of the .html file to write")
+    output_dir(path.parent, "--html's folder")
+    return path
+
+
+def _write_page(model, tok, text: str, path, out, **kwargs) -> None:
+    """The step-through page of ``text`` as one offline HTML file at ``path`` (see `trace.page`)."""
+    from .trace.pipeline import Pipeline
+
+    size = len(Pipeline(tok, model).to_html(text, path, **kwargs).encode("utf-8"))
+    print(f"\nthe step-through page ({size / 1024:,.0f} KB, offline, one file): {path.resolve()}\n"
+          "open it in a browser; step with the arrow keys", file=out)
 
 
 def trace_command(args: argparse.Namespace) -> int:
@@ -140,9 +164,12 @@ def trace_command(args: argparse.Namespace) -> int:
     else:
         model, tok, _ = load_course_model()
     figures = output_dir(args.figures, "--figures") if args.figures else None
+    html = _html_path(args.html)
     written = _trace_and_print(model, tok, args.text, figures, args.color == "always", sys.stdout)
     if written:
         print(f"\n{len(written)} figures written to {figures.resolve()}/")
+    if html:
+        _write_page(model, tok, args.text, html, sys.stdout)
     return 0
 
 
@@ -225,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-new-tokens", type=int, default=60)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--color", default="auto", choices=["auto", "always", "never"])
+    d.add_argument("--html", default=None, metavar="PATH",
+                   help="also write the step-through page: one offline HTML file (open it in a browser)")
     d.set_defaults(func=demo)
 
     tc = sub.add_parser("trace", parents=[common],
@@ -234,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--tokenizer", default=None, help="its tokenizer.json (with --checkpoint)")
     tc.add_argument("--figures", default=None, help="also write one figure per step into this folder")
     tc.add_argument("--color", default="never", choices=["always", "never"])
+    tc.add_argument("--html", default=None, metavar="PATH", help="also write the step-through page (one HTML file)")
     tc.set_defaults(func=trace_command)
 
     tr = sub.add_parser("train", parents=[common], help="train a model (and its tokenizer) on a built-in corpus",

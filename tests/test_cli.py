@@ -83,3 +83,15 @@ def test_train_and_generate_commands_on_the_toy_preset(tmp_path, capsys):
     # resuming a finished run trains no further and keeps the files valid
     assert main(["train", "--out", str(out), "--resume"]) == 0
     assert "resumed at step 20: the run is complete" in capsys.readouterr().out
+
+
+def test_demo_and_trace_write_the_step_through_page(tmp_path, capsys):
+    page = tmp_path / "pages" / "demo.html"
+    assert main(["demo", "--figures", str(tmp_path / "figs"), "--html", str(page), "--max-new-tokens", "5"]) == 0
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "http://" not in html and "https://" not in html
+    assert "the step-through page" in capsys.readouterr().out
+    assert main(["trace", "The return statement", "--html", str(tmp_path / "t.html")]) == 0
+    assert (tmp_path / "t.html").stat().st_size > 10_000
+    assert main(["trace", "x", "--html", str(tmp_path)]) == 2  # a folder: refused before any work
+    assert "is a folder" in capsys.readouterr().err
