@@ -284,6 +284,19 @@ else:
     print(every_step)
 
 # %% [markdown]
+# ### The same trace as a page
+#
+# `Pipeline(tok, model).show_html(text)` shows the trace as the step-through page
+# the demo writes with `--html`: the five stages in order (← / → keys, or the
+# buttons), token merge trees, the embedding map, every attention head, the logit
+# lens, and temperature and top-p sliders that recompute the probabilities in the
+# page. It is one self-contained file with no network request, so it also works
+# in this saved copy; `to_html(text, "page.html")` writes it to a file.
+
+# %%
+Pipeline(tok, model).show_html(sentence, height=720)
+
+# %% [markdown]
 # ## 8. Pitfalls
 #
 # - **The model never sees words.** It sees ids of tokens, and a token often
