@@ -40,7 +40,7 @@ import numpy as np
 from .core import nn
 from .core.config import ROPE_STYLES
 
-VARIANTS = ("learned", "sinusoidal", "rope", "none")
+VARIANTS = ("learned", "sinusoidal", "rope", "none")  # what these functions compute; registered by these names
 
 
 # --------------------------------------------------------------------------- shared frequencies

@@ -21,7 +21,7 @@ from .feedforward import mlp, moe, none
 
 
 def _register_builtins() -> None:
-    for name in ("learned", "sinusoidal", "rope", "none"):  # one set of functions serves all four
+    for name in positional.VARIANTS:  # one set of functions serves all four built-in encodings
         rotary = dict(rotate=positional.rope_rotate, rotate_backward=positional.rope_rotate_backward)
         registry.register("positional", name, init=positional.init, forward=positional.forward,
                           backward=positional.backward, builtin=True, **(rotary if name == "rope" else {}))

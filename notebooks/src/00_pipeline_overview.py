@@ -192,6 +192,11 @@ step.show()
 print("steps left:", list(steps))
 
 # %% [markdown]
+# The whole course model also fits on one page of plain numpy:
+# [`minitransformer/one_page.py`](../minitransformer/one_page.py) computes these same
+# logits from the loaded parameters in about 130 lines, one equation per line, and a
+# test keeps it equal to the package. Read it in one sitting after this notebook.
+#
 # ## 5. The cache behind the steps
 #
 # The steps are not a second computation: they are read from one forward pass,
