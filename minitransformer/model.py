@@ -245,7 +245,10 @@ class GPT:
             raise ValueError("call model.loss(ids, targets) before model.backward()")
         cache, loss_cache = self._last
         self._last = None  # free the activations
-        return backward(self.params, self.config, cache, nn.cross_entropy_backward(loss_cache))
+        # the gradient overwrites the loss's (B, T, V) log-probabilities: no second logits-sized array
+        dlogits = nn.cross_entropy_backward(loss_cache, overwrite=True)
+        del loss_cache
+        return backward(self.params, self.config, cache, dlogits)
 
     # ---------------------------------------------------------------- seeing inside
     def run_forward(self, ids, need_cache=None, record: bool = False, hook: Optional[Hook] = None):
