@@ -114,7 +114,7 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     scale = 1.0 / math.sqrt(D)  # a Python float: keeps float32
     # note: one matmul for q, k and v together (x @ [W_Q | W_K | W_V]) is faster than three
     # narrow ones; the weights keep their own names and are only concatenated here.
-    W_qkv, b_qkv = _fused_qkv(params)  # (C, (H + 2G) * D)
+    W_qkv, b_qkv = _fused_qkv(params, kv_cache, layer)  # (C, (H + 2G) * D)
     qkv = linear_forward(x, W_qkv, b_qkv)[0].reshape(B, T, H + 2 * G, D)  # (B, T, C) -> (B, T, H+2G, D)
     q = qkv[:, :, :H].transpose(0, 2, 1, 3)  # (B, T, H, D) -> (B, H, T, D), a view
     k = qkv[:, :, H:H + G].transpose(0, 2, 1, 3)  # -> (B, G, T, D)
@@ -162,7 +162,8 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
         if score_bias is not None:  # a positional variant that biases scores by distance (e.g. ALiBi)
             scores += np.asarray(score_bias(positions, key_positions, config), dtype=x.dtype)  # (H, T, S)
         recorded = scores.copy() if record else None
-        _softmax_in_place(scores.reshape(B * H, T, S), None)  # the scores array becomes the pattern
+        with np.errstate(invalid="ignore"):  # a padded query may see no key at all: its row is all -inf
+            _softmax_in_place(scores.reshape(B * H, T, S), None)  # the scores array becomes the pattern
         pattern = scores
         if padding_mask is not None:
             pattern = np.nan_to_num(pattern, nan=0.0, copy=False)  # such a query retrieves nothing
@@ -201,14 +202,13 @@ def _softmax_in_place(scores: np.ndarray, mask: Optional[np.ndarray]) -> None:
     streaming the whole (B, H, T, S) array through main memory six times.
     """
     N, T, S = scores.shape
-    with np.errstate(invalid="ignore"):  # a padded query may see no key at all: its row is all -inf
-        for r in row_blocks(N, T * S):
-            blk = scores[r]  # (n, T, S), a view
-            if mask is not None:
-                blk += mask
-            blk -= blk.max(axis=-1, keepdims=True)
-            np.exp(blk, out=blk)
-            blk /= blk.sum(axis=-1, keepdims=True)
+    for r in row_blocks(N, T * S):
+        blk = scores[r]  # (n, T, S), a view
+        if mask is not None:
+            blk += mask
+        blk -= blk.max(axis=-1, keepdims=True)
+        np.exp(blk, out=blk)
+        blk /= blk.sum(axis=-1, keepdims=True)
 
 
 def _grouped(mask: Optional[np.ndarray], R: int) -> Optional[np.ndarray]:
@@ -235,10 +235,24 @@ def _attend(qg: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.nda
     return z.reshape(B, G, RT, D)
 
 
-def _fused_qkv(params: dict):
-    """``[W_Q | W_K | W_V]`` (C, (H+2G)·D) and the matching bias (or None)."""
+def _fused_qkv(params: dict, kv_cache=None, layer: int = 0):
+    """``[W_Q | W_K | W_V]`` (C, (H+2G)·D) and the matching bias (or None).
+
+    note: when decoding, the concatenation (a copy of three weight matrices) would cost
+    more than the one-token matmul, so it is made once per KV cache and layer and kept in
+    the cache's ``derived`` memo: a KV cache belongs to one set of weights anyway (its keys
+    were computed with them). The memo is used only while ``params`` holds the same arrays.
+    """
+    names = ("W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V") if "b_Q" in params else ("W_Q", "W_K", "W_V")
+    memo = getattr(kv_cache, "derived", None)
+    if memo is not None:
+        kept = memo.get(("qkv", layer))
+        if kept is not None and all(a is params[n] for a, n in zip(kept[0], names)):
+            return kept[1]
     W = np.concatenate([params["W_Q"], params["W_K"], params["W_V"]], axis=1)
     b = np.concatenate([params["b_Q"], params["b_K"], params["b_V"]]) if "b_Q" in params else None
+    if memo is not None:
+        memo[("qkv", layer)] = (tuple(params[n] for n in names), (W, b))
     return W, b
 
 

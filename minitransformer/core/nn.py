@@ -103,7 +103,7 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: f
     note: the cache keeps x (the model keeps it anyway: the residual stream), the mean and
     1/std, not xhat: backward recomputes xhat, one pass over x for a (..., C) array saved.
     """
-    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    mean = x.sum(axis=-1, keepdims=True) / x.shape[-1]  # (..., 1); note: sum / C is x.mean without its Python layer
     y = x - mean  # (..., C), centred; becomes y in place
     var = np.einsum("...c,...c->...", y, y)[..., None] / y.shape[-1]  # (..., 1), without a (..., C) square
     rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
@@ -135,7 +135,7 @@ def layernorm_backward(dy: np.ndarray, cache):
     dbeta = dy.sum(axis=lead)  # (C,)
     np.multiply(dy, gamma, out=g)
     C = dy.shape[-1]
-    g_mean = g.mean(axis=-1, keepdims=True)  # (..., 1)
+    g_mean = g.sum(axis=-1, keepdims=True) / C  # (..., 1), mean(g)
     gx_mean = np.einsum("...c,...c->...", g, xhat)[..., None] / C  # (..., 1), mean(g * xhat)
     # dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), in place on the two (..., C) arrays
     xhat *= gx_mean
