@@ -348,8 +348,7 @@ def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray, ignore_index:
 
 
 def _log_softmax_rows(flat: np.ndarray) -> np.ndarray:
-    """`log_softmax` of (N, V) rows, block by block (`row_blocks`): the exponentials of a
-    block stay in cache, and no (N, V) temporary is made besides the result."""
+    """`log_softmax` of (N, V) rows, block by block (`row_blocks`): no (N, V) temporary."""
     if not np.issubdtype(flat.dtype, np.floating):
         flat = flat.astype(np.float64)
     out = np.empty_like(flat)  # (N, V)
@@ -365,16 +364,17 @@ def _log_softmax_rows(flat: np.ndarray) -> np.ndarray:
 def cross_entropy_backward(cache, dloss: float = 1.0, overwrite: bool = False) -> np.ndarray:
     """Gradient of the mean loss w.r.t. the logits: ``(softmax - onehot) / count`` on kept rows.
 
-    With ``overwrite=True`` the gradient is written into the cache's (N, V) log-probabilities
-    (the cache cannot be used again): the model's backward does this, so the step never holds
-    a second logits-sized array.
+    ``overwrite=True`` writes it over the cache's (N, V) log-probabilities (the cache is then
+    spent): the model's backward does, so a step never holds a second logits-sized array.
     """
     logp, t, keep, count, shape = cache
-    dlogits = np.exp(logp, out=logp if overwrite else None)  # softmax, (N, V)
+    dlogits, scale = logp if overwrite else np.empty_like(logp), dloss / count  # (N, V)
+    for r in row_blocks(*logp.shape):  # softmax / count, block by block (one pass through memory)
+        np.exp(logp[r], out=dlogits[r])
+        dlogits[r] *= scale
     rows = np.nonzero(keep)[0]
-    dlogits[rows, t[rows]] -= 1.0
+    dlogits[rows, t[rows]] -= scale  # minus the one-hot targets
     dlogits[~keep] = 0.0
-    dlogits *= dloss / count
     return dlogits.reshape(shape)
 
 
