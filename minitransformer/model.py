@@ -235,7 +235,8 @@ class GPT:
         targets = np.asarray(targets)
         if targets.shape != np.shape(ids):
             raise ValueError(f"targets have shape {targets.shape} but ids have {np.shape(ids)}; they must match")
-        logits, cache = forward(self.params, self.config, ids, need_cache=True, rng=rng, train=train)
+        with nn.lean_caches():  # keep only what backward needs (attention recomputes its pattern)
+            logits, cache = forward(self.params, self.config, ids, need_cache=True, rng=rng, train=train)
         loss, loss_cache = nn.cross_entropy_forward(logits, targets, ignore_index)
         self._last = (cache, loss_cache)
         return loss

@@ -190,8 +190,7 @@ def test_causal_mask_follows_positions_that_do_not_start_at_zero():
     cfg = config()
     params = mha.init(cfg, np.random.default_rng(6))
     x = np.random.default_rng(7).normal(size=(1, 6, 16)).astype(np.float32)
-    # record=True: a training forward does not keep the whole pattern (backward recomputes it)
-    _, cache = mha.forward(params, x, cfg, np.arange(3, 9), record=True, positional=registry.chosen("positional", cfg))
+    _, cache = mha.forward(params, x, cfg, np.arange(3, 9), positional=registry.chosen("positional", cfg))
     pattern = cache["hook_pattern"][0]
     assert np.all(np.triu(np.ones((6, 6)), 1)[None] * pattern == 0)  # nothing above the diagonal
     # and the output does not depend on where the window starts when positions are learned elsewhere

@@ -1,11 +1,11 @@
 """What training keeps for backward is lean, and the gradients are the same as from a full cache.
 
-A training forward (``need_cache`` without ``record``) does not keep the attention
-pattern, GELU's tanh, LayerNorm's normalised x or attention's scaled and contiguous
-copies: backward recomputes them. These tests hold the recomputing backward equal to
+A training forward (inside `nn.lean_caches`, as `GPT.loss` runs it) does not keep the
+attention pattern; no forward keeps GELU's tanh, LayerNorm's normalised x or attention's
+scaled and contiguous copies: backward recomputes them. These tests hold the recomputing backward equal to
 the readable reference paths (float64, random upstream gradients), equal to the
 backward of a recorded forward, and they cut the arrays into many small blocks
-(`nn.row_blocks`) so that block edges are crossed.
+(`core.blocks.row_blocks`) so that block edges are crossed.
 """
 
 import numpy as np
@@ -13,7 +13,7 @@ import pytest
 
 from minitransformer import GPT, ModelConfig
 from minitransformer.attention import mha, mha_reference
-from minitransformer.core import nn, registry
+from minitransformer.core import blocks, nn, registry
 from minitransformer.core.tree import flatten
 
 TIGHT = dict(rtol=1e-10, atol=1e-12)
@@ -28,7 +28,7 @@ def config(**kw):
 def block(request, monkeypatch):
     """Run each test with the usual block size and with blocks of 40 values (many, ragged)."""
     if request.param is not None:
-        monkeypatch.setattr(nn, "_BLOCK", request.param)
+        monkeypatch.setattr(blocks, "_BLOCK", request.param)
     return request.param
 
 
@@ -39,7 +39,8 @@ def test_training_attention_keeps_no_pattern_and_matches_the_reference(kw, block
     params = {k: v.astype(np.float64) + rng.normal(0, 0.3, v.shape) for k, v in mha.init(cfg, rng).items()}
     x = rng.normal(size=(3, 7, cfg.d_model))
     positional = registry.chosen("positional", cfg)
-    y, cache = mha.forward(params, x, cfg, np.arange(7), need_cache=True, positional=positional)
+    with nn.lean_caches():
+        y, cache = mha.forward(params, x, cfg, np.arange(7), need_cache=True, positional=positional)
     assert "hook_pattern" not in cache and {"hook_q", "hook_k", "hook_v", "hook_z"} <= set(cache)
     y_r, c_r = mha_reference.forward(params, x, cfg, np.arange(7), need_cache=True, positional=positional)
     np.testing.assert_allclose(y_r, y, **TIGHT)
@@ -59,9 +60,11 @@ def test_float32_recomputed_and_recorded_attention_agree(kw, block):
     params = mha.init(cfg, rng)
     x = rng.normal(size=(2, 9, cfg.d_model)).astype(np.float32)
     positional = registry.chosen("positional", cfg)
-    y, lean = mha.forward(params, x, cfg, np.arange(9), positional=positional)
-    y_rec, full = mha.forward(params, x, cfg, np.arange(9), record=True, positional=positional)
-    assert y.dtype == np.float32 and "hook_pattern" in full
+    with nn.lean_caches():
+        y, lean = mha.forward(params, x, cfg, np.arange(9), positional=positional)
+    y_rec, full = mha.forward(params, x, cfg, np.arange(9), positional=positional)  # outside: the whole pattern
+    assert y.dtype == np.float32 and "hook_pattern" in full and "hook_pattern" not in lean
+    assert not nn.lean()  # the block restored the default
     np.testing.assert_allclose(y, y_rec, rtol=1e-5, atol=1e-6)
     dy = rng.normal(size=y.shape).astype(np.float32)
     (dx, g), (dx_rec, g_rec) = mha.backward(params, lean, dy), mha.backward(params, full, dy)
@@ -115,8 +118,8 @@ def test_model_gradients_equal_with_the_lean_cache_and_the_recorded_one():
     model.loss(ids[:, :-1], ids[:, 1:])
     lean = flatten(model.backward())
     from minitransformer.model import backward, forward
-    logits, cache = forward(model.params, cfg, ids[:, :-1], need_cache=True, record=True)
-    assert "hook_pattern" in cache["blocks"][0]["attn"]
+    logits, cache = forward(model.params, cfg, ids[:, :-1], need_cache=True)
+    assert "hook_pattern" in cache["blocks"][0]["attn"]  # outside GPT.loss a cache keeps the pattern
     _, loss_cache = nn.cross_entropy_forward(logits, ids[:, 1:])
     full = flatten(backward(model.params, cfg, cache, nn.cross_entropy_backward(loss_cache)))
     for k in lean:

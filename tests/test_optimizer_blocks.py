@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from minitransformer.core import nn
+from minitransformer.core import blocks
 from minitransformer.training import AdamW
 
 
 @pytest.mark.parametrize("block", [None, 7], ids=["one block", "blocks of 7 (edges inside the decayed part)"])
 def test_blocked_adamw_is_adamw_with_decoupled_decay_on_matrices(block, monkeypatch):
     if block is not None:
-        monkeypatch.setattr(nn, "_BLOCK", block)
+        monkeypatch.setattr(blocks, "_BLOCK", block)
     rng = np.random.default_rng(0)
     params = {"W": rng.normal(size=(4, 5)).astype(np.float32), "b": rng.normal(size=6).astype(np.float32)}
     start = {k: v.astype(np.float64) for k, v in params.items()}

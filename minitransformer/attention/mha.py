@@ -15,15 +15,23 @@ module is the fast path: it computes the same numbers with the tricks below,
 and tests/test_reference_paths.py holds it equal to the reference in forward,
 backward and KV-cache decoding. Where the four lines are here:
 
-- scores: ``qg @ kT`` in `forward` (q, k and v come from one fused matmul, the
-  scale is applied to q, and the R query heads of a group are one product);
+- scores: ``qg @ kT`` (q, k and v come from one fused matmul, the scale is
+  applied to q, and the R query heads of a group are one product);
 - mask: ``mask`` (causal, plus padding) and ``score_bias``, added in place;
 - pattern: the in-place softmax (``scores`` becomes ``pattern``);
 - z and y: ``pattern @ v_all`` per group, then ``linear_forward(z, W_O)``.
 
+When nothing needs the whole pattern (no padding, score bias, hook or
+recording; inference, or training inside `nn.lean_caches` as `GPT.loss` does),
+`_attend` runs the first four lines on a few (batch, group) slabs at a time, so
+each slab's scores stay in the L2 cache, and the (B, H, T, S) pattern is never
+kept: `backward` recomputes it slab by slab with the same operations
+(FlashAttention's recomputation, Dao et al., 2022), which keeps a (B, H, T, T)
+array per layer out of training memory. Otherwise a cache holds ``hook_pattern``.
+
 In `backward`, the softmax backward uses FlashAttention's identity
-rowsum(dpattern * pattern) = rowsum(dz * z) (Dao et al., 2022), and q, k, v get
-their gradients through the one fused matrix.
+rowsum(dpattern * pattern) = rowsum(dz * z), and q, k, v get their gradients
+through the one fused matrix.
 
 Variants (Vaswani et al., 2017; Shazeer, 2019; Ainslie et al., 2023):
 
@@ -61,7 +69,8 @@ from typing import Optional
 import numpy as np
 
 from .kv_cache import KVCache
-from ..core.nn import linear_backward, linear_forward, require_cache, row_blocks, want_cache
+from ..core.blocks import row_blocks
+from ..core.nn import lean, linear_backward, linear_forward, require_cache, want_cache
 
 
 # --------------------------------------------------------------------------- parameters
@@ -104,9 +113,9 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
             ``score_bias`` is added to the scores (ALiBi). None, or None fields: nothing.
 
     Cache names: ``hook_q``, ``hook_k``, ``hook_v`` (B, heads, T, D); ``hook_rot_q``/``hook_rot_k``
-    with RoPE; ``hook_pattern`` (B, H, T, S); ``hook_z`` (B, T, H·D, the heads side by side);
-    ``hook_attn_scores`` if recorded. Everything else, what only backward reads (the input,
-    the scaled grouped queries, the fused weight, the config), is under ``cache["saved"]``.
+    with RoPE; ``hook_z`` (B, T, H·D, the heads side by side); ``hook_pattern`` (B, H, T, S), except
+    inside `nn.lean_caches`; ``hook_attn_scores`` if recorded. What only backward reads
+    (the input, the grouped causal mask, the config) is under ``cache["saved"]``.
     """
     B, T, C = x.shape
     H, G, D = config.n_heads, config.kv_heads, config.d_head
@@ -148,11 +157,12 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
         mask = np.where(future, -np.inf, 0.0).astype(x.dtype)  # (T, S)
     score_bias = getattr(positional, "score_bias", None)
     pattern = None
-    if padding_mask is None and score_bias is None and hook is None and not record:
-        # the common case (training, generation): scores, softmax and z block by block; the
-        # whole (B, H, T, S) pattern is never built, and backward recomputes it (see `_attend`)
+    if padding_mask is None and score_bias is None and hook is None and not record and (
+            lean() or not want_cache(need_cache)):
+        # the common case (inference, and training inside `nn.lean_caches`): scores, softmax and z
+        # block by block; the whole (B, H, T, S) pattern is never built, backward recomputes it
         z = _attend(qg, kT, v_all, _grouped(mask, R))  # (B, G, R*T, D)
-    else:  # padding, a score bias, a hook on the pattern, or recording: the whole pattern, kept
+    else:  # a cache for inspection, padding, a score bias, a hook or recording: the whole pattern, kept
         scores = (qg @ kT).reshape(B, H, T, S)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, H, T, S)
         if padding_mask is not None:
             padding_mask = _check_padding(padding_mask, B, S)
@@ -197,7 +207,7 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
 def _softmax_in_place(scores: np.ndarray, mask: Optional[np.ndarray]) -> None:
     """Softmax over the last axis of ``scores`` (N, T, S), in place, after adding ``mask`` (T, S) if given.
 
-    note: cache blocking (see `nn.row_blocks`): the mask add and the five passes of the
+    note: cache blocking (see `core.blocks.row_blocks`): the mask add and the five passes of the
     softmax run on a few (T, S) slices at a time, which stay in the L2 cache, instead of
     streaming the whole (B, H, T, S) array through main memory six times.
     """
@@ -221,7 +231,7 @@ def _attend(qg: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.nda
     """z = softmax(qg @ kT + mask) @ v, a few (batch, group) slabs at a time.
 
     Shapes: qg (B, G, R*T, D) scaled, kT (B, G, D, S), v (B, G, S, D), mask (R*T, S) -> z (B, G, R*T, D).
-    note: each block's scores and pattern stay in the L2 cache (see `nn.row_blocks`) and are
+    note: each block's scores and pattern stay in the L2 cache (see `core.blocks.row_blocks`) and are
     dropped once z is computed, as in FlashAttention (Dao et al., 2022); backward recomputes
     them with the same operations in the same blocks, so it sees the same numbers.
     """

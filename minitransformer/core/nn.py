@@ -35,11 +35,21 @@ from typing import Optional
 
 import numpy as np
 
-# --------------------------------------------------------------------------- inference mode
-_GRAD = {"enabled": True}
+from .blocks import row_blocks
+
+# --------------------------------------------------------------------------- inference and training modes
+_GRAD = {"enabled": True, "lean": False}
 
 
 @contextlib.contextmanager
+def _mode(key: str, value: bool):
+    previous, _GRAD[key] = _GRAD[key], value
+    try:
+        yield
+    finally:
+        _GRAD[key] = previous
+
+
 def no_grad():
     """Inside this block forwards keep no caches (``need_cache`` defaults to False).
 
@@ -47,16 +57,21 @@ def no_grad():
     ...     grad_enabled()
     False
     """
-    previous = _GRAD["enabled"]
-    _GRAD["enabled"] = False
-    try:
-        yield
-    finally:
-        _GRAD["enabled"] = previous
+    return _mode("enabled", False)
+
+
+def lean_caches():
+    """Inside this block caches keep only what backward needs: an activation that backward
+    recomputes (attention's whole (B, H, T, S) pattern) is left out. `GPT.loss` trains so."""
+    return _mode("lean", True)
 
 
 def grad_enabled() -> bool:
     return _GRAD["enabled"]
+
+
+def lean() -> bool:  # inside `lean_caches`?
+    return _GRAD["lean"]
 
 
 def require_cache(cache) -> None:
@@ -174,26 +189,13 @@ def rmsnorm_backward(dy: np.ndarray, cache):
 
 # --------------------------------------------------------------------------- activations
 _GELU_C = math.sqrt(2.0 / math.pi)
-_BLOCK = 1 << 16  # values per block of an elementwise chain: 256 KiB of float32, which stays in the L2 cache
-
-
-def row_blocks(n_rows: int, width: int):
-    """Row slices that cut an (n_rows, width) array into blocks of about 64K values.
-
-    note: cache blocking. An elementwise chain of ten operations over a 4 MiB array
-    streams ten arrays through main memory; block by block, the temporaries stay in
-    the L2 cache. Not a loop over tokens or heads: the cache sets the block size, and
-    each block is one vectorised chain (GELU on (16, 128, 512): 3-6x faster here).
-    """
-    step = max(1, _BLOCK // max(width, 1))
-    return [slice(i, i + step) for i in range(0, n_rows, step)]
 
 
 def _tanh_inner(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``tanh(sqrt(2/pi) (x + 0.044715 x^3))`` into ``out``, written as sqrt(2/pi) x (1 + 0.044715 x²)."""
+    """``tanh(sqrt(2/pi) (x + 0.044715 x^3))`` into ``out``."""
     np.multiply(x, x, out=out)
     out *= 0.044715
-    out += 1.0
+    out += 1.0  # 1 + 0.044715 x²
     out *= x
     out *= _GELU_C
     return np.tanh(out, out=out)
@@ -209,8 +211,7 @@ def gelu_forward(x: np.ndarray):
     x2 = x.reshape(-1, x.shape[-1])  # (N, F)
     y, t = np.empty_like(x2), np.empty_like(x2)
     for r in row_blocks(*x2.shape):  # each block's chain stays in cache
-        _tanh_inner(x2[r], out=t[r])
-        yb = np.add(t[r], 1.0, out=y[r])
+        yb = np.add(_tanh_inner(x2[r], out=t[r]), 1.0, out=y[r])
         yb *= x2[r]
         yb *= 0.5
     return y.reshape(x.shape), (x, t.reshape(x.shape))
@@ -364,8 +365,7 @@ def _log_softmax_rows(flat: np.ndarray) -> np.ndarray:
 def cross_entropy_backward(cache, dloss: float = 1.0, overwrite: bool = False) -> np.ndarray:
     """Gradient of the mean loss w.r.t. the logits: ``(softmax - onehot) / count`` on kept rows.
 
-    ``overwrite=True`` writes it over the cache's (N, V) log-probabilities (the cache is then
-    spent): the model's backward does, so a step never holds a second logits-sized array.
+    ``overwrite=True`` writes it over the cache's (N, V) log-probabilities (the model does: no second array).
     """
     logp, t, keep, count, shape = cache
     dlogits, scale = logp if overwrite else np.empty_like(logp), dloss / count  # (N, V)

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..core.nn import row_blocks
+from ..core.blocks import row_blocks
 from ..core.tree import flatten, set_path
 
 
@@ -67,7 +67,7 @@ class AdamW:
     def step(self, grad: np.ndarray, lr: Optional[float] = None) -> None:
         """One update from a flat gradient (see `gather`). All operations are in place.
 
-        note: the buffer is updated block by block (`nn.row_blocks`, 64K values): the dozen
+        note: the buffer is updated block by block (`core.blocks.row_blocks`, 64K values): the dozen
         passes of an Adam update then run on slices that stay in the L2 cache, instead of
         streaming five model-sized arrays through main memory a dozen times.
         """
