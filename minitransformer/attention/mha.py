@@ -150,12 +150,12 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     # subtle: the S keys are the S consecutive positions ending at the last query's (with a cache:
     # everything stored, from position 0; without one: the queries' own positions, which need not start at 0).
     positions = np.asarray(positions)
-    key_positions = np.arange(S) + (positions[-1] + 1 - S)  # (S,)
-    mask = None  # one query at the newest position sees every key: nothing to mask
-    if T > 1 or padding_mask is not None:
-        future = key_positions[None, :] > positions[:, None]  # (T, S) bool
-        mask = np.where(future, -np.inf, 0.0).astype(x.dtype)  # (T, S)
     score_bias = getattr(positional, "score_bias", None)
+    mask = None  # one query at the newest position sees every key: nothing to mask
+    if T > 1 or padding_mask is not None or score_bias is not None:
+        key_positions = np.arange(S) + (positions[-1] + 1 - S)  # (S,)
+        future = key_positions[None, :] > positions[:, None]  # (T, S) bool
+        mask = np.where(future, -np.inf, 0.0).astype(x.dtype) if T > 1 or padding_mask is not None else None
     pattern = None
     if padding_mask is None and score_bias is None and hook is None and not record and (
             lean() or not want_cache(need_cache)):

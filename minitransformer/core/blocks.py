@@ -9,6 +9,8 @@ keeps every temporary in the L2 cache: only the input and the output travel.
 
     >>> [(s.start, s.stop) for s in row_blocks(5, 30_000)]
     [(0, 2), (2, 4), (4, 6)]
+    >>> row_blocks(5, 100)
+    [slice(None, None, None)]
 
 This is not a loop over tokens, batch rows or heads in the sense of the design
 rules: the cache, not the model, sets the block size, and each block is one
@@ -24,4 +26,6 @@ _BLOCK = 1 << 16  # values per block: 256 KiB of float32, which stays in a 1-2 M
 def row_blocks(n_rows: int, width: int) -> list[slice]:
     """Row slices that cut an (n_rows, width) array into blocks of about ``_BLOCK`` values (at least one row)."""
     step = max(1, _BLOCK // max(width, 1))
+    if n_rows <= step:  # one block (decoding, small arrays): the whole array
+        return [slice(None)]
     return [slice(i, i + step) for i in range(0, n_rows, step)]

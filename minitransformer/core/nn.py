@@ -230,7 +230,7 @@ def gelu_backward(dy: np.ndarray, cache) -> np.ndarray:
     t2 = None if t is None else t.reshape(x2.shape)
     out = np.empty(x2.shape, np.result_type(x, dy))
     blocks = row_blocks(*x2.shape)
-    scratch_t, scratch_b = (np.empty((blocks[0].stop if blocks else 0, x2.shape[1]), x.dtype) for _ in "tb")
+    scratch_t, scratch_b = (np.empty_like(x2[blocks[0]]) for _ in "tb")  # one block each
     for r in blocks:
         xb = x2[r]
         tb = _tanh_inner(xb, out=scratch_t[:len(xb)]) if t2 is None else t2[r]
@@ -354,7 +354,7 @@ def _log_softmax_rows(flat: np.ndarray) -> np.ndarray:
         flat = flat.astype(np.float64)
     out = np.empty_like(flat)  # (N, V)
     blocks = row_blocks(*flat.shape)
-    scratch = np.empty((blocks[0].stop if blocks else 0, flat.shape[1]), flat.dtype)
+    scratch = np.empty_like(flat[blocks[0]])  # one block
     for r in blocks:
         shifted = np.subtract(flat[r], flat[r].max(axis=-1, keepdims=True), out=out[r])  # (n, V)
         e = np.exp(shifted, out=scratch[:len(shifted)])

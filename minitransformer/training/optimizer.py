@@ -78,7 +78,7 @@ class AdamW:
         c1, c2 = 1.0 - b1 ** self.t, 1.0 - b2 ** self.t
         decay = 1.0 - lr * self.weight_decay  # decoupled: not part of the gradient
         blocks = row_blocks(self.buffer.size, 1)
-        scratch = np.empty(blocks[0].stop if blocks else 0, self.buffer.dtype)  # one block; grad may be self._tmp
+        scratch = np.empty_like(self.buffer[blocks[0]])  # one block (not self._tmp: grad may be that array)
         for r in blocks:
             m, v, g, p = self.m[r], self.v[r], grad[r], self.buffer[r]
             s = scratch[:len(p)]
@@ -92,8 +92,9 @@ class AdamW:
             s *= 1.0 / math.sqrt(c2)
             s += self.eps
             np.divide(m, s, out=s)
-            if self.weight_decay and r.start < self.n_decay:  # decayed matrices come first in the buffer
-                p[:self.n_decay - r.start] *= decay
+            start = r.start or 0  # (a single block is slice(None))
+            if self.weight_decay and start < self.n_decay:  # decayed matrices come first in the buffer
+                p[:self.n_decay - start] *= decay
             s *= lr / c1
             p -= s
 
