@@ -120,12 +120,15 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: f
     """
     mean = x.sum(axis=-1, keepdims=True) / x.shape[-1]  # (..., 1); note: sum / C is x.mean without its Python layer
     y = x - mean  # (..., C), centred; becomes y in place
-    var = np.einsum("...c,...c->...", y, y)[..., None] / y.shape[-1]  # (..., 1), without a (..., C) square
+    var = _row_dot(y, y) / y.shape[-1]  # (..., 1), without a (..., C) square
     rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
     y *= rstd  # xhat
     y *= gamma
-    y += beta
-    return y, (x, mean, rstd, gamma)
+    return np.add(y, beta, out=y), (x, mean, rstd, gamma)
+
+
+def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # (..., C) x2 -> (..., 1), no temporary; vecdot: numpy 2
+    return (np.vecdot(a, b) if hasattr(np, "vecdot") else np.einsum("...c,...c->...", a, b))[..., None]
 
 
 def _normalized(x: np.ndarray, mean, rstd: np.ndarray) -> np.ndarray:
@@ -151,13 +154,12 @@ def layernorm_backward(dy: np.ndarray, cache):
     np.multiply(dy, gamma, out=g)
     C = dy.shape[-1]
     g_mean = g.sum(axis=-1, keepdims=True) / C  # (..., 1), mean(g)
-    gx_mean = np.einsum("...c,...c->...", g, xhat)[..., None] / C  # (..., 1), mean(g * xhat)
+    gx_mean = _row_dot(g, xhat) / C  # (..., 1), mean(g * xhat)
     # dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), in place on the two (..., C) arrays
     xhat *= gx_mean
     g -= xhat
     g -= g_mean
-    g *= rstd
-    return g, dgamma, dbeta
+    return np.multiply(g, rstd, out=g), dgamma, dbeta
 
 
 def rmsnorm_forward(x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6):
@@ -166,7 +168,7 @@ def rmsnorm_forward(x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6):
     Shapes: x (..., C), gamma (C,) -> y (..., C). Like `layernorm_forward`, the cache keeps x
     and 1/rms, and backward recomputes the normalised x.
     """
-    ms = np.einsum("...c,...c->...", x, x)[..., None] / x.shape[-1]  # (..., 1), mean of squares
+    ms = _row_dot(x, x) / x.shape[-1]  # (..., 1), mean of squares
     rstd = 1.0 / np.sqrt(ms + eps)  # (..., 1)
     y = x * rstd  # (..., C)
     y *= gamma
@@ -180,11 +182,10 @@ def rmsnorm_backward(dy: np.ndarray, cache):
     g = dy * xhat  # (..., C), scratch: first for dgamma, then g = dy * gamma
     dgamma = g.sum(axis=tuple(range(dy.ndim - 1)))  # (C,)
     np.multiply(dy, gamma, out=g)
-    gx_mean = np.einsum("...c,...c->...", g, xhat)[..., None] / dy.shape[-1]  # (..., 1)
+    gx_mean = _row_dot(g, xhat) / dy.shape[-1]  # (..., 1)
     xhat *= gx_mean
     g -= xhat
-    g *= rstd  # rstd * (g - xhat * mean(g * xhat))
-    return g, dgamma
+    return np.multiply(g, rstd, out=g), dgamma  # rstd * (g - xhat * mean(g * xhat))
 
 
 # --------------------------------------------------------------------------- activations
@@ -221,9 +222,8 @@ def gelu_backward(dy: np.ndarray, cache) -> np.ndarray:
     """``dy * gelu'(x)`` with ``gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t²) sqrt(2/pi) (1 + 3·0.044715 x²)``.
 
     ``cache`` is ``(x, t)`` from `gelu_forward`, or ``(x, None)``: then t is recomputed.
-    note: written with in-place operations, block by block (`row_blocks`); the one-line
-    expression (`gelu_backward_reference`) makes about ten full-size arrays, which costs
-    more than the maths.
+    note: in place, block by block (`row_blocks`); the one-line expression
+    (`gelu_backward_reference`) makes ten full-size arrays, which costs more than the maths.
     """
     x, t = cache
     x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, x.shape[-1])  # (N, F)
