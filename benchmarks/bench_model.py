@@ -24,7 +24,18 @@ figures measured in the same run, on the same machine:
 
    The attention term counts the full T x T square (q @ k^T and pattern @ v,
    2*T*T*C FLOPs each per layer and sequence, forward + 2x backward), since the
-   masked upper half is computed too.
+   masked upper half is computed too (backward's recomputation of the pattern
+   is not counted: it is extra work, not model FLOPs).
+
+   Where the time goes (``bench_breakdown.py``), for tiny and small: each stage
+   (embedding, positions, norms, attention, MLP, residual adds, head, loss, the
+   backward of each, gather + AdamW) timed inside a step composed exactly as
+   `model.forward`/`backward` compose it (its loss checked equal to
+   ``model.loss``); and the step by kind of work, each timed alone at the step's
+   shapes: all matmuls (with their GFLOP/s at these shapes against the peak),
+   the attention softmax and its backward, LayerNorm, GELU, cross-entropy,
+   AdamW, and the rest (memory traffic: copies, transposes, residual adds,
+   fresh arrays; and Python overhead) = step time minus their sum.
 3. A PyTorch eager reference of the SAME model (``TorchGPT`` below: pre-norm
    blocks, LayerNorm -> causal self-attention with separate q/k/v Linear layers
    with bias -> residual, LayerNorm -> MLP with GELU(tanh), 4x -> residual;
@@ -57,6 +68,11 @@ figures measured in the same run, on the same machine:
    allocated before the step, the activations the forward keeps for backward,
    and, for reference, the bytes of the parameters and optimizer state (which
    exist before the step). Shares are of parameters + optimizer + step peak.
+
+The BLAS kernel numpy runs is printed (threadpoolctl), with a warning when
+``OPENBLAS_CORETYPE`` (or ``OPENBLAS_L2_SIZE``) forces OpenBLAS's choice: README
+figures are measured with the kernel a user's machine gets, i.e. with
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 benchmarks/bench_model.py``.
 
 Other processes distort timings badly on a 2-core machine (PyTorch's OpenMP
 threads and OpenBLAS's threads both spin-wait for each other), so the report
@@ -107,9 +123,11 @@ try:
     import minitransformer  # noqa: F401
 except ImportError:  # not installed: use the repository this script lives in
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_breakdown
 
 import numpy as np
 
+import bench_breakdown as breakdown  # noqa: E402  (benchmarks/, next to this file)
 from minitransformer.core import nn as mnn
 from minitransformer.attention.kv_cache import KVCache
 from minitransformer.core.config import ModelConfig
@@ -136,6 +154,7 @@ NEW_TOKENS = 256
 GEN_CONTEXT = 512  # tiny's own 128 is shorter than PROMPT_LEN + NEW_TOKENS
 DECODE_CONTEXT = 1024
 DECODE_POSITIONS = (32, 128, 512)
+BREAKDOWN_CONFIGS = ("tiny", "small")  # where the time of a step goes, stage by stage and by kind
 
 TARGET_TORCH_RATIO = 1.5  # numpy step time / torch step time, at most (tiny, small)
 TARGET_CACHE_SPEEDUP = 4.0  # cached / recompute tokens/s, at least
@@ -261,6 +280,7 @@ def machine_info() -> dict:
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "numpy_blas": _numpy_blas(),
+        "blas_kernel": blas_kernel(),
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
                        if k in os.environ},
     }
@@ -283,6 +303,42 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+KERNEL_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # set, they force OpenBLAS's kernel choice / tuning
+
+
+def blas_kernel() -> dict:
+    """The BLAS library and the kernel numpy's matmul runs (threadpoolctl), and the variables that force it.
+
+    OpenBLAS picks its kernel for the CPU it finds (``architecture``: SkylakeX, Zen, Haswell, ...);
+    ``OPENBLAS_CORETYPE`` overrides that choice, typically with an older, slower kernel, and
+    ``OPENBLAS_L2_SIZE`` its blocking. A user's machine runs without them, so README figures
+    are measured with both unset: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 ...``.
+    """
+    info: dict = {"env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        info["error"] = "threadpoolctl not installed (pip install threadpoolctl)"
+        return info
+    blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if blas:
+        b = blas[0]
+        info.update(library=b.get("internal_api"), version=b.get("version"), architecture=b.get("architecture"),
+                    threads=b.get("num_threads"), threading=b.get("threading_layer"))
+    return info
+
+
+def kernel_line(k: dict) -> str:
+    """One report line: the kernel numpy runs, and a warning when the environment forces it."""
+    text = (f"BLAS kernel numpy runs: {k.get('library', '?')} {k.get('version', '')} kernel {k.get('architecture', '?')}, "
+            f"{k.get('threads', '?')} threads" if "error" not in k else f"BLAS kernel: unknown ({k['error']})")
+    if k["env"]:
+        forced = ", ".join(f"{n}={v}" for n, v in k["env"].items())
+        text += (f"\nWARNING: {forced} is set: OpenBLAS runs a forced kernel/blocking, not the one a user's machine "
+                 "gets; measure with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 benchmarks/bench_model.py`")
+    return text
 
 
 def _numpy_blas() -> str:
@@ -570,6 +626,11 @@ def _bench_one_config(name, cfg, r, x, y, flops, repeats, peak) -> dict:
     s.update(tokens_per_s=B * T / s["median_s"], gflops=flops["total"] / s["median_s"] / 1e9)
     s["frac_peak"] = s["gflops"] / peak
     r["numpy"] = s
+    if name in BREAKDOWN_CONFIGS:
+        log(f"[2] where the time goes, {name}: stage by stage, then by kind of work")
+        stages = breakdown.stage_breakdown(cfg, x, y, repeats)
+        r["breakdown"] = {"stages_ms": stages,
+                          "kinds_ms": breakdown.kind_breakdown(cfg, B, 1e3 * s["median_s"], repeats)}
     if torch is None:
         r["torch"] = None
     else:
@@ -814,6 +875,7 @@ def render(report: dict) -> str:
          f"platform {m['platform']}, cpu {m['cpu']}, cpu count {m['cpu_count']}, "
          f"load average at start {m.get('load_average_at_start', '?')}"
          + (f", env {m['thread_env']}" if m["thread_env"] else ""),
+         kernel_line(m["blas_kernel"]),
          f"repeats {report['settings']['repeats']}{' (--quick)' if report['settings']['quick'] else ''}; "
          "median (and min) of timed runs, warmup excluded; targets judged on medians", ""]
 
@@ -852,6 +914,13 @@ def render(report: dict) -> str:
                      f"{c['loss_torch']:.5f}; torch {other} attention {_ms(tq[other]['median_s'])}")
     if "small" not in tr:
         L.append("   small: skipped (--quick)")
+    if any("breakdown" in r for r in tr.values()):
+        L.append("   where the time goes (each stage timed inside a step composed as model.forward/backward compose it;")
+        L.append("   each kind of work timed alone at the step's shapes, the rest = step - their sum):")
+        for name, r in tr.items():
+            if "breakdown" in r:
+                b = r["breakdown"]
+                L += breakdown.render(name, b["stages_ms"], b["kinds_ms"], 1e3 * r["numpy"]["median_s"], peak)
     L.append("")
 
     L.append(f"4. generation, batch 1, {PROMPT_LEN}-token prompt + {NEW_TOKENS} new tokens, greedy, {ge['config']}")

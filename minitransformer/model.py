@@ -138,19 +138,20 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
     keep = nn.want_cache(need_cache) or record
     drop = config.dropout if train else 0.0
     cache: dict = {"blocks": []}
+    positional, attention = stage("positional", config), attention_module(config)  # looked up once per call
 
     x, cache["embed"] = embedding.forward(params["embed"], ids, need_cache=keep)  # (B, T) -> (B, T, C)
     x = hook("hook_embed", x)
-    x, cache["pos"] = stage("positional", config).forward(params["pos"], x, positions, config, need_cache=keep)
+    x, cache["pos"] = positional.forward(params["pos"], x, positions, config, need_cache=keep)
     x, cache["embed_drop"] = nn.dropout_forward(x, drop, rng, train)
     for i, p in enumerate(params["blocks"]):
         x = hook(f"blocks.{i}.hook_resid_pre", x)
         c: dict = {"hook_resid_pre": x}
         h, c["ln1"] = norm_forward(config, p["ln1"], x)
         c["ln1_out"] = h  # the normalised stream attention reads (gain and bias applied)
-        a, c["attn"] = attention_module(config).forward(p["attn"], h, config, positions, kv_cache=kv_cache, layer=i,
+        a, c["attn"] = attention.forward(p["attn"], h, config, positions, kv_cache=kv_cache, layer=i,
                                          need_cache=keep, record=record, hook=_prefixed(hook, f"blocks.{i}.attn."),
-                                         positional=stage("positional", config))
+                                         positional=positional)
         a, c["attn_drop"] = nn.dropout_forward(a, drop, rng, train)
         c["hook_attn_out"] = a = hook(f"blocks.{i}.hook_attn_out", a)  # what attention adds to the stream
         x = x + a  # (B, T, C): the residual stream after attention
@@ -283,7 +284,8 @@ class GPT:
         targets = np.asarray(targets)
         if targets.shape != np.shape(ids):
             raise ValueError(f"targets have shape {targets.shape} but ids have {np.shape(ids)}; they must match")
-        logits, cache = forward(self.params, self.config, ids, need_cache=True, rng=rng, train=train)
+        with nn.lean_caches():  # keep only what backward needs (attention recomputes its pattern)
+            logits, cache = forward(self.params, self.config, ids, need_cache=True, rng=rng, train=train)
         loss, loss_cache = nn.cross_entropy_forward(logits, targets, ignore_index)
         self._last = (cache, loss_cache)
         self.last_expert_load = moe.expert_loads(cache)  # MoE: tokens per expert and block, for the bias update
@@ -298,7 +300,10 @@ class GPT:
             raise ValueError("call model.loss(ids, targets) before model.backward()")
         cache, loss_cache = self._last
         self._last = None  # free the activations
-        return backward(self.params, self.config, cache, nn.cross_entropy_backward(loss_cache), on_grads=on_grads)
+        # the gradient overwrites the loss's (B, T, V) log-probabilities: no second logits-sized array
+        dlogits = nn.cross_entropy_backward(loss_cache, overwrite=True)
+        del loss_cache
+        return backward(self.params, self.config, cache, dlogits, on_grads=on_grads)
 
     # ---------------------------------------------------------------- seeing inside
     def run_forward(self, ids, need_cache=None, record: bool = False, hook: Optional[Hook] = None):
@@ -359,20 +364,21 @@ class GPT:
             raise ValueError(f"prompt ({ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds the context "
                              f"window ({L}); shorten them, or pass crop=True to slide the window")
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        out = ids
-        window = ids[:, -L:]
+        n = ids.shape[1]  # tokens so far
+        out = np.empty((ids.shape[0], n + max_new_tokens), np.result_type(ids.dtype, np.int64))  # (B, T + new)
+        out[:, :n] = ids
         kv = new_kv_cache(self.config, batch_size=ids.shape[0]) if use_cache else None
         with nn.no_grad():
-            logits = forward(self.params, self.config, window, kv_cache=kv)[0]  # prefill
+            logits = forward(self.params, self.config, ids[:, -L:], kv_cache=kv)[0]  # prefill
             for step in range(max_new_tokens):
-                next_id = output.sample(logits[:, -1], rng, temperature, top_k, top_p)  # (B,)
-                out = np.concatenate([out, next_id[:, None]], axis=1)
+                out[:, n] = output.sample(logits[:, -1], rng, temperature, top_k, top_p)  # (B,)
+                n += 1
                 if step == max_new_tokens - 1:
                     break
                 if kv is not None and kv.length < L:
-                    logits = forward(self.params, self.config, next_id[:, None], kv_cache=kv)[0]  # O(T) step
+                    logits = forward(self.params, self.config, out[:, n - 1:n], kv_cache=kv)[0]  # O(T) step
                 else:  # no cache, or the window is full: recompute the last L tokens
-                    logits = forward(self.params, self.config, out[:, -L:])[0]
+                    logits = forward(self.params, self.config, out[:, max(n - L, 0):n])[0]
         return out
 
     def __repr__(self) -> str:

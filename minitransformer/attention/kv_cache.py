@@ -35,6 +35,7 @@ class KVCache:
         self.v = [np.zeros(shape, dtype) for _ in range(n_layers)]
         self.max_len = max_len
         self.lengths = [0] * n_layers
+        self.derived: dict = {}  # what attention derives from its weights once per cache (the fused q|k|v)
 
     @classmethod
     def for_config(cls, config, batch_size: int = 1, max_len: Optional[int] = None) -> "KVCache":
@@ -70,6 +71,7 @@ class KVCache:
     def reset(self) -> None:
         """Forget every position (the arrays are kept for reuse)."""
         self.lengths = [0] * len(self.lengths)
+        self.derived.clear()
 
     def __repr__(self) -> str:
         B, G, L, D = self.k[0].shape

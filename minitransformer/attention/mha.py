@@ -15,15 +15,23 @@ module is the fast path: it computes the same numbers with the tricks below,
 and tests/test_reference_paths.py holds it equal to the reference in forward,
 backward and KV-cache decoding. Where the four lines are here:
 
-- scores: ``qg @ kT`` in `forward` (q, k and v come from one fused matmul, the
-  scale is applied to q, and the R query heads of a group are one product);
+- scores: ``qg @ kT`` (q, k and v come from one fused matmul, the scale is
+  applied to q, and the R query heads of a group are one product);
 - mask: ``mask`` (causal, plus padding) and ``score_bias``, added in place;
 - pattern: the in-place softmax (``scores`` becomes ``pattern``);
 - z and y: ``pattern @ v_all`` per group, then ``linear_forward(z, W_O)``.
 
+When nothing needs the whole pattern (no padding, score bias, hook or
+recording; inference, or training inside `nn.lean_caches` as `GPT.loss` does),
+`_attend` runs the first four lines on a few (batch, group) slabs at a time, so
+each slab's scores stay in the L2 cache, and the (B, H, T, S) pattern is never
+kept: `backward` recomputes it slab by slab with the same operations
+(FlashAttention's recomputation, Dao et al., 2022), which keeps a (B, H, T, T)
+array per layer out of training memory. Otherwise a cache holds ``hook_pattern``.
+
 In `backward`, the softmax backward uses FlashAttention's identity
-rowsum(dpattern * pattern) = rowsum(dz * z) (Dao et al., 2022), and q, k, v get
-their gradients through the one fused matrix.
+rowsum(dpattern * pattern) = rowsum(dz * z), and q, k, v get their gradients
+through the one fused matrix.
 
 Variants (Vaswani et al., 2017; Shazeer, 2019; Ainslie et al., 2023):
 
@@ -61,7 +69,8 @@ from typing import Optional
 import numpy as np
 
 from .kv_cache import KVCache
-from ..core.nn import linear_backward, linear_forward, require_cache, want_cache
+from ..core.blocks import row_blocks
+from ..core.nn import lean, linear_backward, linear_forward, require_cache, want_cache
 
 
 # --------------------------------------------------------------------------- parameters
@@ -104,9 +113,9 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
             ``score_bias`` is added to the scores (ALiBi). None, or None fields: nothing.
 
     Cache names: ``hook_q``, ``hook_k``, ``hook_v`` (B, heads, T, D); ``hook_rot_q``/``hook_rot_k``
-    with RoPE; ``hook_pattern`` (B, H, T, S); ``hook_z`` (B, T, H·D, the heads side by side);
-    ``hook_attn_scores`` if recorded. Everything else, what only backward reads (the input,
-    the scaled grouped queries, the fused weight, the config), is under ``cache["saved"]``.
+    with RoPE; ``hook_z`` (B, T, H·D, the heads side by side); ``hook_pattern`` (B, H, T, S), except
+    inside `nn.lean_caches`; ``hook_attn_scores`` if recorded. What only backward reads
+    (the input, the grouped causal mask, the config) is under ``cache["saved"]``.
     """
     B, T, C = x.shape
     H, G, D = config.n_heads, config.kv_heads, config.d_head
@@ -114,7 +123,7 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     scale = 1.0 / math.sqrt(D)  # a Python float: keeps float32
     # note: one matmul for q, k and v together (x @ [W_Q | W_K | W_V]) is faster than three
     # narrow ones; the weights keep their own names and are only concatenated here.
-    W_qkv, b_qkv = _fused_qkv(params)  # (C, (H + 2G) * D)
+    W_qkv, b_qkv = _fused_qkv(params, kv_cache, layer)  # (C, (H + 2G) * D)
     qkv = linear_forward(x, W_qkv, b_qkv)[0].reshape(B, T, H + 2 * G, D)  # (B, T, C) -> (B, T, H+2G, D)
     q = qkv[:, :, :H].transpose(0, 2, 1, 3)  # (B, T, H, D) -> (B, H, T, D), a view
     k = qkv[:, :, H:H + G].transpose(0, 2, 1, 3)  # -> (B, G, T, D)
@@ -137,34 +146,40 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     kT = k_all.transpose(0, 1, 3, 2)  # (B, G, S, D) -> (B, G, D, S), a view
     if T > 1:  # note: numpy's stacked matmul is faster on a contiguous copy, except for one query row
         kT = np.ascontiguousarray(kT)
-    scores = (qg @ kT).reshape(B, H, T, S)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, H, T, S)
     # causal mask: the query at absolute position p may read a key only if the key's position is <= p.
     # subtle: the S keys are the S consecutive positions ending at the last query's (with a cache:
     # everything stored, from position 0; without one: the queries' own positions, which need not start at 0).
     positions = np.asarray(positions)
-    key_positions = np.arange(S) + (positions[-1] + 1 - S)  # (S,)
-    future = key_positions[None, :] > positions[:, None]  # (T, S) bool
-    mask = np.where(future, -np.inf, 0.0).astype(x.dtype)  # (T, S)
-    if padding_mask is not None:
-        padding_mask = _check_padding(padding_mask, B, S)
-        mask = mask + np.where(padding_mask, 0.0, -np.inf).astype(x.dtype)[:, None, None, :]  # (B, 1, T, S)
-    scores += mask
     score_bias = getattr(positional, "score_bias", None)
-    if score_bias is not None:  # a positional variant that biases scores by distance (e.g. ALiBi)
-        scores += np.asarray(score_bias(positions, key_positions, config), dtype=x.dtype)  # (H, T, S)
-    recorded = scores.copy() if record else None
-    # softmax over keys, in place (the scores array becomes the pattern)
-    with np.errstate(invalid="ignore"):  # a padded query may see no key at all: its row is all -inf
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-    pattern = scores
-    if padding_mask is not None:
-        pattern = np.nan_to_num(pattern, nan=0.0, copy=False)  # such a query retrieves nothing
-    if hook is not None:
-        pattern = hook("hook_pattern", pattern)
-
-    z = pattern.reshape(B, G, R * T, S) @ v_all  # (B, G, R*T, S) @ (B, G, S, D) -> (B, G, R*T, D)
+    mask = None  # one query at the newest position sees every key: nothing to mask
+    if T > 1 or padding_mask is not None or score_bias is not None:
+        key_positions = np.arange(S) + (positions[-1] + 1 - S)  # (S,)
+        future = key_positions[None, :] > positions[:, None]  # (T, S) bool
+        mask = np.where(future, -np.inf, 0.0).astype(x.dtype) if T > 1 or padding_mask is not None else None
+    pattern = None
+    if padding_mask is None and score_bias is None and hook is None and not record and (
+            lean() or not want_cache(need_cache)):
+        # the common case (inference, and training inside `nn.lean_caches`): scores, softmax and z
+        # block by block; the whole (B, H, T, S) pattern is never built, backward recomputes it
+        z = _attend(qg, kT, v_all, _grouped(mask, R))  # (B, G, R*T, D)
+    else:  # a cache for inspection, padding, a score bias, a hook or recording: the whole pattern, kept
+        scores = (qg @ kT).reshape(B, H, T, S)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, H, T, S)
+        if padding_mask is not None:
+            padding_mask = _check_padding(padding_mask, B, S)
+            mask = mask + np.where(padding_mask, 0.0, -np.inf).astype(x.dtype)[:, None, None, :]  # (B, 1, T, S)
+        if mask is not None:
+            scores += mask
+        if score_bias is not None:  # a positional variant that biases scores by distance (e.g. ALiBi)
+            scores += np.asarray(score_bias(positions, key_positions, config), dtype=x.dtype)  # (H, T, S)
+        recorded = scores.copy() if record else None
+        with np.errstate(invalid="ignore"):  # a padded query may see no key at all: its row is all -inf
+            _softmax_in_place(scores.reshape(B * H, T, S), None)  # the scores array becomes the pattern
+        pattern = scores
+        if padding_mask is not None:
+            pattern = np.nan_to_num(pattern, nan=0.0, copy=False)  # such a query retrieves nothing
+        if hook is not None:
+            pattern = hook("hook_pattern", pattern)
+        z = pattern.reshape(B, G, R * T, S) @ v_all  # (B, G, R*T, S) @ (B, G, S, D) -> (B, G, R*T, D)
     z = z.reshape(B, H, T, D).transpose(0, 2, 1, 3)  # -> (B, T, H, D): what each head retrieved
     if hook is not None:
         z = hook("hook_z", z)
@@ -173,22 +188,82 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
 
     if not (want_cache(need_cache) or record):
         return y, None
-    cache = {"hook_q": q_in, "hook_k": k_in, "hook_v": v, "hook_pattern": pattern, "hook_z": z}
+    cache = {"hook_q": q_in, "hook_k": k_in, "hook_v": v, "hook_z": z}
+    if pattern is not None:  # kept when recorded (the trace) or built whole; training recomputes it
+        cache["hook_pattern"] = pattern
     if rotate is not None:
         cache.update(hook_rot_q=q, hook_rot_k=k)
     if record:
         cache["hook_attn_scores"] = recorded
     # what only backward reads, apart from the published names
+    # note: the scaled grouped queries, the contiguous keys and values and the fused weight are not
+    # kept: backward rebuilds them from hook_q/k/v (copies, cheap next to the matmuls), which saves
+    # three (B, T, C)-sized arrays per layer while the activations wait for backward
     cache["saved"] = {"x": x, "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None,
-                      "queries_scaled_grouped": qg, "keys": k_all, "values": v_all, "W_qkv_fused": W_qkv,
-                      "config": config, "positional": positional}
+                      "causal_mask_grouped": _grouped(mask, R), "config": config, "positional": positional}
     return y, cache
 
 
-def _fused_qkv(params: dict):
-    """``[W_Q | W_K | W_V]`` (C, (H+2G)·D) and the matching bias (or None)."""
+def _softmax_in_place(scores: np.ndarray, mask: Optional[np.ndarray]) -> None:
+    """Softmax over the last axis of ``scores`` (N, T, S), in place, after adding ``mask`` (T, S) if given.
+
+    note: cache blocking (see `core.blocks.row_blocks`): the mask add and the five passes of the
+    softmax run on a few (T, S) slices at a time, which stay in the L2 cache, instead of
+    streaming the whole (B, H, T, S) array through main memory six times.
+    """
+    N, T, S = scores.shape
+    ones = np.ones((S, 1), scores.dtype)  # (S, 1)
+    for r in row_blocks(N, T * S):
+        blk = scores[r]  # (n, T, S), a view
+        if mask is not None:
+            blk += mask
+        blk -= np.fmax.reduce(blk, axis=-1, keepdims=True)  # note: fmax skips numpy's NaN checks: faster than max
+        np.exp(blk, out=blk)
+        blk *= 1.0 / (blk @ ones)  # (n, T, 1): each row's sum, as a matmul with ones (faster than .sum here)
+
+
+def _grouped(mask: Optional[np.ndarray], R: int) -> Optional[np.ndarray]:
+    """The (T, S) causal mask repeated for the R query heads of a group: (R*T, S), or None."""
+    return None if mask is None else np.tile(mask, (R, 1))
+
+
+def _attend(qg: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarray]) -> np.ndarray:
+    """z = softmax(qg @ kT + mask) @ v, a few (batch, group) slabs at a time.
+
+    Shapes: qg (B, G, R*T, D) scaled, kT (B, G, D, S), v (B, G, S, D), mask (R*T, S) -> z (B, G, R*T, D).
+    note: each block's scores and pattern stay in the L2 cache (see `core.blocks.row_blocks`) and are
+    dropped once z is computed, as in FlashAttention (Dao et al., 2022); backward recomputes
+    them with the same operations in the same blocks, so it sees the same numbers.
+    """
+    B, G, RT, D = qg.shape
+    S = kT.shape[-1]
+    q3, kT3, v3 = qg.reshape(B * G, RT, D), kT.reshape(B * G, D, S), v.reshape(B * G, S, D)
+    z = np.empty((B * G, RT, D), np.result_type(qg, v))  # (B*G, R*T, D)
+    for r in row_blocks(B * G, RT * S):
+        p = q3[r] @ kT3[r]  # (n, R*T, D) @ (n, D, S) -> (n, R*T, S), the scores of n slabs
+        _softmax_in_place(p, mask)
+        np.matmul(p, v3[r], out=z[r])  # (n, R*T, S) @ (n, S, D) -> (n, R*T, D)
+    return z.reshape(B, G, RT, D)
+
+
+def _fused_qkv(params: dict, kv_cache=None, layer: int = 0):
+    """``[W_Q | W_K | W_V]`` (C, (H+2G)·D) and the matching bias (or None).
+
+    note: when decoding, the concatenation (a copy of three weight matrices) would cost
+    more than the one-token matmul, so it is made once per KV cache and layer and kept in
+    the cache's ``derived`` memo: a KV cache belongs to one set of weights anyway (its keys
+    were computed with them). The memo is used only while ``params`` holds the same arrays.
+    """
+    names = ("W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V") if "b_Q" in params else ("W_Q", "W_K", "W_V")
+    memo = getattr(kv_cache, "derived", None)
+    if memo is not None:
+        kept = memo.get(("qkv", layer))
+        if kept is not None and all(a is params[n] for a, n in zip(kept[0], names)):
+            return kept[1]
     W = np.concatenate([params["W_Q"], params["W_K"], params["W_V"]], axis=1)
     b = np.concatenate([params["b_Q"], params["b_K"], params["b_V"]]) if "b_Q" in params else None
+    if memo is not None:
+        memo[("qkv", layer)] = (tuple(params[n] for n in names), (W, b))
     return W, b
 
 
@@ -219,11 +294,16 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
                          "run the forward on the whole sequence without kv_cache to train")
     config, positional = saved["config"], saved["positional"]
     H, G, D = config.n_heads, config.kv_heads, config.d_head
-    x, pattern, z = saved["x"], cache["hook_pattern"], cache["hook_z"]
-    qg, k, v = saved["queries_scaled_grouped"], saved["keys"], saved["values"]  # (B, G, R*T, D), (B, G, S, D) x 2
+    x, z = saved["x"], cache["hook_z"]
     B, T, C = x.shape
     R = H // G
     scale = 1.0 / math.sqrt(D)
+    rotated = getattr(positional, "rotate", None) is not None
+    q = cache["hook_rot_q"] if rotated else cache["hook_q"]  # (B, H, T, D)
+    # rebuilt as the forward built them (it did not keep these copies)
+    qg = np.multiply(q, scale, dtype=x.dtype).reshape(B, G, R * T, D)  # (B, H, T, D) -> (B, G, R*T, D)
+    k = np.ascontiguousarray(cache["hook_rot_k"] if rotated else cache["hook_k"])  # (B, G, S, D)
+    v = cache["hook_v"]  # (B, G, S, D), a view of the fused q|k|v
     has_bias = "b_O" in params
     grads = {}
 
@@ -233,17 +313,20 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     # a (B, T, H, D) product instead of a (B, H, T, S) one: the trick FlashAttention uses.
     delta = np.einsum("bthd,bthd->bht", dz4, z.reshape(B, T, H, D)).reshape(B, G, R * T, 1)
     dzg = np.ascontiguousarray(dz4.transpose(0, 2, 1, 3)).reshape(B, G, R * T, D)  # -> (B, G, R*T, D)
-    pg = pattern.reshape(B, G, R * T, T)  # (B, H, T, S) -> (B, G, R*T, S), here S = T
-    dv = pg.transpose(0, 1, 3, 2) @ dzg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D): sums the R heads
-    vT = np.ascontiguousarray(v.transpose(0, 1, 3, 2))  # (B, G, D, S)
-    dscores = dzg @ vT  # d pattern: (B, G, R*T, D) @ (B, G, D, S) -> (B, G, R*T, S)
-    # softmax backward, in place: dscores = pattern * (dpattern - rowsum(dpattern * pattern))
-    dscores -= delta
-    dscores *= pg  # masked entries have pattern 0, so they get no gradient
+    vT = np.ascontiguousarray(v.transpose(0, 1, 3, 2))  # (B, G, S, D) -> (B, G, D, S)
+    if "hook_pattern" in cache:  # the forward kept the whole pattern
+        pg = cache["hook_pattern"].reshape(B, G, R * T, T)  # (B, H, T, S) -> (B, G, R*T, S), here S = T
+        dv = pg.transpose(0, 1, 3, 2) @ dzg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D): sums the R heads
+        dscores = dzg @ vT  # d pattern: (B, G, R*T, D) @ (B, G, D, S) -> (B, G, R*T, S)
+        # softmax backward, in place: dscores = pattern * (dpattern - rowsum(dpattern * pattern))
+        dscores -= delta
+        dscores *= pg  # masked entries have pattern 0, so they get no gradient
+    else:  # the same, block by block, with each block's pattern recomputed as the forward computed it
+        dscores, dv = _softmax_backward_recomputed(qg, k, vT, dzg, delta, saved["causal_mask_grouped"])
     dq = (dscores @ k).reshape(B, H, T, D)  # (B, G, R*T, S) @ (B, G, S, D) -> (B, H, T, D)
     dq *= scale  # the scale was applied to q
     dk = dscores.transpose(0, 1, 3, 2) @ qg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D)
-    if getattr(positional, "rotate", None) is not None:  # back through the rotation of q and k
+    if rotated:  # back through the rotation of q and k
         unrotate = _require_rotate_backward(positional)
         dq = unrotate(dq, saved["positions"], config)
         dk = unrotate(dk, saved["positions"], config)
@@ -253,9 +336,34 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     dqkv[:, :, :H] = dq.transpose(0, 2, 1, 3)
     dqkv[:, :, H:H + G] = dk.transpose(0, 2, 1, 3)
     dqkv[:, :, H + G:] = dv.transpose(0, 2, 1, 3)
-    dx, dW, db = linear_backward(dqkv.reshape(B, T, -1), x, saved["W_qkv_fused"], has_bias)
+    dx, dW, db = linear_backward(dqkv.reshape(B, T, -1), x, _fused_qkv(params)[0], has_bias)
     HD, GD = H * D, G * D
     grads.update(W_Q=dW[:, :HD], W_K=dW[:, HD:HD + GD], W_V=dW[:, HD + GD:])
     if has_bias:
         grads.update(b_Q=db[:HD], b_K=db[HD:HD + GD], b_V=db[HD + GD:], b_O=db_O)
     return dx, grads
+
+
+def _softmax_backward_recomputed(qg, k, vT, dzg, delta, mask):
+    """``(dscores, dv)`` of `_attend`'s blocks, each block's pattern recomputed (it was not kept).
+
+    Shapes: qg, dzg (B, G, R*T, D); k (B, G, S, D); vT (B, G, D, S); delta (B, G, R*T, 1);
+    mask (R*T, S) or None -> dscores (B, G, R*T, S), dv (B, G, S, D). Per block: the pattern p,
+    dv = p^T @ dz, and dscores = p * (dz @ v^T - delta), the softmax backward.
+    """
+    B, G, RT, D = qg.shape
+    S = k.shape[2]
+    BG = B * G
+    q3, vT3 = qg.reshape(BG, RT, D), vT.reshape(BG, D, S)
+    kT3 = np.ascontiguousarray(k.reshape(BG, S, D).transpose(0, 2, 1))  # (B*G, D, S), laid out as the forward's
+    dz3, delta3 = dzg.reshape(BG, RT, D), delta.reshape(BG, RT, 1)
+    dscores = np.empty((BG, RT, S), np.result_type(qg, dzg))  # (B*G, R*T, S)
+    dv = np.empty((BG, S, D), dscores.dtype)  # (B*G, S, D)
+    for r in row_blocks(BG, RT * S):
+        p = q3[r] @ kT3[r]  # (n, R*T, D) @ (n, D, S) -> (n, R*T, S): the scores, as the forward computed them
+        _softmax_in_place(p, mask)  # the pattern
+        np.matmul(p.transpose(0, 2, 1), dz3[r], out=dv[r])  # (n, S, R*T) @ (n, R*T, D) -> (n, S, D)
+        ds = np.matmul(dz3[r], vT3[r], out=dscores[r])  # d pattern: (n, R*T, D) @ (n, D, S) -> (n, R*T, S)
+        ds -= delta3[r]
+        ds *= p  # pattern * (dpattern - rowsum(dpattern * pattern))
+    return dscores.reshape(B, G, RT, S), dv.reshape(B, G, S, D)

@@ -35,11 +35,21 @@ from typing import Optional
 
 import numpy as np
 
-# --------------------------------------------------------------------------- inference mode
-_GRAD = {"enabled": True}
+from .blocks import row_blocks
+
+# --------------------------------------------------------------------------- inference and training modes
+_GRAD = {"enabled": True, "lean": False}
 
 
 @contextlib.contextmanager
+def _mode(key: str, value: bool):
+    previous, _GRAD[key] = _GRAD[key], value
+    try:
+        yield
+    finally:
+        _GRAD[key] = previous
+
+
 def no_grad():
     """Inside this block forwards keep no caches (``need_cache`` defaults to False).
 
@@ -47,16 +57,21 @@ def no_grad():
     ...     grad_enabled()
     False
     """
-    previous = _GRAD["enabled"]
-    _GRAD["enabled"] = False
-    try:
-        yield
-    finally:
-        _GRAD["enabled"] = previous
+    return _mode("enabled", False)
+
+
+def lean_caches():
+    """Inside this block caches keep only what backward needs: an activation that backward
+    recomputes (attention's whole (B, H, T, S) pattern) is left out. `GPT.loss` trains so."""
+    return _mode("lean", True)
 
 
 def grad_enabled() -> bool:
     return _GRAD["enabled"]
+
+
+def lean() -> bool:  # inside `lean_caches`?
+    return _GRAD["lean"]
 
 
 def require_cache(cache) -> None:
@@ -100,12 +115,27 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: f
     """LayerNorm over the last axis (Ba, Kiros & Hinton, 2016): normalise, then scale and shift.
 
     Shapes: x (..., C), gamma (C,), beta (C,) -> y (..., C).
+    note: the cache keeps x (the model keeps it anyway: the residual stream), the mean and
+    1/std, not xhat: backward recomputes xhat, one pass over x for a (..., C) array saved.
     """
-    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xc = x - mean
-    rstd = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
-    xhat = xc * rstd
-    return xhat * gamma + beta, (xhat, rstd, gamma)
+    mean = x.sum(axis=-1, keepdims=True) / x.shape[-1]  # (..., 1); note: sum / C is x.mean without its Python layer
+    y = x - mean  # (..., C), centred; becomes y in place
+    var = _row_dot(y, y) / y.shape[-1]  # (..., 1), without a (..., C) square
+    rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
+    y *= rstd  # xhat
+    y *= gamma
+    return np.add(y, beta, out=y), (x, mean, rstd, gamma)
+
+
+def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # (..., C) x2 -> (..., 1), no temporary; vecdot: numpy 2
+    return (np.vecdot(a, b) if hasattr(np, "vecdot") else np.einsum("...c,...c->...", a, b))[..., None]
+
+
+def _normalized(x: np.ndarray, mean, rstd: np.ndarray) -> np.ndarray:
+    """xhat = (x - mean) * rstd, recomputed in backward (mean None: RMSNorm)."""
+    xhat = x - mean if mean is not None else x.copy()  # (..., C)
+    xhat *= rstd
+    return xhat
 
 
 def layernorm_backward(dy: np.ndarray, cache):
@@ -115,64 +145,107 @@ def layernorm_backward(dy: np.ndarray, cache):
     ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))``: the two means remove
     the directions that the mean subtraction and the scaling took away.
     """
-    xhat, rstd, gamma = cache
+    x, mean, rstd, gamma = cache
+    xhat = _normalized(x, mean, rstd)  # (..., C)
     lead = tuple(range(dy.ndim - 1))
-    dgamma = (dy * xhat).sum(axis=lead)  # (C,)
+    g = dy * xhat  # (..., C), scratch: first for dgamma, then g = dy * gamma
+    dgamma = g.sum(axis=lead)  # (C,)
     dbeta = dy.sum(axis=lead)  # (C,)
-    g = dy * gamma
-    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
-    return dx, dgamma, dbeta
+    np.multiply(dy, gamma, out=g)
+    C = dy.shape[-1]
+    g_mean = g.sum(axis=-1, keepdims=True) / C  # (..., 1), mean(g)
+    gx_mean = _row_dot(g, xhat) / C  # (..., 1), mean(g * xhat)
+    # dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), in place on the two (..., C) arrays
+    xhat *= gx_mean
+    g -= xhat
+    g -= g_mean
+    return np.multiply(g, rstd, out=g), dgamma, dbeta
 
 
 def rmsnorm_forward(x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6):
     """RMSNorm (Zhang & Sennrich, 2019): LayerNorm without the mean subtraction and the shift.
 
-    Shapes: x (..., C), gamma (C,) -> y (..., C).
+    Shapes: x (..., C), gamma (C,) -> y (..., C). Like `layernorm_forward`, the cache keeps x
+    and 1/rms, and backward recomputes the normalised x.
     """
-    rstd = 1.0 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
-    xhat = x * rstd
-    return xhat * gamma, (xhat, rstd, gamma)
+    ms = _row_dot(x, x) / x.shape[-1]  # (..., 1), mean of squares
+    rstd = 1.0 / np.sqrt(ms + eps)  # (..., 1)
+    y = x * rstd  # (..., C)
+    y *= gamma
+    return y, (x, None, rstd, gamma)
 
 
 def rmsnorm_backward(dy: np.ndarray, cache):
     """Backward of `rmsnorm_forward`. Returns ``(dx, dgamma)``."""
-    xhat, rstd, gamma = cache
-    dgamma = (dy * xhat).sum(axis=tuple(range(dy.ndim - 1)))  # (C,)
-    g = dy * gamma
-    dx = rstd * (g - xhat * (g * xhat).mean(axis=-1, keepdims=True))
-    return dx, dgamma
+    x, _, rstd, gamma = cache
+    xhat = _normalized(x, None, rstd)  # (..., C)
+    g = dy * xhat  # (..., C), scratch: first for dgamma, then g = dy * gamma
+    dgamma = g.sum(axis=tuple(range(dy.ndim - 1)))  # (C,)
+    np.multiply(dy, gamma, out=g)
+    gx_mean = _row_dot(g, xhat) / dy.shape[-1]  # (..., 1)
+    xhat *= gx_mean
+    g -= xhat
+    return np.multiply(g, rstd, out=g), dgamma  # rstd * (g - xhat * mean(g * xhat))
 
 
 # --------------------------------------------------------------------------- activations
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
+def _tanh_inner(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``tanh(sqrt(2/pi) (x + 0.044715 x^3))`` into ``out``."""
+    np.multiply(x, x, out=out)
+    out *= 0.044715
+    out += 1.0  # 1 + 0.044715 x²
+    out *= x
+    out *= _GELU_C
+    return np.tanh(out, out=out)
+
+
 def gelu_forward(x: np.ndarray):
     """GELU, tanh approximation as in GPT-2 (Hendrycks & Gimpel, 2016):
-    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
-    t = np.tanh(_GELU_C * (x + 0.044715 * x * x * x))
-    return 0.5 * x * (1.0 + t), (x, t)
+    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    Returns ``(y, (x, t))`` with t the tanh, which `gelu_backward` reuses; a caller short
+    of memory may keep ``(x, None)`` instead, and backward recomputes t (`mlp` does).
+    """
+    x2 = x.reshape(-1, x.shape[-1])  # (N, F)
+    y, t = np.empty_like(x2), np.empty_like(x2)
+    for r in row_blocks(*x2.shape):  # each block's chain stays in cache
+        yb = np.add(_tanh_inner(x2[r], out=t[r]), 1.0, out=y[r])
+        yb *= x2[r]
+        yb *= 0.5
+    return y.reshape(x.shape), (x, t.reshape(x.shape))
 
 
 def gelu_backward(dy: np.ndarray, cache) -> np.ndarray:
     """``dy * gelu'(x)`` with ``gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t²) sqrt(2/pi) (1 + 3·0.044715 x²)``.
 
-    note: written with in-place operations on two temporaries; the one-line
-    expression makes about ten full-size arrays, which costs more than the maths.
+    ``cache`` is ``(x, t)`` from `gelu_forward`, or ``(x, None)``: then t is recomputed.
+    note: in place, block by block (`row_blocks`); the one-line expression
+    (`gelu_backward_reference`) makes ten full-size arrays, which costs more than the maths.
     """
     x, t = cache
-    a = x * x  # (..., F)
-    a *= 3 * 0.044715 * _GELU_C
-    a += _GELU_C  # d(inner)/dx
-    b = t * t
-    np.subtract(1.0, b, out=b)  # 1 - t², the derivative of tanh
-    a *= b
-    a *= x
-    a += t
-    a += 1.0
-    a *= 0.5  # 0.5 (1 + t) + 0.5 x (1 - t²) d(inner)/dx
-    a *= dy
-    return a
+    x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, x.shape[-1])  # (N, F)
+    t2 = None if t is None else t.reshape(x2.shape)
+    out = np.empty(x2.shape, np.result_type(x, dy))
+    blocks = row_blocks(*x2.shape)
+    scratch_t, scratch_b = (np.empty_like(x2[blocks[0]]) for _ in "tb")  # one block each
+    for r in blocks:
+        xb = x2[r]
+        tb = _tanh_inner(xb, out=scratch_t[:len(xb)]) if t2 is None else t2[r]
+        a = np.multiply(xb, xb, out=out[r])
+        a *= 3 * 0.044715 * _GELU_C
+        a += _GELU_C  # d(inner)/dx
+        b = np.multiply(tb, tb, out=scratch_b[:len(xb)])
+        np.subtract(1.0, b, out=b)  # 1 - t², the derivative of tanh
+        a *= b
+        a *= xb
+        a += tb
+        a += 1.0
+        a *= 0.5  # 0.5 (1 + t) + 0.5 x (1 - t²) d(inner)/dx
+        a *= dy2[r]
+    return out.reshape(x.shape)
 
 
 def gelu_backward_reference(dy: np.ndarray, cache) -> np.ndarray:
@@ -187,6 +260,8 @@ def gelu_backward_reference(dy: np.ndarray, cache) -> np.ndarray:
     every term as a full-size array.
     """
     x, t = cache
+    if t is None:
+        t = np.tanh(_GELU_C * (x + 0.044715 * x * x * x))
     du_dx = _GELU_C * (1.0 + 3 * 0.044715 * x * x)  # (..., F)
     return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
 
@@ -266,21 +341,40 @@ def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray, ignore_index:
     bad = keep & ((t < 0) | (t >= V))
     if bad.any():
         raise ValueError(f"target id {int(t[bad][0])} is outside the vocabulary 0..{V - 1} (and is not ignore_index={ignore_index})")
-    logp = log_softmax(flat)  # (N, V)
+    logp = _log_softmax_rows(flat)  # (N, V), the same numbers as log_softmax(flat)
     rows = np.nonzero(keep)[0]
     count = max(len(rows), 1)
     loss = -float(logp[rows, t[rows]].sum()) / count
     return loss, (logp, t, keep, count, logits.shape)
 
 
-def cross_entropy_backward(cache, dloss: float = 1.0) -> np.ndarray:
-    """Gradient of the mean loss w.r.t. the logits: ``(softmax - onehot) / count`` on kept rows."""
+def _log_softmax_rows(flat: np.ndarray) -> np.ndarray:
+    """`log_softmax` of (N, V) rows, block by block (`row_blocks`): no (N, V) temporary."""
+    if not np.issubdtype(flat.dtype, np.floating):
+        flat = flat.astype(np.float64)
+    out = np.empty_like(flat)  # (N, V)
+    blocks = row_blocks(*flat.shape)
+    scratch = np.empty_like(flat[blocks[0]])  # one block
+    for r in blocks:
+        shifted = np.subtract(flat[r], flat[r].max(axis=-1, keepdims=True), out=out[r])  # (n, V)
+        e = np.exp(shifted, out=scratch[:len(shifted)])
+        shifted -= np.log(e.sum(axis=-1, keepdims=True))
+    return out
+
+
+def cross_entropy_backward(cache, dloss: float = 1.0, overwrite: bool = False) -> np.ndarray:
+    """Gradient of the mean loss w.r.t. the logits: ``(softmax - onehot) / count`` on kept rows.
+
+    ``overwrite=True`` writes it over the cache's (N, V) log-probabilities (the model does: no second array).
+    """
     logp, t, keep, count, shape = cache
-    dlogits = np.exp(logp)  # softmax, (N, V)
+    dlogits, scale = logp if overwrite else np.empty_like(logp), dloss / count  # (N, V)
+    for r in row_blocks(*logp.shape):  # softmax / count, block by block (one pass through memory)
+        np.exp(logp[r], out=dlogits[r])
+        dlogits[r] *= scale
     rows = np.nonzero(keep)[0]
-    dlogits[rows, t[rows]] -= 1.0
+    dlogits[rows, t[rows]] -= scale  # minus the one-hot targets
     dlogits[~keep] = 0.0
-    dlogits *= dloss / count
     return dlogits.reshape(shape)
 
 

@@ -78,7 +78,7 @@ def forward(params: dict, x: np.ndarray, config, need_cache: Optional[bool] = No
     Returns ``(y, cache)``. The cache names the activations ``hook_pre`` (what goes into
     the non-linearity; for SwiGLU the gate), ``hook_pre_linear`` (SwiGLU's ungated branch)
     and ``hook_post`` (the hidden vector that ``W_out`` reads), all (B, T, F); what only
-    backward reads (the input, the sigmoid or tanh it reuses) is under ``saved``. It is None
+    backward reads (the input, SwiGLU's sigmoid) is under ``saved``. It is None
     when `nn.want_cache` says no (``need_cache=False``, or None inside `nn.no_grad`).
     """
     if x.shape[-1] != params["W_in"].shape[0]:
@@ -94,9 +94,10 @@ def forward(params: dict, x: np.ndarray, config, need_cache: Optional[bool] = No
                  "saved": {"x": x, "sigmoid_of_gate": sig}}  # what only backward reads
     else:
         pre, _ = nn.linear_forward(x, params["W_in"], params.get("b_in"))  # (B, T, C) -> (B, T, F)
-        post, (_, tanh) = nn.gelu_forward(pre)  # (B, T, F)
-        cache = {"hook_pre": pre, "hook_post": post,
-                 "saved": {"x": x, "tanh_of_inner": tanh}}  # what only backward reads
+        post, _ = nn.gelu_forward(pre)  # (B, T, F)
+        # note: GELU's tanh is not kept: backward recomputes it from hook_pre (a few
+        # passes over an array that stays in cache), which saves a (B, T, F) array per layer
+        cache = {"hook_pre": pre, "hook_post": post, "saved": {"x": x}}  # what only backward reads
     y, _ = nn.linear_forward(post, params["W_out"], params.get("b_out"))  # (B, T, F) -> (B, T, C)
     return y, (cache if nn.want_cache(need_cache) else None)
 
@@ -123,7 +124,7 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
             grads["b_gate"] = db
         dup = dpost * act  # product rule, linear side
     else:
-        dup = nn.gelu_backward(dpost, (cache["hook_pre"], saved["tanh_of_inner"]))  # (B, T, F)
+        dup = nn.gelu_backward(dpost, (cache["hook_pre"], None))  # (B, T, F), tanh recomputed
     dx, grads["W_in"], db = nn.linear_backward(dup, saved["x"], params["W_in"], has_bias)  # (B, T, F) -> (B, T, C)
     if has_bias:
         grads["b_in"] = db
