@@ -131,7 +131,7 @@ def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # (..., C) x2 -> (...
     return (np.vecdot(a, b) if hasattr(np, "vecdot") else np.einsum("...c,...c->...", a, b))[..., None]
 
 
-def _normalized(x: np.ndarray, mean, rstd: np.ndarray) -> np.ndarray:
+def normalized(x: np.ndarray, mean, rstd: np.ndarray) -> np.ndarray:
     """xhat = (x - mean) * rstd, recomputed in backward (mean None: RMSNorm)."""
     xhat = x - mean if mean is not None else x.copy()  # (..., C)
     xhat *= rstd
@@ -146,7 +146,7 @@ def layernorm_backward(dy: np.ndarray, cache):
     the directions that the mean subtraction and the scaling took away.
     """
     x, mean, rstd, gamma = cache
-    xhat = _normalized(x, mean, rstd)  # (..., C)
+    xhat = normalized(x, mean, rstd)  # (..., C)
     lead = tuple(range(dy.ndim - 1))
     g = dy * xhat  # (..., C), scratch: first for dgamma, then g = dy * gamma
     dgamma = g.sum(axis=lead)  # (C,)
@@ -178,7 +178,7 @@ def rmsnorm_forward(x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6):
 def rmsnorm_backward(dy: np.ndarray, cache):
     """Backward of `rmsnorm_forward`. Returns ``(dx, dgamma)``."""
     x, _, rstd, gamma = cache
-    xhat = _normalized(x, None, rstd)  # (..., C)
+    xhat = normalized(x, None, rstd)  # (..., C)
     g = dy * xhat  # (..., C), scratch: first for dgamma, then g = dy * gamma
     dgamma = g.sum(axis=tuple(range(dy.ndim - 1)))  # (C,)
     np.multiply(dy, gamma, out=g)

@@ -139,11 +139,12 @@ def collect(model, cache: dict, logits: np.ndarray) -> dict[str, np.ndarray]:
 def scale_and_normalized(norm_cache) -> tuple[np.ndarray, np.ndarray]:
     """A norm's ``(hook_scale (B, T, 1), hook_normalized (B, T, C))`` from its backward cache.
 
-    The cache of `nn.layernorm_forward` / `nn.rmsnorm_forward` holds ``(xhat, 1/scale, gain)``;
-    ``xhat`` is the stream divided by its scale, before the gain and bias (TransformerLens' meaning).
+    The cache of `nn.layernorm_forward` / `nn.rmsnorm_forward` holds ``(x, mean, 1/scale, gain)``
+    (mean None for RMSNorm); the normalised stream is recomputed from it, divided by its scale
+    and before the gain and bias (TransformerLens' meaning).
     """
-    xhat, rstd, _ = norm_cache
-    return 1.0 / rstd, xhat  # (B, T, 1), (B, T, C)
+    x, mean, rstd, _ = norm_cache
+    return 1.0 / rstd, nn.normalized(x, mean, rstd)  # (B, T, 1), (B, T, C)
 
 
 def run_with_cache(model, ids, names_filter: NamesFilter = None):
