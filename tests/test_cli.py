@@ -29,6 +29,7 @@ def test_demo_runs_as_the_installed_command(tmp_path):
     assert "== step 1: stage 1, BPE tokenization -> distinction ==" in result.stdout
 
 
+@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
 def test_demo_can_train_a_fresh_model_and_keeps_it(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["demo", "--train", "--steps", "4", "--corpus", "tiny", "--figures", str(tmp_path / "f"),

@@ -51,6 +51,7 @@ def _arrays(folder):
 
 
 # --------------------------------------------------------------------------- N ranks == one process
+@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
 @pytest.mark.parametrize("dtype,zero1,tol", [("float64", False, 1e-10), ("float64", True, 1e-10),
                                              ("float32", False, 1e-5), ("float32", True, 1e-5)])
 def test_two_ranks_train_the_parameters_one_process_trains(tmp_path, capsys, dtype, zero1, tol):
@@ -83,6 +84,7 @@ def GPT_init(key):
 
 
 # --------------------------------------------------------------------------- faults
+@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
 def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
     pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
     with socket.socket() as s:

@@ -26,6 +26,7 @@ def _max_diff(a: GPT, b: GPT) -> float:
     return max(float(np.abs(pa[k] - pb[k]).max()) for k in pa)
 
 
+@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
 def test_two_ddp_processes_fine_tune_what_one_does_and_the_result_comes_back_to_numpy(tmp_path):
     start = GPT(ModelConfig.preset("toy", **LLAMA), seed=0)
     export(start, "llama", tmp_path / "hf")

@@ -299,6 +299,7 @@ def test_training_batch_repeats_its_segment_and_targets_only_the_second_copy():
         assert np.array_equal(tgt[-h:], row[-2 * h + 1:-h + 1])  # the second copy repeats the first
 
 
+@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
 def test_induction_heads_form_in_an_attention_only_model():
     # seeded; across seeds 0-2 the best layer-1 induction score goes from 0.07 to 0.71-0.74 in
     # 600 steps, with the phase change at steps 275-325, so the thresholds keep a wide margin
