@@ -16,7 +16,8 @@ from typing import Union
 PathLike = Union[str, os.PathLike]
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask: what a new file or folder made with its usual mode gets."""
     mask = os.umask(0)  # the only portable way to read the umask is to set it and restore it
     os.umask(mask)
     return mask
@@ -39,7 +40,7 @@ def atomic_write(path: PathLike, data: Union[str, bytes]) -> Path:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it the usual mode
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes the file private (0600); give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

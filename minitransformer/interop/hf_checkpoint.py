@@ -36,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.fileio import PathLike, atomic_write
+from ..core.fileio import PathLike, atomic_write, current_umask
 from . import safetensors as safetensors_io
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -187,15 +187,9 @@ def write_dir(path: PathLike, hf_config: dict, tensors: dict[str, np.ndarray]) -
     try:
         safetensors_io.save_file(tensors, tmp / WEIGHTS, metadata=metadata)
         atomic_write(tmp / CONFIG, config_text)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes the directory private (0700)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes the directory private (0700)
         os.rename(tmp, folder)  # note: fails (and cleans up) if someone created the folder meanwhile
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
