@@ -50,6 +50,7 @@ from ..core.config import ModelConfig
 from ..core.fileio import PathLike, atomic_write
 from ..core.tree import flatten, unflatten_like
 from ..model import GPT, init_params
+from . import hf_checkpoint
 from . import safetensors as safetensors_io
 
 # --------------------------------------------------------------------------- the name table
@@ -203,28 +204,9 @@ def load_gpt2(path: PathLike) -> GPT:
         ValueError: naming the file and what is wrong: a missing file, an unsupported
             option, a missing, unexpected or wrongly shaped tensor.
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a directory; pass the checkpoint directory holding config.json "
-                         "and model.safetensors")
-    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
-    if not config_path.exists():
-        raise ValueError(f"no config.json in {folder}; a GPT-2 checkpoint directory has config.json and "
-                         "model.safetensors")
-    if not weights_path.exists():
-        hint = ""
-        if (folder / "pytorch_model.bin").exists():
-            hint = (" It has a pickled pytorch_model.bin, which is never loaded here (unpickling runs code); "
-                    "convert it once with transformers: GPT2LMHeadModel.from_pretrained(dir)"
-                    ".save_pretrained(dir, safe_serialization=True)")
-        raise ValueError(f"no model.safetensors in {folder}.{hint}")
-    try:
-        hf_config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{config_path} is not valid JSON ({exc})") from None
-    config = config_from_gpt2(hf_config, str(config_path))
-    tensors = safetensors_io.load_file(weights_path)
-    params = params_from_gpt2(tensors, config, str(weights_path))
+    hf_config, tensors, config_path, weights_path = hf_checkpoint.read_dir(path, "a GPT-2 checkpoint")
+    config = config_from_gpt2(hf_config, config_path)
+    params = params_from_gpt2(tensors, config, weights_path)
     return GPT(config, params=params)
 
 
