@@ -57,7 +57,7 @@ import numpy as np
 from ..core.tree import flatten
 from .checkpoint import save_checkpoint
 from .loop import Trainer, get_batch
-from .optimizer import AdamW, ShardedAdamW, lr_at
+from .optimizer import AdamW, ShardedAdamW, clip_to_norm, lr_at
 
 
 class PeerLostError(RuntimeError):
@@ -291,7 +291,7 @@ class DistributedTrainer(Trainer):
         if self.zero1:
             waited += self._zero1_update(lr)
         else:
-            _clip(self._grad, float(np.sqrt(np.dot(self._grad, self._grad))), c.grad_clip)
+            clip_to_norm(self._grad, float(np.sqrt(np.dot(self._grad, self._grad))), c.grad_clip)
             self.opt.step(self._grad, lr=lr)
         self.comm_bytes.append(sent)
         self.comm_seconds.append(waited)
@@ -307,7 +307,7 @@ class DistributedTrainer(Trainer):
         t0 = time.perf_counter()
         self._collective("all-reduce of the gradient norm", lambda: self.dist.all_reduce(_tensor(sq)))
         waited = time.perf_counter() - t0
-        _clip(mine, float(np.sqrt(sq[0])), self.config.grad_clip)
+        clip_to_norm(mine, float(np.sqrt(sq[0])), self.config.grad_clip)
         opt.step(mine, lr=lr)
         send = np.zeros(opt.shard, opt.buffer.dtype)
         send[:k] = opt.buffer[opt.lo:opt.hi]
@@ -356,12 +356,6 @@ class DistributedTrainer(Trainer):
         full = 2 * self.opt.buffer.nbytes
         mine = self.opt.m.nbytes + self.opt.v.nbytes
         return {"per_rank": mine, "unsharded": full, "saved": full - mine}
-
-
-def _clip(grad: np.ndarray, norm: float, max_norm: float) -> None:
-    """Scale ``grad`` in place so that a gradient of L2 norm ``norm`` has norm at most ``max_norm`` (as `clip_grad_norm`)."""
-    if max_norm and norm > max_norm:
-        grad *= max_norm / (norm + 1e-6)
 
 
 def _reduce_scatter(dist, out: np.ndarray, full: np.ndarray) -> None:

@@ -125,9 +125,15 @@ def adamw_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarr
 def clip_grad_norm(grad: np.ndarray, max_norm: float) -> float:
     """Scale the flat gradient in place so its L2 norm is at most ``max_norm``; return the norm before."""
     norm = float(np.sqrt(np.dot(grad, grad)))
+    clip_to_norm(grad, norm, max_norm)
+    return norm
+
+
+def clip_to_norm(grad: np.ndarray, norm: float, max_norm: float) -> None:
+    """Scale ``grad``, whose L2 norm is ``norm`` (measured over the whole gradient, which may be
+    larger than this array: a ZeRO-1 shard), in place so that norm is at most ``max_norm``."""
     if max_norm and norm > max_norm:
         grad *= max_norm / (norm + 1e-6)
-    return norm
 
 
 def lr_at(step: int, max_lr: float, warmup: int, total: int, min_lr: float = 0.0) -> float:
