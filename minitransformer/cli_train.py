@@ -28,7 +28,7 @@ import numpy as np
 
 from .core.config import ModelConfig
 from .core.fileio import atomic_write
-from .core.tree import flatten, set_path
+from .core.tree import to_float64
 from .model import GPT
 from .tokenizer import Tokenizer
 from .training import (TrainConfig, Trainer, TrainingDiverged, TrainingInterrupted, data, evaluate_tokens,
@@ -121,8 +121,7 @@ def _new_run(args, out: Path, tok_path: Path, ckpt: Path, make_trainer=Trainer, 
                      eval_every=args.eval_every or max(1, steps // 10), checkpoint_every=args.checkpoint_every or 0)
     model = GPT(config, seed=opt["seed"])
     if args.dtype == "float64":  # for checking that N ranks compute what one process does
-        for name, a in flatten(model.params).items():
-            set_path(model.params, name, a.astype(np.float64))
+        model.params = to_float64(model.params)
     trainer = make_trainer(model, tokens.train, tokens.val, tc)
     trainer.tokenizer_sha256 = tokenizer_fingerprint(tok)
     trainer.run_info = {"preset": opt["preset"], "corpus": opt["corpus"]}

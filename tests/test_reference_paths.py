@@ -12,6 +12,7 @@ import types
 import numpy as np
 import pytest
 
+from minitransformer.core.tree import to_float64
 from minitransformer import GPT, ModelConfig
 from minitransformer.attention import mha, mha_reference, mla, mla_reference
 from minitransformer.attention.kv_cache import KVCache, LatentKVCache
@@ -268,7 +269,7 @@ def test_the_model_gives_the_same_logits_and_gradients_with_the_reference_select
     fast_cfg = mha_config(**kw)
     ref_cfg = fast_cfg.replace(attention_impl="reference")
     fast = GPT(fast_cfg, seed=0)
-    fast.params = _to_float64(fast.params)
+    fast.params = to_float64(fast.params)
     ref = GPT(ref_cfg, params=fast.params)
     assert registry.chosen("attention", ref_cfg).forward.__module__.endswith("_reference")
     ids = np.random.default_rng(11).integers(0, 32, size=(2, 9))
@@ -282,14 +283,6 @@ def test_the_model_gives_the_same_logits_and_gradients_with_the_reference_select
     np.testing.assert_array_equal(ref.generate(ids[:1, :3], 5, seed=3), fast.generate(ids[:1, :3], 5, seed=3))
     # and the trace publishes the same names
     assert sorted(ref.run_with_cache(ids[:1])[1].keys()) == sorted(fast.run_with_cache(ids[:1])[1].keys())
-
-
-def _to_float64(tree):
-    if isinstance(tree, dict):
-        return {k: _to_float64(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_to_float64(v) for v in tree]
-    return tree.astype(np.float64)
 
 
 def test_reference_for_gives_the_variant_with_its_reference_forward_and_backward():

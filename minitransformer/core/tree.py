@@ -43,3 +43,12 @@ def set_path(tree, dotted: str, value) -> None:
         node[int(last)] = value
     else:
         node[last] = value
+
+
+def to_float64(tree):
+    """A copy of a nested dict/list tree of arrays with every leaf in float64 (for gradient checks)."""
+    if isinstance(tree, dict):
+        return {k: to_float64(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [to_float64(v) for v in tree]
+    return tree.astype(np.float64)

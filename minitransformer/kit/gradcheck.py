@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..core.tree import flatten
+from ..core.tree import flatten, to_float64
 from ..model import backward as model_backward
 from ..model import forward as model_forward
 from ..model import init_params
@@ -163,11 +163,3 @@ def gradcheck_model(config, seed: int = 0, batch: int = 2, T: int = 6, max_entri
     # note: the flat arrays are views into ``params``, so perturbing them perturbs the model
     return gradcheck(lambda a: model_forward(params, config, ids, need_cache=False)[0], flat_p, flat_g,
                      dlogits, tol=tol, max_entries=max_entries, rng=rng)
-
-
-def to_float64(tree):
-    if isinstance(tree, dict):
-        return {k: to_float64(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [to_float64(v) for v in tree]
-    return tree.astype(np.float64)
