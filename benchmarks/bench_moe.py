@@ -22,10 +22,8 @@ router uses a fresh random ``b`` so the load is realistic, not perfectly even.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -40,28 +38,11 @@ from minitransformer.core.memory import keep_freed_memory  # noqa: E402
 from minitransformer.feedforward import mlp as feedforward  # noqa: E402
 from minitransformer.feedforward import moe, moe_router  # noqa: E402
 
+from bench_mla import interleaved_medians  # noqa: E402  (benchmarks/ is the script's folder)
+
 BASE = dict(vocab_size=256, context_length=128, d_model=256, n_layers=6, n_heads=8, bias=False)
 MOE = dict(ffn="moe", n_experts=16, n_shared_experts=1, experts_per_token=2, n_expert_groups=4, groups_per_token=2)
 TARGET = 1.5
-
-
-def interleaved_medians(steps: dict, repeats: int, warmup: int = 2) -> dict:
-    """Median ms of each ``steps[label]()``, timed round-robin (one call of each per round), GC off."""
-    for fn in steps.values():
-        for _ in range(warmup):
-            fn()
-    times = {label: [] for label in steps}
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(repeats):
-            for label, fn in steps.items():
-                t0 = time.perf_counter()
-                fn()
-                times[label].append((time.perf_counter() - t0) * 1e3)
-    finally:
-        gc.enable()
-    return {label: statistics.median(v) for label, v in times.items()}
 
 
 def setup(batch: int, T: int):
