@@ -25,8 +25,8 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from . import embedding
-from .core import nn, registry
+from . import embedding, generation
+from .core import cores, nn, registry
 from .core.config import ModelConfig
 from .core.memory import keep_freed_memory
 from .core.tree import flatten
@@ -263,8 +263,11 @@ class GPT:
     """
 
     def __init__(self, config: Union[ModelConfig, str], seed: Union[int, np.random.Generator] = 0,
-                 params: Optional[dict] = None):
+                 params: Optional[dict] = None, threads: Optional[int] = None):
         self.config = ModelConfig.preset(config) if isinstance(config, str) else config
+        # `loss`/`backward` split the batch over this many threads, one per core by default (core/cores.py);
+        # threads=1 is the plain one-thread loop
+        self.threads = cores.resolve(threads)
         keep_freed_memory()  # reuse freed numpy temporaries instead of fresh pages (see core/memory.py)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.params = params if params is not None else init_params(self.config, rng)
@@ -280,30 +283,65 @@ class GPT:
 
     def loss(self, ids, targets, ignore_index: int = -100, rng: Optional[np.random.Generator] = None,
              train: bool = False) -> float:
-        """Mean cross-entropy of ``targets`` (B, T) given ``ids`` (B, T); remembers what `backward` needs."""
+        """Mean cross-entropy of ``targets`` (B, T) given ``ids`` (B, T); remembers what `backward` needs.
+
+        With ``threads > 1`` the batch is cut into shards of whole sequences that run side by side
+        (`core.cores`); the loss is the same mean over every target.
+        """
         targets = np.asarray(targets)
         if targets.shape != np.shape(ids):
             raise ValueError(f"targets have shape {targets.shape} but ids have {np.shape(ids)}; they must match")
+        ids = np.asarray(ids)
+        one = ids.ndim < 2 or self.threads == 1 or getattr(self.config, "balance_loss", 0) > 0  # (a per-batch mean)
+        shards = [slice(None)] if one else cores.shard_slices(len(ids), self.threads)
+        drop = rng is not None and train and self.config.dropout > 0
+        rngs = [rng] * len(shards) if len(shards) == 1 or not drop else [np.random.default_rng(s) for s in
+                                                                          rng.integers(2 ** 63, size=len(shards))]
+        # (with dropout, each shard draws from its own stream, seeded from ``rng``: reproducible)
+
+        def shard_loss(job):  # forward and loss of one shard
+            sl, shard_rng = job
+            logits, cache = forward(self.params, self.config, ids[sl], need_cache=True, rng=shard_rng, train=train)
+            return cache, nn.cross_entropy_forward(logits, targets[sl], ignore_index)
+
         with nn.lean_caches():  # keep only what backward needs (attention recomputes its pattern)
-            logits, cache = forward(self.params, self.config, ids, need_cache=True, rng=rng, train=train)
-        loss, loss_cache = nn.cross_entropy_forward(logits, targets, ignore_index)
-        self._last = (cache, loss_cache)
-        self.last_expert_load = moe.expert_loads(cache)  # MoE: tokens per expert and block, for the bias update
-        return loss
+            parts = cores.run(shard_loss, list(zip(shards, rngs)), self.threads)
+        counts = [float(np.count_nonzero(lc[2])) for _, (_, lc) in parts]  # kept targets per shard
+        total = max(sum(counts), 1.0)
+        self._last = [(cache, lc, n / total) for (cache, (_, lc)), n in zip(parts, counts)]
+        loads = [moe.expert_loads(cache) for cache, _ in parts]  # MoE: tokens per expert and block
+        self.last_expert_load = [None if ls[0] is None else sum(ls) for ls in zip(*loads)]
+        if len(parts) == 1:
+            return parts[0][1][0]
+        return sum(loss * n for (_, (loss, _)), n in zip(parts, counts)) / total
 
     def backward(self, on_grads: Optional[Callable[[str, dict], None]] = None) -> dict:
         """Gradients of the last `loss` w.r.t. every parameter (nested like ``params``).
 
-        ``on_grads(prefix, grads)`` is told as each part's gradients are ready (see `backward`).
+        ``on_grads(prefix, grads)`` is told as each part's gradients are ready (see `backward`;
+        with shards, once they are summed).
         """
         if self._last is None:
             raise ValueError("call model.loss(ids, targets) before model.backward()")
-        cache, loss_cache = self._last
-        self._last = None  # free the activations
-        # the gradient overwrites the loss's (B, T, V) log-probabilities: no second logits-sized array
-        dlogits = nn.cross_entropy_backward(loss_cache, overwrite=True)
-        del loss_cache
-        return backward(self.params, self.config, cache, dlogits, on_grads=on_grads)
+        parts, self._last = self._last, None  # free the activations as we go
+
+        def shard_backward(part):
+            cache, loss_cache, weight = part
+            # the gradient overwrites the loss's (B, T, V) log-probabilities: no second logits-sized array
+            dlogits = nn.cross_entropy_backward(loss_cache, dloss=weight, overwrite=True)
+            return backward(self.params, self.config, cache, dlogits, on_grads=on_grads if len(parts) == 1 else None)
+
+        shard_grads = cores.run(shard_backward, parts, self.threads)
+        del parts
+        if len(shard_grads) == 1:
+            return shard_grads[0]
+        grads = cores.add_trees(shard_grads)
+        if on_grads is not None:  # in the order `backward` reports: head first, embedding last
+            blocks = [(f"blocks.{i}", grads["blocks"][i]) for i in reversed(range(len(grads["blocks"])))]
+            for name, g in [("unembed", grads["unembed"]), ("ln_final", grads["ln_final"]), *blocks,
+                            ("pos", grads["pos"]), ("embed", grads["embed"])]:
+                on_grads(name, g)
+        return grads
 
     # ---------------------------------------------------------------- seeing inside
     def run_forward(self, ids, need_cache=None, record: bool = False, hook: Optional[Hook] = None):
@@ -338,48 +376,16 @@ class GPT:
         return self.num_params - moe.inactive_params_per_token(self.config)
 
     # ---------------------------------------------------------------- generation
+    def new_kv_cache(self, batch_size: int = 1, max_len: Optional[int] = None):
+        """An empty KV cache for this model's attention variant (see `new_kv_cache`)."""
+        return new_kv_cache(self.config, batch_size=batch_size, max_len=max_len)
+
     def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: Optional[int] = None,
                  top_p: Optional[float] = None, seed: Union[int, np.random.Generator, None] = 0,
                  use_cache: bool = True, crop: bool = False) -> np.ndarray:
-        """Continue ``prompt_ids`` (B, T) by ``max_new_tokens`` tokens; returns (B, T + max_new_tokens).
-
-        With ``use_cache`` (the default) the prompt is run once to fill a KV cache and
-        each new token costs one position of work, O(T), instead of the O(T²) of
-        recomputing the whole sequence (``use_cache=False``); both give the same tokens.
-
-        Args:
-            crop: allow prompts and continuations longer than the context window by keeping
-                only its last ``context_length`` tokens (recomputed, without a cache, once
-                the window is full). Without it, such input is an error.
-        """
-        ids = np.asarray(prompt_ids)
-        if ids.size == 0:
-            raise ValueError(f"the prompt is empty (shape {ids.shape}): give at least one token (e.g. the "
-                             "<|endoftext|> id)")
-        ids = embedding.check_ids(ids, self.config.vocab_size)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
-        L = self.config.context_length
-        if not crop and ids.shape[1] + max_new_tokens > L:
-            raise ValueError(f"prompt ({ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds the context "
-                             f"window ({L}); shorten them, or pass crop=True to slide the window")
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        n = ids.shape[1]  # tokens so far
-        out = np.empty((ids.shape[0], n + max_new_tokens), np.result_type(ids.dtype, np.int64))  # (B, T + new)
-        out[:, :n] = ids
-        kv = new_kv_cache(self.config, batch_size=ids.shape[0]) if use_cache else None
-        with nn.no_grad():
-            logits = forward(self.params, self.config, ids[:, -L:], kv_cache=kv)[0]  # prefill
-            for step in range(max_new_tokens):
-                out[:, n] = output.sample(logits[:, -1], rng, temperature, top_k, top_p)  # (B,)
-                n += 1
-                if step == max_new_tokens - 1:
-                    break
-                if kv is not None and kv.length < L:
-                    logits = forward(self.params, self.config, out[:, n - 1:n], kv_cache=kv)[0]  # O(T) step
-                else:  # no cache, or the window is full: recompute the last L tokens
-                    logits = forward(self.params, self.config, out[:, max(n - L, 0):n])[0]
-        return out
+        """Continue ``prompt_ids`` (B, T) by ``max_new_tokens`` tokens: (B, T + max_new_tokens) (`generation`)."""
+        return generation.generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k,
+                                   top_p=top_p, seed=seed, use_cache=use_cache, crop=crop)
 
     def __repr__(self) -> str:
         c = self.config

@@ -54,6 +54,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..core import cores
 from ..core.tree import flatten
 from .checkpoint import save_checkpoint
 from .loop import Trainer, get_batch
@@ -221,6 +222,9 @@ class DistributedTrainer(Trainer):
         if bucket_mb <= 0:
             raise ValueError(f"bucket_mb={bucket_mb} must be > 0")
         self.ctx, self.zero1, self.overlap = ctx, zero1, overlap
+        # the ranks on this machine share its cores: each rank's model gets its share of them (core/cores.py)
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", N))
+        model.threads = max(1, min(model.threads, cores.available() // max(local_ranks, 1)))
         self.dist = _dist()
         if zero1:
             self.opt = ShardedAdamW(model.params, ctx.rank, N, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
