@@ -23,11 +23,13 @@ backward and KV-cache decoding. Where the four lines are here:
 
 When nothing needs the whole pattern (no padding, score bias, hook or
 recording; inference, or training inside `nn.lean_caches` as `GPT.loss` does),
-`_attend` runs the first four lines on a few (batch, group) slabs at a time, so
-each slab's scores stay in the L2 cache, and the (B, H, T, S) pattern is never
-kept: `backward` recomputes it slab by slab with the same operations
-(FlashAttention's recomputation, Dao et al., 2022), which keeps a (B, H, T, T)
-array per layer out of training memory. Otherwise a cache holds ``hook_pattern``.
+`blockwise.attend` runs the first four lines tile by tile: a few (batch, group)
+slabs and a band of query rows at a time, so each tile's scores stay in the L2
+cache, and the tiles above the causal diagonal, all masked, are never computed.
+The (B, H, T, S) pattern is never kept: `backward` recomputes it tile by tile
+with the same operations (FlashAttention's recomputation, Dao et al., 2022),
+which keeps a (B, H, T, T) array per layer out of training memory. Otherwise a
+cache holds ``hook_pattern``.
 
 In `backward`, the softmax backward uses FlashAttention's identity
 rowsum(dpattern * pattern) = rowsum(dz * z), and q, k, v get their gradients
@@ -68,8 +70,8 @@ from typing import Optional
 
 import numpy as np
 
+from . import blockwise
 from .kv_cache import KVCache
-from ..core.blocks import row_blocks
 from ..core.nn import lean, linear_backward, linear_forward, require_cache, want_cache
 
 
@@ -137,7 +139,7 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     if kv_cache is not None:
         k_all, v_all = kv_cache.append(layer, k, v)  # (B, G, S, D) with S = cached + T
     else:
-        k_all, v_all = np.ascontiguousarray(k), np.ascontiguousarray(v)
+        k_all, v_all = k, np.ascontiguousarray(v)  # (k is laid out anew just below)
     S = k_all.shape[2]
 
     # note: the scale is applied to q (B, H, T, D), not to the scores (B, H, T, S), which are
@@ -156,12 +158,13 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
         key_positions = np.arange(S) + (positions[-1] + 1 - S)  # (S,)
         future = key_positions[None, :] > positions[:, None]  # (T, S) bool
         mask = np.where(future, -np.inf, 0.0).astype(x.dtype) if T > 1 or padding_mask is not None else None
-    pattern = None
+    pattern, bands = None, None
     if padding_mask is None and score_bias is None and hook is None and not record and (
             lean() or not want_cache(need_cache)):
         # the common case (inference, and training inside `nn.lean_caches`): scores, softmax and z
         # block by block; the whole (B, H, T, S) pattern is never built, backward recomputes it
-        z = _attend(qg, kT, v_all, _grouped(mask, R))  # (B, G, R*T, D)
+        bands = [(0, T, S)] if mask is None else blockwise.causal_bands(positions, key_positions)
+        z = blockwise.attend(qg, kT, v_all, mask, bands)  # (B, G, R*T, D); causal tiles above the diagonal skipped
     else:  # a cache for inspection, padding, a score bias, a hook or recording: the whole pattern, kept
         scores = (qg @ kT).reshape(B, H, T, S)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, H, T, S)
         if padding_mask is not None:
@@ -173,7 +176,7 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
             scores += np.asarray(score_bias(positions, key_positions, config), dtype=x.dtype)  # (H, T, S)
         recorded = scores.copy() if record else None
         with np.errstate(invalid="ignore"):  # a padded query may see no key at all: its row is all -inf
-            _softmax_in_place(scores.reshape(B * H, T, S), None)  # the scores array becomes the pattern
+            blockwise.softmax_in_place(scores.reshape(B * H, T, S), None)  # the scores array becomes the pattern
         pattern = scores
         if padding_mask is not None:
             pattern = np.nan_to_num(pattern, nan=0.0, copy=False)  # such a query retrieves nothing
@@ -200,50 +203,8 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     # kept: backward rebuilds them from hook_q/k/v (copies, cheap next to the matmuls), which saves
     # three (B, T, C)-sized arrays per layer while the activations wait for backward
     cache["saved"] = {"x": x, "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None,
-                      "causal_mask_grouped": _grouped(mask, R), "config": config, "positional": positional}
+                      "causal_mask": mask, "bands": bands, "config": config, "positional": positional}
     return y, cache
-
-
-def _softmax_in_place(scores: np.ndarray, mask: Optional[np.ndarray]) -> None:
-    """Softmax over the last axis of ``scores`` (N, T, S), in place, after adding ``mask`` (T, S) if given.
-
-    note: cache blocking (see `core.blocks.row_blocks`): the mask add and the five passes of the
-    softmax run on a few (T, S) slices at a time, which stay in the L2 cache, instead of
-    streaming the whole (B, H, T, S) array through main memory six times.
-    """
-    N, T, S = scores.shape
-    ones = np.ones((S, 1), scores.dtype)  # (S, 1)
-    for r in row_blocks(N, T * S):
-        blk = scores[r]  # (n, T, S), a view
-        if mask is not None:
-            blk += mask
-        blk -= np.fmax.reduce(blk, axis=-1, keepdims=True)  # note: fmax skips numpy's NaN checks: faster than max
-        np.exp(blk, out=blk)
-        blk *= 1.0 / (blk @ ones)  # (n, T, 1): each row's sum, as a matmul with ones (faster than .sum here)
-
-
-def _grouped(mask: Optional[np.ndarray], R: int) -> Optional[np.ndarray]:
-    """The (T, S) causal mask repeated for the R query heads of a group: (R*T, S), or None."""
-    return None if mask is None else np.tile(mask, (R, 1))
-
-
-def _attend(qg: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarray]) -> np.ndarray:
-    """z = softmax(qg @ kT + mask) @ v, a few (batch, group) slabs at a time.
-
-    Shapes: qg (B, G, R*T, D) scaled, kT (B, G, D, S), v (B, G, S, D), mask (R*T, S) -> z (B, G, R*T, D).
-    note: each block's scores and pattern stay in the L2 cache (see `core.blocks.row_blocks`) and are
-    dropped once z is computed, as in FlashAttention (Dao et al., 2022); backward recomputes
-    them with the same operations in the same blocks, so it sees the same numbers.
-    """
-    B, G, RT, D = qg.shape
-    S = kT.shape[-1]
-    q3, kT3, v3 = qg.reshape(B * G, RT, D), kT.reshape(B * G, D, S), v.reshape(B * G, S, D)
-    z = np.empty((B * G, RT, D), np.result_type(qg, v))  # (B*G, R*T, D)
-    for r in row_blocks(B * G, RT * S):
-        p = q3[r] @ kT3[r]  # (n, R*T, D) @ (n, D, S) -> (n, R*T, S), the scores of n slabs
-        _softmax_in_place(p, mask)
-        np.matmul(p, v3[r], out=z[r])  # (n, R*T, S) @ (n, S, D) -> (n, R*T, D)
-    return z.reshape(B, G, RT, D)
 
 
 def _fused_qkv(params: dict, kv_cache=None, layer: int = 0):
@@ -302,8 +263,8 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     q = cache["hook_rot_q"] if rotated else cache["hook_q"]  # (B, H, T, D)
     # rebuilt as the forward built them (it did not keep these copies)
     qg = np.multiply(q, scale, dtype=x.dtype).reshape(B, G, R * T, D)  # (B, H, T, D) -> (B, G, R*T, D)
-    k = np.ascontiguousarray(cache["hook_rot_k"] if rotated else cache["hook_k"])  # (B, G, S, D)
-    v = cache["hook_v"]  # (B, G, S, D), a view of the fused q|k|v
+    k = cache["hook_rot_k"] if rotated else cache["hook_k"]  # (B, G, S, D)
+    vT = np.ascontiguousarray(cache["hook_v"].transpose(0, 1, 3, 2))  # (B, G, S, D) -> (B, G, D, S)
     has_bias = "b_O" in params
     grads = {}
 
@@ -313,19 +274,21 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     # a (B, T, H, D) product instead of a (B, H, T, S) one: the trick FlashAttention uses.
     delta = np.einsum("bthd,bthd->bht", dz4, z.reshape(B, T, H, D)).reshape(B, G, R * T, 1)
     dzg = np.ascontiguousarray(dz4.transpose(0, 2, 1, 3)).reshape(B, G, R * T, D)  # -> (B, G, R*T, D)
-    vT = np.ascontiguousarray(v.transpose(0, 1, 3, 2))  # (B, G, S, D) -> (B, G, D, S)
     if "hook_pattern" in cache:  # the forward kept the whole pattern
+        k = np.ascontiguousarray(k)
         pg = cache["hook_pattern"].reshape(B, G, R * T, T)  # (B, H, T, S) -> (B, G, R*T, S), here S = T
         dv = pg.transpose(0, 1, 3, 2) @ dzg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D): sums the R heads
         dscores = dzg @ vT  # d pattern: (B, G, R*T, D) @ (B, G, D, S) -> (B, G, R*T, S)
         # softmax backward, in place: dscores = pattern * (dpattern - rowsum(dpattern * pattern))
         dscores -= delta
         dscores *= pg  # masked entries have pattern 0, so they get no gradient
-    else:  # the same, block by block, with each block's pattern recomputed as the forward computed it
-        dscores, dv = _softmax_backward_recomputed(qg, k, vT, dzg, delta, saved["causal_mask_grouped"])
-    dq = (dscores @ k).reshape(B, H, T, D)  # (B, G, R*T, S) @ (B, G, S, D) -> (B, H, T, D)
+        dq = (dscores @ k).reshape(B, H, T, D)  # (B, G, R*T, S) @ (B, G, S, D) -> (B, H, T, D)
+        dk = dscores.transpose(0, 1, 3, 2) @ qg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D)
+    else:  # the same, tile by tile, each tile's pattern recomputed as the forward computed it
+        kT = np.ascontiguousarray(k.transpose(0, 1, 3, 2))  # (B, G, D, S), laid out as the forward's
+        dq, dk, dv = blockwise.attend_backward(qg, kT, vT, dzg, delta, saved["causal_mask"], saved["bands"])
+        dq = dq.reshape(B, H, T, D)  # (B, G, R*T, D) -> (B, H, T, D)
     dq *= scale  # the scale was applied to q
-    dk = dscores.transpose(0, 1, 3, 2) @ qg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D)
     if rotated:  # back through the rotation of q and k
         unrotate = _require_rotate_backward(positional)
         dq = unrotate(dq, saved["positions"], config)
@@ -342,28 +305,3 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     if has_bias:
         grads.update(b_Q=db[:HD], b_K=db[HD:HD + GD], b_V=db[HD + GD:], b_O=db_O)
     return dx, grads
-
-
-def _softmax_backward_recomputed(qg, k, vT, dzg, delta, mask):
-    """``(dscores, dv)`` of `_attend`'s blocks, each block's pattern recomputed (it was not kept).
-
-    Shapes: qg, dzg (B, G, R*T, D); k (B, G, S, D); vT (B, G, D, S); delta (B, G, R*T, 1);
-    mask (R*T, S) or None -> dscores (B, G, R*T, S), dv (B, G, S, D). Per block: the pattern p,
-    dv = p^T @ dz, and dscores = p * (dz @ v^T - delta), the softmax backward.
-    """
-    B, G, RT, D = qg.shape
-    S = k.shape[2]
-    BG = B * G
-    q3, vT3 = qg.reshape(BG, RT, D), vT.reshape(BG, D, S)
-    kT3 = np.ascontiguousarray(k.reshape(BG, S, D).transpose(0, 2, 1))  # (B*G, D, S), laid out as the forward's
-    dz3, delta3 = dzg.reshape(BG, RT, D), delta.reshape(BG, RT, 1)
-    dscores = np.empty((BG, RT, S), np.result_type(qg, dzg))  # (B*G, R*T, S)
-    dv = np.empty((BG, S, D), dscores.dtype)  # (B*G, S, D)
-    for r in row_blocks(BG, RT * S):
-        p = q3[r] @ kT3[r]  # (n, R*T, D) @ (n, D, S) -> (n, R*T, S): the scores, as the forward computed them
-        _softmax_in_place(p, mask)  # the pattern
-        np.matmul(p.transpose(0, 2, 1), dz3[r], out=dv[r])  # (n, S, R*T) @ (n, R*T, D) -> (n, S, D)
-        ds = np.matmul(dz3[r], vT3[r], out=dscores[r])  # d pattern: (n, R*T, D) @ (n, D, S) -> (n, R*T, S)
-        ds -= delta3[r]
-        ds *= p  # pattern * (dpattern - rowsum(dpattern * pattern))
-    return dscores.reshape(B, G, RT, S), dv.reshape(B, G, S, D)

@@ -92,7 +92,7 @@ def adamw_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarr
     Elementwise, so a slice of the arrays updates exactly as the whole would: a ZeRO-1
     rank calls it on its shard (see `training.distributed`).
 
-    note: the arrays are updated block by block (`core.blocks.row_blocks`, 64K values): the dozen
+    note: the arrays are updated block by block (`core.blocks.row_blocks`, 128K values): the dozen
     passes of an Adam update then run on slices that stay in the L2 cache, instead of
     streaming five model-sized arrays through main memory a dozen times.
     """

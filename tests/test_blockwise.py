@@ -1,0 +1,124 @@
+"""The attention core tile by tile (attention/blockwise.py) against the formulas.
+
+The tiles above the causal diagonal are skipped, so the sequences here are long enough
+for several bands (more than `blockwise.BAND` positions), with grouped queries, rotary
+positions, lengths that do not divide into bands, and a KV cache prefilled in chunks
+(queries at the end of a longer run of keys).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from minitransformer import GPT, ModelConfig
+from minitransformer.attention import blockwise, mha, mha_reference
+from minitransformer.core import nn, registry
+from minitransformer.core.tree import flatten, to_float64
+
+TIGHT = dict(rtol=1e-10, atol=1e-12)
+
+
+@given(T=st.integers(1, 300), extra=st.integers(0, 200))
+@settings(max_examples=200, deadline=None)
+def test_bands_cover_the_queries_and_skip_only_masked_keys(T, extra):
+    S = T + extra  # T queries at the end of S keys (a prefill after `extra` cached positions)
+    positions = np.arange(extra, S)
+    bands = blockwise.causal_bands(positions, np.arange(S))
+    assert bands[0][0] == 0 and bands[-1][1] == T
+    assert all(b0[1] == b1[0] for b0, b1 in zip(bands, bands[1:]))
+    for a, b, s in bands:
+        assert s == positions[b - 1] + 1  # the band's last query sees exactly the first s keys
+        assert all(positions[t] < s for t in range(a, b))  # so every key at s or after is in the future
+    if T >= 4 * blockwise.BAND:
+        assert len(bands) == blockwise.BANDS
+
+
+def plain(q, kT, v, mask, R):
+    """softmax(q @ kT + mask) @ v and its backward, whole arrays, as the equations read."""
+    B, G, RT, D = q.shape
+    T = RT // R
+    s = (q @ kT).reshape(B, G, R, T, -1) + mask  # (B, G, R, T, S)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    z = (p @ v[:, :, None]).reshape(B, G, RT, D)
+
+    def backward(dz):
+        dz5 = dz.reshape(B, G, R, T, D)
+        dp = dz5 @ v[:, :, None].swapaxes(-1, -2)
+        ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+        dq = (ds @ kT[:, :, None].swapaxes(-1, -2)).reshape(B, G, RT, D)
+        dk = (ds.swapaxes(-1, -2) @ q.reshape(B, G, R, T, D)).sum(2)
+        dv = (p.swapaxes(-1, -2) @ dz5).sum(2)
+        return dq, dk, dv
+
+    return z, backward
+
+
+@pytest.mark.parametrize("B,G,R,T,extra", [(2, 2, 1, 100, 0), (1, 2, 3, 77, 0), (2, 1, 4, 129, 0),
+                                           (1, 2, 2, 50, 40), (1, 1, 1, 33, 0), (3, 2, 2, 5, 0)])
+def test_tiles_equal_the_whole_square(B, G, R, T, extra):
+    rng = np.random.default_rng(T + extra)
+    S, D = T + extra, 8
+    positions, key_positions = np.arange(extra, S), np.arange(S)
+    mask = np.where(key_positions[None, :] > positions[:, None], -np.inf, 0.0)  # (T, S)
+    q, kT, v = rng.normal(size=(B, G, R * T, D)), rng.normal(size=(B, G, D, S)), rng.normal(size=(B, G, S, D))
+    bands = blockwise.causal_bands(positions, key_positions)
+    z_ref, backward = plain(q, kT, v, mask, R)
+    z = blockwise.attend(q, kT, v, mask, bands)
+    np.testing.assert_allclose(z, z_ref, **TIGHT)
+    dz = rng.normal(size=z.shape)
+    delta = (dz * z).reshape(B, G, R * T, D).sum(-1, keepdims=True)
+    vT = np.ascontiguousarray(v.swapaxes(-1, -2))
+    for got, want, name in zip(blockwise.attend_backward(q, kT, vT, dz, delta, mask, bands), backward(dz),
+                               ("dq", "dk", "dv")):
+        np.testing.assert_allclose(got, want, err_msg=name, **TIGHT)
+
+
+def long_config(**kw):
+    return ModelConfig(**{**dict(vocab_size=40, context_length=160, d_model=32, n_heads=4, n_layers=2), **kw})
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(n_kv_heads=2), dict(n_kv_heads=1, positional="rope"),
+                                dict(positional="rope", rope_style="interleaved", n_kv_heads=2)],
+                         ids=["mha", "gqa", "mqa-rope", "gqa-rope-interleaved"])
+def test_training_attention_equals_the_reference_over_several_bands(kw):
+    cfg = long_config(**kw)
+    rng = np.random.default_rng(1)
+    params = {k: v.astype(np.float64) + rng.normal(0, 0.3, v.shape) for k, v in mha.init(cfg, rng).items()}
+    positional = registry.chosen("positional", cfg)
+    x = rng.normal(size=(2, 150, cfg.d_model))
+    pos = np.arange(150)
+    with nn.lean_caches():  # as GPT.loss runs it: the blockwise path, the pattern not kept
+        y, cache = mha.forward(params, x, cfg, pos, need_cache=True, positional=positional)
+    assert "hook_pattern" not in cache and len(cache["saved"]["bands"]) > 1
+    y_r, cache_r = mha_reference.forward(params, x, cfg, pos, need_cache=True, positional=positional)
+    np.testing.assert_allclose(y, y_r, **TIGHT)
+    dy = rng.normal(size=y.shape)
+    (dx, g), (dx_r, g_r) = mha.backward(params, cache, dy), mha_reference.backward(params, cache_r, dy)
+    np.testing.assert_allclose(dx, dx_r, **TIGHT)
+    for k in g:
+        np.testing.assert_allclose(g[k], g_r[k], err_msg=k, **TIGHT)
+
+
+def test_a_prefill_in_chunks_decodes_like_one_forward():
+    cfg = long_config(n_kv_heads=2, positional="rope")
+    model = GPT(cfg, seed=3, params=to_float64(GPT(cfg, seed=3).params))
+    ids = np.random.default_rng(2).integers(0, cfg.vocab_size, (2, 140))
+    whole = model.forward(ids)
+    kv = model.new_kv_cache(batch_size=2)
+    parts = [model.forward(ids[:, a:b], kv_cache=kv) for a, b in ((0, 45), (45, 110), (110, 111), (111, 140))]
+    # the cache stores keys and values in float32: equal to its rounding (a wrong band is off by O(1))
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_the_whole_model_trains_as_the_reference_does():
+    cfg = long_config(n_kv_heads=2)
+    params = to_float64(GPT(cfg, seed=0).params)
+    fast = GPT(cfg, params=params, threads=1)
+    ref = GPT(ModelConfig(**{**cfg.to_dict(), "attention_impl": "reference"}), params=to_float64(params), threads=1)
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, cfg.vocab_size, (2, 130)), rng.integers(0, cfg.vocab_size, (2, 130))
+    assert fast.loss(x, y) == pytest.approx(ref.loss(x, y), rel=1e-12)
+    a, b = flatten(fast.backward()), flatten(ref.backward())
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], err_msg=k, **TIGHT)
