@@ -306,7 +306,7 @@ class GPT:
 
         with nn.lean_caches():  # keep only what backward needs (attention recomputes its pattern)
             parts = cores.run(shard_loss, list(zip(shards, rngs)), self.threads)
-        counts = [float(np.count_nonzero(lc[2])) for _, (_, lc) in parts]  # kept targets per shard
+        counts = [float(np.count_nonzero(targets[sl] != ignore_index)) for sl in shards]  # kept targets per shard
         total = max(sum(counts), 1.0)
         self._last = [(cache, lc, n / total) for (cache, (_, lc)), n in zip(parts, counts)]
         loads = [moe.expert_loads(cache) for cache, _ in parts]  # MoE: tokens per expert and block
@@ -324,12 +324,13 @@ class GPT:
         if self._last is None:
             raise ValueError("call model.loss(ids, targets) before model.backward()")
         parts, self._last = self._last, None  # free the activations as we go
+        report = on_grads if len(parts) == 1 else None  # with shards: once they are summed, below
 
         def shard_backward(part):
             cache, loss_cache, weight = part
             # the gradient overwrites the loss's (B, T, V) log-probabilities: no second logits-sized array
             dlogits = nn.cross_entropy_backward(loss_cache, dloss=weight, overwrite=True)
-            return backward(self.params, self.config, cache, dlogits, on_grads=on_grads if len(parts) == 1 else None)
+            return backward(self.params, self.config, cache, dlogits, on_grads=report)
 
         shard_grads = cores.run(shard_backward, parts, self.threads)
         del parts

@@ -124,3 +124,33 @@ def test_model_gradients_equal_with_the_lean_cache_and_the_recorded_one():
     full = flatten(backward(model.params, cfg, cache, nn.cross_entropy_backward(loss_cache)))
     for k in lean:
         np.testing.assert_allclose(lean[k], full[k], rtol=1e-4, atol=1e-7, err_msg=k)
+
+
+def test_gelu_forward_with_grad_gives_gelu_and_its_derivative(block):
+    x = np.random.default_rng(5).normal(size=(3, 50, 17)) * 3  # crosses block edges when blocks are small
+    y, d = nn.gelu_forward_with_grad(x)
+    np.testing.assert_allclose(y, nn.gelu_forward(x)[0], **TIGHT)
+    np.testing.assert_allclose(d, nn.gelu_backward_reference(np.ones_like(x), (x, None)), **TIGHT)
+    eps = 1e-6  # and the derivative is the slope of gelu
+    np.testing.assert_allclose(d, (nn.gelu_forward(x + eps)[0] - nn.gelu_forward(x - eps)[0]) / (2 * eps),
+                               rtol=1e-6, atol=1e-8)
+    y32, d32 = nn.gelu_forward_with_grad(x.astype(np.float32))
+    assert y32.dtype == d32.dtype == np.float32
+
+
+def test_training_mlp_keeps_the_derivative_not_the_preactivation_and_matches(block):
+    from minitransformer.feedforward import mlp
+    cfg = config()
+    rng = np.random.default_rng(6)
+    params = {k: v.astype(np.float64) + rng.normal(0, 0.3, v.shape) for k, v in mlp.init(cfg, rng).items()}
+    x = rng.normal(size=(2, 9, cfg.d_model))
+    with nn.lean_caches():
+        y, lean_cache = mlp.forward(params, x, cfg, need_cache=True)
+    y_full, full_cache = mlp.forward(params, x, cfg, need_cache=True)
+    assert "hook_pre" not in lean_cache and "gelu_grad" in lean_cache["saved"] and "hook_pre" in full_cache
+    np.testing.assert_allclose(y, y_full, **TIGHT)
+    dy = rng.normal(size=y.shape)
+    (dx, g), (dx_f, g_f) = mlp.backward(params, lean_cache, dy), mlp.backward(params, full_cache, dy)
+    np.testing.assert_allclose(dx, dx_f, **TIGHT)
+    for k in g:
+        np.testing.assert_allclose(g[k], g_f[k], err_msg=k, **TIGHT)

@@ -30,11 +30,11 @@ function at a time, which is the point.
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Optional
 
 import numpy as np
 
+from . import activations
 from .blocks import row_blocks
 
 # --------------------------------------------------------------------------- inference and training modes
@@ -189,81 +189,10 @@ def rmsnorm_backward(dy: np.ndarray, cache):
 
 
 # --------------------------------------------------------------------------- activations
-_GELU_C = math.sqrt(2.0 / math.pi)
-
-
-def _tanh_inner(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``tanh(sqrt(2/pi) (x + 0.044715 x^3))`` into ``out``."""
-    np.multiply(x, x, out=out)
-    out *= 0.044715
-    out += 1.0  # 1 + 0.044715 x²
-    out *= x
-    out *= _GELU_C
-    return np.tanh(out, out=out)
-
-
-def gelu_forward(x: np.ndarray):
-    """GELU, tanh approximation as in GPT-2 (Hendrycks & Gimpel, 2016):
-    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
-
-    Returns ``(y, (x, t))`` with t the tanh, which `gelu_backward` reuses; a caller short
-    of memory may keep ``(x, None)`` instead, and backward recomputes t (`mlp` does).
-    """
-    x2 = x.reshape(-1, x.shape[-1])  # (N, F)
-    y, t = np.empty_like(x2), np.empty_like(x2)
-    for r in row_blocks(*x2.shape):  # each block's chain stays in cache
-        yb = np.add(_tanh_inner(x2[r], out=t[r]), 1.0, out=y[r])
-        yb *= x2[r]
-        yb *= 0.5
-    return y.reshape(x.shape), (x, t.reshape(x.shape))
-
-
-def gelu_backward(dy: np.ndarray, cache) -> np.ndarray:
-    """``dy * gelu'(x)`` with ``gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t²) sqrt(2/pi) (1 + 3·0.044715 x²)``.
-
-    ``cache`` is ``(x, t)`` from `gelu_forward`, or ``(x, None)``: then t is recomputed.
-    note: in place, block by block (`row_blocks`); the one-line expression
-    (`gelu_backward_reference`) makes ten full-size arrays, which costs more than the maths.
-    """
-    x, t = cache
-    x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, x.shape[-1])  # (N, F)
-    t2 = None if t is None else t.reshape(x2.shape)
-    out = np.empty(x2.shape, np.result_type(x, dy))
-    blocks = row_blocks(*x2.shape)
-    scratch_t, scratch_b = (np.empty_like(x2[blocks[0]]) for _ in "tb")  # one block each
-    for r in blocks:
-        xb = x2[r]
-        tb = _tanh_inner(xb, out=scratch_t[:len(xb)]) if t2 is None else t2[r]
-        a = np.multiply(xb, xb, out=out[r])
-        a *= 3 * 0.044715 * _GELU_C
-        a += _GELU_C  # d(inner)/dx
-        b = np.multiply(tb, tb, out=scratch_b[:len(xb)])
-        np.subtract(1.0, b, out=b)  # 1 - t², the derivative of tanh
-        a *= b
-        a *= xb
-        a += tb
-        a += 1.0
-        a *= 0.5  # 0.5 (1 + t) + 0.5 x (1 - t²) d(inner)/dx
-        a *= dy2[r]
-    return out.reshape(x.shape)
-
-
-def gelu_backward_reference(dy: np.ndarray, cache) -> np.ndarray:
-    """The reference for `gelu_backward`: the derivative written as one formula.
-
-    With u = sqrt(2/pi) (x + 0.044715 x³) and t = tanh(u), gelu(x) = 0.5 x (1 + t), so by
-    the product and chain rules (tanh' = 1 - tanh²):
-
-        gelu'(x) = 0.5 (1 + t)  +  0.5 x · (1 - t²) · sqrt(2/pi) (1 + 3·0.044715 x²)
-
-    Same arguments and result as `gelu_backward` (tested equal); slower, as it builds
-    every term as a full-size array.
-    """
-    x, t = cache
-    if t is None:
-        t = np.tanh(_GELU_C * (x + 0.044715 * x * x * x))
-    du_dx = _GELU_C * (1.0 + 3 * 0.044715 * x * x)  # (..., F)
-    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+# GELU (forward, backward, its reference, and the forward that keeps the derivative) lives in
+# `core.activations`; its names are offered here with the other operations.
+gelu_forward, gelu_backward = activations.gelu_forward, activations.gelu_backward
+gelu_forward_with_grad, gelu_backward_reference = activations.gelu_forward_with_grad, activations.gelu_backward_reference
 
 
 def silu_forward(x: np.ndarray):
@@ -341,37 +270,32 @@ def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray, ignore_index:
     bad = keep & ((t < 0) | (t >= V))
     if bad.any():
         raise ValueError(f"target id {int(t[bad][0])} is outside the vocabulary 0..{V - 1} (and is not ignore_index={ignore_index})")
-    logp = _log_softmax_rows(flat)  # (N, V), the same numbers as log_softmax(flat)
-    rows = np.nonzero(keep)[0]
-    count = max(len(rows), 1)
-    loss = -float(logp[rows, t[rows]].sum()) / count
-    return loss, (logp, t, keep, count, logits.shape)
-
-
-def _log_softmax_rows(flat: np.ndarray) -> np.ndarray:
-    """`log_softmax` of (N, V) rows, block by block (`row_blocks`): no (N, V) temporary."""
     if not np.issubdtype(flat.dtype, np.floating):
         flat = flat.astype(np.float64)
-    out = np.empty_like(flat)  # (N, V)
-    blocks = row_blocks(*flat.shape)
-    scratch = np.empty_like(flat[blocks[0]])  # one block
-    for r in blocks:
-        shifted = np.subtract(flat[r], flat[r].max(axis=-1, keepdims=True), out=out[r])  # (n, V)
-        e = np.exp(shifted, out=scratch[:len(shifted)])
-        shifted -= np.log(e.sum(axis=-1, keepdims=True))
-    return out
+    # note: one sweep, block by block (`row_blocks`): e = exp(logits - row max) and each row's sum.
+    # The loss is log(sum) + max - logit of the target; backward needs only e / sum (the softmax).
+    e = np.empty_like(flat)  # (N, V)
+    sums, lse = np.empty((flat.shape[0], 1), flat.dtype), np.empty((flat.shape[0], 1), flat.dtype)  # (N, 1)
+    ones = np.ones((V, 1), flat.dtype)
+    for r in row_blocks(*flat.shape):
+        row_max = np.fmax.reduce(flat[r], axis=-1, keepdims=True)  # (n, 1)
+        np.exp(np.subtract(flat[r], row_max, out=e[r]), out=e[r])
+        np.matmul(e[r], ones, out=sums[r])  # (n, 1): the row sums, as a matmul with ones
+        np.add(np.log(sums[r]), row_max, out=lse[r])  # log-sum-exp of each row
+    rows = np.nonzero(keep)[0]
+    count = max(len(rows), 1)
+    loss = float(np.sum(lse[rows, 0] - flat[rows, t[rows]], dtype=np.float64)) / count
+    return loss, (e, sums, t, keep, count, logits.shape)
 
 
 def cross_entropy_backward(cache, dloss: float = 1.0, overwrite: bool = False) -> np.ndarray:
     """Gradient of the mean loss w.r.t. the logits: ``(softmax - onehot) / count`` on kept rows.
 
-    ``overwrite=True`` writes it over the cache's (N, V) log-probabilities (the model does: no second array).
+    ``overwrite=True`` writes it over the cache's (N, V) exponentials (the model does: no second array).
     """
-    logp, t, keep, count, shape = cache
-    dlogits, scale = logp if overwrite else np.empty_like(logp), dloss / count  # (N, V)
-    for r in row_blocks(*logp.shape):  # softmax / count, block by block (one pass through memory)
-        np.exp(logp[r], out=dlogits[r])
-        dlogits[r] *= scale
+    e, sums, t, keep, count, shape = cache
+    dlogits, scale = e if overwrite else np.empty_like(e), dloss / count  # (N, V)
+    np.multiply(e, scale / sums, out=dlogits)  # softmax = e / rowsum(e), divided by count: one pass
     rows = np.nonzero(keep)[0]
     dlogits[rows, t[rows]] -= scale  # minus the one-hot targets
     dlogits[~keep] = 0.0

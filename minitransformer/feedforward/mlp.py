@@ -78,7 +78,8 @@ def forward(params: dict, x: np.ndarray, config, need_cache: Optional[bool] = No
     Returns ``(y, cache)``. The cache names the activations ``hook_pre`` (what goes into
     the non-linearity; for SwiGLU the gate), ``hook_pre_linear`` (SwiGLU's ungated branch)
     and ``hook_post`` (the hidden vector that ``W_out`` reads), all (B, T, F); what only
-    backward reads (the input, SwiGLU's sigmoid) is under ``saved``. It is None
+    backward reads (the input, SwiGLU's sigmoid) is under ``saved``. Inside
+    `nn.lean_caches` (training) the GELU MLP keeps GELU's derivative there instead of ``hook_pre``. It is None
     when `nn.want_cache` says no (``need_cache=False``, or None inside `nn.no_grad`).
     """
     if x.shape[-1] != params["W_in"].shape[0]:
@@ -94,10 +95,16 @@ def forward(params: dict, x: np.ndarray, config, need_cache: Optional[bool] = No
                  "saved": {"x": x, "sigmoid_of_gate": sig}}  # what only backward reads
     else:
         pre, _ = nn.linear_forward(x, params["W_in"], params.get("b_in"))  # (B, T, C) -> (B, T, F)
-        post, _ = nn.gelu_forward(pre)  # (B, T, F)
-        # note: GELU's tanh is not kept: backward recomputes it from hook_pre (a few
-        # passes over an array that stays in cache), which saves a (B, T, F) array per layer
-        cache = {"hook_pre": pre, "hook_post": post, "saved": {"x": x}}  # what only backward reads
+        if nn.lean() and nn.want_cache(need_cache):
+            # training (`nn.lean_caches`): GELU's derivative is computed now and kept instead of
+            # hook_pre, the same memory, and backward is one multiplication
+            post, dgelu = nn.gelu_forward_with_grad(pre)  # (B, T, F) each
+            cache = {"hook_post": post, "saved": {"x": x, "gelu_grad": dgelu}}
+        else:
+            post, _ = nn.gelu_forward(pre)  # (B, T, F)
+            # note: GELU's tanh is not kept: backward recomputes it from hook_pre (a few
+            # passes over an array that stays in cache), which saves a (B, T, F) array per layer
+            cache = {"hook_pre": pre, "hook_post": post, "saved": {"x": x}}  # what only backward reads
     y, _ = nn.linear_forward(post, params["W_out"], params.get("b_out"))  # (B, T, F) -> (B, T, C)
     return y, (cache if nn.want_cache(need_cache) else None)
 
@@ -123,6 +130,8 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
         if has_bias:
             grads["b_gate"] = db
         dup = dpost * act  # product rule, linear side
+    elif "gelu_grad" in saved:  # a training forward kept gelu'(pre)
+        dup = np.multiply(dpost, saved["gelu_grad"], out=dpost)  # (B, T, F)
     else:
         dup = nn.gelu_backward(dpost, (cache["hook_pre"], None))  # (B, T, F), tanh recomputed
     dx, grads["W_in"], db = nn.linear_backward(dup, saved["x"], params["W_in"], has_bias)  # (B, T, F) -> (B, T, C)
