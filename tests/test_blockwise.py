@@ -26,9 +26,10 @@ def test_bands_cover_the_queries_and_skip_only_masked_keys(T, extra):
     bands = blockwise.causal_bands(positions, np.arange(S))
     assert bands[0][0] == 0 and bands[-1][1] == T
     assert all(b0[1] == b1[0] for b0, b1 in zip(bands, bands[1:]))
-    for a, b, s in bands:
+    for a, b, lo, s in bands:
         assert s == positions[b - 1] + 1  # the band's last query sees exactly the first s keys
         assert all(positions[t] < s for t in range(a, b))  # so every key at s or after is in the future
+        assert lo == positions[a] + 1 and all(positions[t] >= lo - 1 for t in range(a, b))  # all see 0:lo
     if T >= 4 * blockwise.BAND:
         assert len(bands) == blockwise.BANDS
 
@@ -54,14 +55,18 @@ def plain(q, kT, v, mask, R):
     return z, backward
 
 
+@pytest.mark.parametrize("scale", [1.0, 30.0], ids=["small scores", "large scores"])
 @pytest.mark.parametrize("B,G,R,T,extra", [(2, 2, 1, 100, 0), (1, 2, 3, 77, 0), (2, 1, 4, 129, 0),
                                            (1, 2, 2, 50, 40), (1, 1, 1, 33, 0), (3, 2, 2, 5, 0)])
-def test_tiles_equal_the_whole_square(B, G, R, T, extra):
+def test_tiles_equal_the_whole_square(B, G, R, T, extra, scale):
+    # small scores skip the row-max shift before exp, large ones (|score| up to ~700) need it
     rng = np.random.default_rng(T + extra)
     S, D = T + extra, 8
     positions, key_positions = np.arange(extra, S), np.arange(S)
     mask = np.where(key_positions[None, :] > positions[:, None], -np.inf, 0.0)  # (T, S)
-    q, kT, v = rng.normal(size=(B, G, R * T, D)), rng.normal(size=(B, G, D, S)), rng.normal(size=(B, G, S, D))
+    q, kT, v = rng.normal(size=(B, G, R * T, D)) * scale, rng.normal(size=(B, G, D, S)), rng.normal(size=(B, G, S, D))
+    bound = blockwise.score_bounds(q.reshape(B * G, R, T, D), kT.reshape(B * G, D, S)).max()
+    assert (bound > blockwise.SAFE_EXP) == (scale > 1)  # both branches are taken
     bands = blockwise.causal_bands(positions, key_positions)
     z_ref, backward = plain(q, kT, v, mask, R)
     z = blockwise.attend(q, kT, v, mask, bands)

@@ -20,9 +20,13 @@ FlashAttention (Dao et al., 2022) tiles it, with two consequences:
       e  [x x x .]                  the last band reads all S keys
       r  [x x x x]                  ('.' is never computed; the diagonal tiles get the mask)
 
+Two more savings on each tile: the softmax's division by the row sums is applied to z
+(rows x D) instead of the pattern (rows x S), and when a cheap bound shows that no score is
+large, the row maxima are not subtracted before ``exp`` (`_exp_scores`).
+
 Shapes: q (B, G, R·T, D) with the R query heads of a group one after another (see `mha`),
 already scaled by 1/sqrt(D); kT (B, G, D, S); v (B, G, S, D); mask (T, S) or None; ``bands``
-from `causal_bands` (or ``[(0, T, S)]``: one band that reads every key).
+from `causal_bands` (or `whole`: one band that reads every key).
 `mha` holds this equal to the plain formulas (tests/test_reference_paths.py).
 """
 
@@ -56,8 +60,9 @@ def softmax_in_place(scores: np.ndarray, mask: Optional[np.ndarray]) -> None:
         blk *= 1.0 / (blk @ ones)  # (n, T, 1): each row's sum, as a matmul with ones (faster than .sum here)
 
 
-def causal_bands(positions: np.ndarray, key_positions: np.ndarray) -> list[tuple[int, int, int]]:
-    """``[(a, b, s)]``: query rows ``a:b`` see only the first ``s`` keys (the rest are in their future).
+def causal_bands(positions: np.ndarray, key_positions: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """``[(a, b, lo, s)]``: query rows ``a:b`` see only the first ``s`` keys (the rest are in their future),
+    and every one of them sees the first ``lo``: the mask matters only in columns ``lo:s``.
 
     ``positions`` (T,) of the queries, ``key_positions`` (S,) consecutive. With T queries at the
     end of S keys (training: S = T) the bands have about T / `BANDS` rows, at least `BAND`;
@@ -66,12 +71,48 @@ def causal_bands(positions: np.ndarray, key_positions: np.ndarray) -> list[tuple
     T, S = len(positions), len(key_positions)
     size = max(BAND, -(-T // BANDS))
     visible = np.clip(np.asarray(positions) - key_positions[0] + 1, 0, S)  # (T,) keys each query may read
-    return [(a, min(a + size, T), int(visible[a:a + size].max())) for a in range(0, T, size)]
+    return [(a, min(a + size, T), int(visible[a:a + size].min()), int(visible[a:a + size].max()))
+            for a in range(0, T, size)]
+
+
+def whole(T: int, S: int) -> list[tuple[int, int, int, int]]:
+    """One band that reads every key, unmasked (one new token against a KV cache)."""
+    return [(0, T, S, S)]
 
 
 def _tiles(n_slabs: int, R: int, bands: list) -> list:
-    """``(slabs, a, b, s)`` tiles: each band's rows with as many slabs as keep its scores in the L2 cache."""
-    return [(r, a, b, s) for a, b, s in bands for r in row_blocks(n_slabs, R * (b - a) * max(s, 1))]
+    """``(slabs, a, b, lo, s)`` tiles: each band's rows with as many slabs as keep its scores in the L2 cache."""
+    return [(r, a, b, lo, s) for a, b, lo, s in bands for r in row_blocks(n_slabs, R * (b - a) * max(s, 1))]
+
+
+SAFE_EXP = 30.0  # |score| below this: exp(score) neither overflows nor underflows in float32, no shift needed
+
+
+def score_bounds(q4: np.ndarray, kT3: np.ndarray) -> np.ndarray:
+    """An upper bound on |score| for every query row: ``|q_i| * max_j |k_j|`` (Cauchy-Schwarz), (BG, R, T, 1)."""
+    q_norm = np.sqrt(np.einsum("nrtd,nrtd->nrt", q4, q4))[..., None]  # (BG, R, T, 1)
+    k_norm = np.sqrt(np.einsum("ndj,ndj->nj", kT3, kT3)).max(axis=-1)  # (BG,)
+    return q_norm * k_norm[:, None, None, None]
+
+
+def _exp_scores(p: np.ndarray, mask: Optional[np.ndarray], a: int, b: int, lo: int, s: int,
+                bound: np.ndarray) -> np.ndarray:
+    """Turn a tile of scores (n, R, rows, s) into ``exp(scores - shift)`` in place; return 1 / row sums (n, R, rows, 1).
+
+    The pattern is ``p * (1 / row sums)``; callers fold that factor into the narrower arrays
+    (z, dz) instead of scaling the tile. The shift is each row's maximum, the usual guard
+    against overflow; when the bound says every score is within ``SAFE_EXP`` of zero the
+    shift is 0 and the two passes it costs (the row maxima, the subtraction) are skipped:
+    softmax does not change when a row is shifted, so the result is the same to rounding.
+    """
+    if mask is not None and lo < s:  # only columns lo:s hold masked (future) keys
+        p[..., lo:s] += mask[a:b, lo:s]
+    flat = p.reshape(-1, s)  # (n*R*rows, s), a view
+    if float(bound.max()) > SAFE_EXP:
+        flat -= np.fmax.reduce(flat, axis=-1, keepdims=True)  # note: fmax skips numpy's NaN checks: faster than max
+    np.exp(flat, out=flat)
+    sums = flat @ np.ones((s, 1), p.dtype)  # (n*R*rows, 1): the row sums, as a matmul with ones
+    return np.divide(1.0, sums, out=sums).reshape(*p.shape[:-1], 1)
 
 
 def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarray], bands: list) -> np.ndarray:
@@ -80,14 +121,16 @@ def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarr
     S, T = kT.shape[-1], bands[-1][1]
     R = RT // T
     q4, kT3, v3 = q.reshape(B * G, R, T, D), kT.reshape(B * G, D, S), v.reshape(B * G, S, D)
+    bound = score_bounds(q4, kT3)
     z = np.empty((B * G, R, T, D), np.result_type(q, v))
-    for r, a, b, s in _tiles(B * G, R, bands):
+    for r, a, b, lo, s in _tiles(B * G, R, bands):
         if s == 0:  # no key is visible (a query before every key): nothing retrieved
             z[r, :, a:b] = 0.0
             continue
         p = q4[r, :, a:b] @ kT3[r, None, :, :s]  # (n, R, rows, D) @ (n, 1, D, s) -> (n, R, rows, s)
-        softmax_in_place(p.reshape(-1, b - a, s), None if mask is None else mask[a:b, :s])
-        z[r, :, a:b] = p @ v3[r, None, :s]  # (n, R, rows, s) @ (n, 1, s, D) -> (n, R, rows, D)
+        inv_sum = _exp_scores(p, mask, a, b, lo, s, bound[r, :, a:b])  # p = exp(scores), unnormalised
+        zb = p @ v3[r, None, :s]  # (n, R, rows, s) @ (n, 1, s, D) -> (n, R, rows, D)
+        np.multiply(zb, inv_sum, out=z[r, :, a:b])  # the softmax's normalisation, applied to z
     return z.reshape(B, G, RT, D)
 
 
@@ -95,11 +138,13 @@ def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarra
                     mask: Optional[np.ndarray], bands: list):
     """Gradients of `attend` w.r.t. q, k and v: ``(dq (B, G, R·T, D), dk (B, G, S, D), dv (B, G, S, D))``.
 
-    ``vT`` (B, G, D, S) is v transposed; ``dz`` (B, G, R·T, D) is the gradient of z; ``delta`` (B, G, R·T, 1) = rowsum(dz * z), which
-    equals rowsum(dpattern * pattern) (FlashAttention's identity). Per tile: the pattern p is
-    recomputed as `attend` computed it, then
+    ``vT`` (B, G, D, S) is v transposed; ``dz`` (B, G, R·T, D) is the gradient of z; ``delta``
+    (B, G, R·T, 1) = rowsum(dz * z), which equals rowsum(dpattern * pattern) (FlashAttention's
+    identity). Per tile the pattern P = E / rowsum(E) is recomputed as `attend` computed it
+    (E = the exponentials), then
 
-        dv += p^T @ dz          dscores = p * (dz @ v^T - delta)
+        dv += P^T @ dz = E^T @ (dz / rowsum)
+        dscores = P * (dz @ v^T - delta) = E * ((dz / rowsum) @ v^T - delta / rowsum)
         dq  = dscores @ k       dk += dscores^T @ q
 
     summed over the R heads of a group for dk and dv (they share those keys and values).
@@ -111,20 +156,22 @@ def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarra
     q4, kT3, vT3 = q.reshape(BG, R, T, D), kT.reshape(BG, D, S), vT.reshape(BG, D, S)
     k3 = kT3.transpose(0, 2, 1)  # (BG, S, D), a view
     dz4, delta4 = dz.reshape(BG, R, T, D), delta.reshape(BG, R, T, 1)
+    bound = score_bounds(q4, kT3)
     dtype = np.result_type(q, dz)
     dq = np.empty((BG, R, T, D), dtype)
     dk, dv = np.zeros((BG, S, D), dtype), np.zeros((BG, S, D), dtype)
-    for r, a, b, s in _tiles(BG, R, bands):
+    for r, a, b, lo, s in _tiles(BG, R, bands):
         if s == 0:
             dq[r, :, a:b] = 0.0
             continue
-        qb, dzb = q4[r, :, a:b], dz4[r, :, a:b]  # (n, R, rows, D)
-        p = qb @ kT3[r, None, :, :s]  # (n, R, rows, s): the scores, as `attend` computed them
-        softmax_in_place(p.reshape(-1, b - a, s), None if mask is None else mask[a:b, :s])  # the pattern
-        dv_part = p.swapaxes(-1, -2) @ dzb  # (n, R, s, rows) @ (n, R, rows, D) -> (n, R, s, D)
-        ds = dzb @ vT3[r, None, :, :s]  # d pattern: (n, R, rows, D) @ (n, 1, D, s) -> (n, R, rows, s)
-        ds -= delta4[r, :, a:b]
-        ds *= p  # dscores = pattern * (dpattern - rowsum(dpattern * pattern))
+        qb = q4[r, :, a:b]  # (n, R, rows, D)
+        e = qb @ kT3[r, None, :, :s]  # (n, R, rows, s): the scores, as `attend` computed them
+        inv_sum = _exp_scores(e, mask, a, b, lo, s, bound[r, :, a:b])  # the exponentials E
+        dzs = dz4[r, :, a:b] * inv_sum  # dz / rowsum: (n, R, rows, D)
+        dv_part = e.swapaxes(-1, -2) @ dzs  # (n, R, s, rows) @ (n, R, rows, D) -> (n, R, s, D)
+        ds = dzs @ vT3[r, None, :, :s]  # (n, R, rows, D) @ (n, 1, D, s) -> (n, R, rows, s)
+        ds -= delta4[r, :, a:b] * inv_sum
+        ds *= e  # dscores
         dq[r, :, a:b] = ds @ k3[r, None, :s]  # (n, R, rows, s) @ (n, 1, s, D) -> (n, R, rows, D)
         dk_part = ds.swapaxes(-1, -2) @ qb  # (n, R, s, rows) @ (n, R, rows, D) -> (n, R, s, D)
         dv[r, :s] += dv_part[:, 0] if R == 1 else dv_part.sum(axis=1)

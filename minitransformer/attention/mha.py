@@ -163,7 +163,7 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
             lean() or not want_cache(need_cache)):
         # the common case (inference, and training inside `nn.lean_caches`): scores, softmax and z
         # block by block; the whole (B, H, T, S) pattern is never built, backward recomputes it
-        bands = [(0, T, S)] if mask is None else blockwise.causal_bands(positions, key_positions)
+        bands = blockwise.whole(T, S) if mask is None else blockwise.causal_bands(positions, key_positions)
         z = blockwise.attend(qg, kT, v_all, mask, bands)  # (B, G, R*T, D); causal tiles above the diagonal skipped
     else:  # a cache for inspection, padding, a score bias, a hook or recording: the whole pattern, kept
         scores = (qg @ kT).reshape(B, H, T, S)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, H, T, S)
