@@ -34,7 +34,7 @@ def test_cache_names_are_exactly_the_published_table(kw):
     logits, cache = m.run_with_cache(IDS)
     assert set(cache.keys()) == expand(m.config)
     assert np.array_equal(cache["hook_logits"], logits)
-    assert np.allclose(logits, m.forward(IDS))  # the inspected run is the real run
+    np.testing.assert_allclose(logits, m.forward(IDS), rtol=1e-4, atol=1e-6)  # the inspected run is the real run (float32 rounding: the two attention paths round differently)
 
 
 def test_published_document_matches_the_code():
