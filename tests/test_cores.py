@@ -184,3 +184,20 @@ def test_training_with_shards_follows_the_one_thread_run():
         assert l2 == pytest.approx(l1, rel=1e-11)
         o1.step(o1.gather(one.backward()))
         o2.step(o2.gather(many.backward()))
+
+
+def test_adamw_split_over_the_cores_updates_exactly_as_one_call(monkeypatch):
+    from minitransformer.training import optimizer
+    monkeypatch.setattr(optimizer, "PARALLEL_UPDATE", 10)  # split even the toy model's buffer
+    monkeypatch.setattr(cores, "available", lambda: 3)
+    model = GPT("toy", seed=0)
+    opt = AdamW(model.params, lr=1e-2, weight_decay=0.1)
+    assert opt.n_decay < opt.buffer.size  # the decayed/undecayed edge falls inside a slice
+    p, m, v = opt.buffer.copy(), opt.m.copy(), opt.v.copy()
+    grad = np.random.default_rng(0).normal(size=opt.buffer.shape).astype(opt.buffer.dtype)
+    for t in (1, 2):
+        opt.step(grad)
+        optimizer.adamw_update(p, grad, m, v, t, 1e-2, opt.betas, opt.eps, 0.1, opt.n_decay)
+        np.testing.assert_array_equal(opt.buffer, p)
+        np.testing.assert_array_equal(opt.m, m)
+        np.testing.assert_array_equal(opt.v, v)

@@ -14,8 +14,12 @@ from typing import Optional
 
 import numpy as np
 
+from ..core import cores
 from ..core.blocks import row_blocks
 from ..core.tree import flatten, set_path
+
+
+PARALLEL_UPDATE = 1 << 20  # parameters from which the update is split over the cores
 
 
 class AdamW:
@@ -69,10 +73,23 @@ class AdamW:
         return out
 
     def step(self, grad: np.ndarray, lr: Optional[float] = None) -> None:
-        """One update from a flat gradient (see `gather`). All operations are in place."""
+        """One update from a flat gradient (see `gather`). All operations are in place.
+
+        note: the update is elementwise, so a large model's buffer is cut into one slice per
+        core and the slices are updated side by side (`core.cores`); the numbers are the same.
+        """
         self.t += 1
-        adamw_update(self.buffer, grad, self.m, self.v, self.t, self.lr if lr is None else lr,
-                     self.betas, self.eps, self.weight_decay, self.n_decay)
+        lr = self.lr if lr is None else lr
+        n = self.buffer.size
+        threads = cores.available() if n >= PARALLEL_UPDATE else 1
+        bounds = [(sl.start, sl.stop) for sl in cores.shard_slices(n, threads)]
+
+        def update(bound):
+            lo, hi = bound
+            adamw_update(self.buffer[lo:hi], grad[lo:hi], self.m[lo:hi], self.v[lo:hi], self.t, lr,
+                         self.betas, self.eps, self.weight_decay, max(self.n_decay - lo, 0))
+
+        cores.run(update, bounds, threads)
 
     def state_dict(self) -> dict:
         return {"m": self.m, "v": self.v, "t": self.t}
