@@ -32,6 +32,7 @@ from .core.memory import keep_freed_memory
 from .core.tree import flatten
 from .feedforward import moe, output
 from .trace.cache import run_with_cache, run_with_hooks
+from .trace.names import block_hook_names
 
 
 # --------------------------------------------------------------------------- stages by name
@@ -145,25 +146,26 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
     x, cache["pos"] = positional.forward(params["pos"], x, positions, config, need_cache=keep)
     x, cache["embed_drop"] = nn.dropout_forward(x, drop, rng, train)
     for i, p in enumerate(params["blocks"]):
-        x = hook(f"blocks.{i}.hook_resid_pre", x)
+        name = block_hook_names(i)  # name.resid_pre == "blocks.{i}.hook_resid_pre", ...
+        x = hook(name.resid_pre, x)
         c: dict = {"hook_resid_pre": x}
         h, c["ln1"] = norm_forward(config, p["ln1"], x)
         c["ln1_out"] = h  # the normalised stream attention reads (gain and bias applied)
         a, c["attn"] = attention.forward(p["attn"], h, config, positions, kv_cache=kv_cache, layer=i,
-                                         need_cache=keep, record=record, hook=_prefixed(hook, f"blocks.{i}.attn."),
+                                         need_cache=keep, record=record, hook=_prefixed(hook, name.attn),
                                          positional=positional)
         a, c["attn_drop"] = nn.dropout_forward(a, drop, rng, train)
-        c["hook_attn_out"] = a = hook(f"blocks.{i}.hook_attn_out", a)  # what attention adds to the stream
+        c["hook_attn_out"] = a = hook(name.attn_out, a)  # what attention adds to the stream
         x = x + a  # (B, T, C): the residual stream after attention
-        c["hook_resid_mid"] = x = hook(f"blocks.{i}.hook_resid_mid", x)
+        c["hook_resid_mid"] = x = hook(name.resid_mid, x)
         h, c["ln2"] = norm_forward(config, p["ln2"], x)
         c["ln2_out"] = h
         ffn, ffn_config = layer_ffn(config, i)
         m, c["mlp"] = ffn.forward(p["mlp"], h, ffn_config, need_cache=keep)
         m, c["mlp_drop"] = nn.dropout_forward(m, drop, rng, train)
-        c["hook_mlp_out"] = m = hook(f"blocks.{i}.hook_mlp_out", m)  # what the MLP adds
+        c["hook_mlp_out"] = m = hook(name.mlp_out, m)  # what the MLP adds
         x = x + m  # (B, T, C): the residual stream after the block
-        c["hook_resid_post"] = x = hook(f"blocks.{i}.hook_resid_post", x)
+        c["hook_resid_post"] = x = hook(name.resid_post, x)
         cache["blocks"].append(c)
     h, cache["ln_final"] = norm_forward(config, params["ln_final"], x)
     cache["ln_final_out"] = h  # what the output head reads

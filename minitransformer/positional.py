@@ -185,10 +185,10 @@ def forward(params: dict, x: np.ndarray, positions, config, need_cache=None):
     _check_variant(config.positional)
     if x.ndim != 3 or x.shape[-1] != config.d_model:
         raise ValueError(f"x must have shape (B, T, C) with C = d_model = {config.d_model}, got {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype.kind != "f":
         raise ValueError(f"x must be a float array (float32 in training), got {x.dtype}: embed the token ids first")
     positions = np.asarray(positions)
-    if positions.shape != (x.shape[1],) or not np.issubdtype(positions.dtype, np.integer):
+    if positions.shape != (x.shape[1],) or positions.dtype.kind not in "iu":
         raise ValueError(f"positions must be a (T,) = ({x.shape[1]},) int array, got {positions.dtype} {positions.shape}")
     pos_embed = None
     if config.positional in ("learned", "sinusoidal"):

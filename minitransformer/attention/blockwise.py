@@ -96,19 +96,19 @@ def score_bounds(q4: np.ndarray, kT3: np.ndarray) -> np.ndarray:
 
 
 def _exp_scores(p: np.ndarray, mask: Optional[np.ndarray], a: int, b: int, lo: int, s: int,
-                bound: np.ndarray) -> np.ndarray:
+                bound: Optional[np.ndarray]) -> np.ndarray:
     """Turn a tile of scores (n, R, rows, s) into ``exp(scores - shift)`` in place; return 1 / row sums (n, R, rows, 1).
 
     The pattern is ``p * (1 / row sums)``; callers fold that factor into the narrower arrays
     (z, dz) instead of scaling the tile. The shift is each row's maximum, the usual guard
-    against overflow; when the bound says every score is within ``SAFE_EXP`` of zero the
+    against overflow; when ``bound`` (`score_bounds`) says every score is within ``SAFE_EXP`` of zero the
     shift is 0 and the two passes it costs (the row maxima, the subtraction) are skipped:
     softmax does not change when a row is shifted, so the result is the same to rounding.
     """
     if mask is not None and lo < s:  # only columns lo:s hold masked (future) keys
         p[..., lo:s] += mask[a:b, lo:s]
     flat = p.reshape(-1, s)  # (n*R*rows, s), a view
-    if float(bound.max()) > SAFE_EXP:
+    if bound is None or float(bound.max()) > SAFE_EXP:
         flat -= np.fmax.reduce(flat, axis=-1, keepdims=True)  # note: fmax skips numpy's NaN checks: faster than max
     np.exp(flat, out=flat)
     sums = flat @ np.ones((s, 1), p.dtype)  # (n*R*rows, 1): the row sums, as a matmul with ones
@@ -121,6 +121,13 @@ def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarr
     S, T = kT.shape[-1], bands[-1][1]
     R = RT // T
     q4, kT3, v3 = q.reshape(B * G, R, T, D), kT.reshape(B * G, D, S), v.reshape(B * G, S, D)
+    if T == 1 and mask is None:  # decoding one token against the KV cache: one tile, the plain softmax
+        p = q4 @ kT3[:, None]  # (BG, R, 1, D) @ (BG, 1, D, S) -> (BG, R, 1, S)
+        p -= np.fmax.reduce(p, axis=-1, keepdims=True)
+        np.exp(p, out=p)
+        z = p @ v3[:, None]  # (BG, R, 1, S) @ (BG, 1, S, D) -> (BG, R, 1, D)
+        z /= np.add.reduce(p, axis=-1, keepdims=True)
+        return z.reshape(B, G, RT, D)
     bound = score_bounds(q4, kT3)
     z = np.empty((B * G, R, T, D), np.result_type(q, v))
     for r, a, b, lo, s in _tiles(B * G, R, bands):

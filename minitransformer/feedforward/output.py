@@ -125,7 +125,7 @@ def sample(logits: np.ndarray, rng: Optional[np.random.Generator], temperature: 
     if logits.ndim != 2:
         raise ValueError(f"sample expects logits of shape (B, V), got {logits.shape}; "
                          "for a (B, T, V) model output pass the last position, logits[:, -1, :]")
-    if temperature == 0 and np.issubdtype(logits.dtype, np.floating):  # greedy: the id `probabilities` gives all mass
+    if temperature == 0 and logits.dtype.kind == "f":  # greedy: the id `probabilities` gives all mass
         _check_sampling_args(logits.shape[-1], temperature, top_k, top_p)
         return logits.argmax(axis=-1).astype(np.int64)  # (B, V) -> (B,)
     probs = probabilities(logits, temperature, top_k, top_p)  # (B, V)

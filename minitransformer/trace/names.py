@@ -8,6 +8,9 @@ one, so what a student learns here carries over.
 
 from __future__ import annotations
 
+import functools
+from types import SimpleNamespace
+
 from .. import concepts
 from ..core import registry
 from ..core.config import ModelConfig
@@ -16,6 +19,15 @@ from ..feedforward import moe
 # How the table marks rows that only some layers publish (a mixture of experts with dense first blocks).
 MOE_LAYERS = "MoE layers (first_dense_layers..n_layers-1): "
 DENSE_LAYERS = "dense layers (0..first_dense_layers-1): "
+
+
+@functools.lru_cache(maxsize=None)
+def block_hook_names(i: int) -> SimpleNamespace:
+    """Block ``i``'s hook names, made once: ``.resid_pre`` is ``"blocks.{i}.hook_resid_pre"``, and ``.attn_out``,
+    ``.resid_mid``, ``.mlp_out``, ``.resid_post`` likewise; ``.attn`` is the prefix ``"blocks.{i}.attn."``.
+    (The model's forward would otherwise format them for every decoded token.)"""
+    names = {k: f"blocks.{i}.hook_{k}" for k in ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")}
+    return SimpleNamespace(**names, attn=f"blocks.{i}.attn.")
 
 
 def hook_table(config) -> list[dict]:
