@@ -123,11 +123,12 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
             activation. For reading and patching activations at inference (`trace.run_with_hooks`);
             a backward after a hook changed something would not match the forward.
     """
-    ids = embedding.check_ids(ids, config.vocab_size)
     hook = hook or _no_hook
-    B, T = ids.shape
+    keep = nn.want_cache(need_cache) or record
+    x, embed_cache = embedding.forward(params["embed"], ids, need_cache=keep)  # checks the ids; (B, T) -> (B, T, C)
+    B, T = x.shape[:2]
     if T == 0:
-        raise ValueError(f"ids have no tokens (shape {ids.shape}): the model needs at least one token per row; "
+        raise ValueError(f"ids have no tokens (shape {np.shape(ids)}): the model needs at least one token per row; "
                          "start an empty prompt from a token such as <|endoftext|>")
     start = kv_cache.length if kv_cache is not None else 0
     if positions is None:
@@ -136,12 +137,9 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         raise ValueError(f"sequence of {start + T} positions is longer than the context window "
                          f"(context_length={config.context_length}); crop the input to its last "
                          f"{config.context_length} tokens, or use a config with a longer context")
-    keep = nn.want_cache(need_cache) or record
     drop = config.dropout if train else 0.0
-    cache: dict = {"blocks": []}
+    cache: dict = {"blocks": [], "embed": embed_cache}
     positional, attention = stage("positional", config), attention_module(config)  # looked up once per call
-
-    x, cache["embed"] = embedding.forward(params["embed"], ids, need_cache=keep)  # (B, T) -> (B, T, C)
     x = hook("hook_embed", x)
     x, cache["pos"] = positional.forward(params["pos"], x, positions, config, need_cache=keep)
     x, cache["embed_drop"] = nn.dropout_forward(x, drop, rng, train)

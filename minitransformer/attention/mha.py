@@ -219,12 +219,12 @@ def _fused_qkv(params: dict, kv_cache=None, layer: int = 0):
     memo = getattr(kv_cache, "derived", None)
     if memo is not None:
         kept = memo.get(("qkv", layer))
-        if kept is not None and all(a is params[n] for a, n in zip(kept[0], names)):
+        if kept is not None and kept[0] == tuple(map(id, map(params.__getitem__, names))):
             return kept[1]
     W = np.concatenate([params["W_Q"], params["W_K"], params["W_V"]], axis=1)
     b = np.concatenate([params["b_Q"], params["b_K"], params["b_V"]]) if "b_Q" in params else None
     if memo is not None:
-        memo[("qkv", layer)] = (tuple(params[n] for n in names), (W, b))
+        memo[("qkv", layer)] = (tuple(id(params[n]) for n in names), (W, b), [params[n] for n in names])
     return W, b
 
 

@@ -177,9 +177,11 @@ def chosen(kind: str, config) -> Variant:
     """The variant that ``config`` chooses for ``kind``: ``chosen("positional", cfg)`` is the
     registered variant named ``cfg.positional``; with ``cfg.attention_impl == "reference"``,
     ``chosen("attention", cfg)`` is that variant's reference path (`reference_for`)."""
-    if getattr(config, f"{kind}_impl", "fast") == "reference":
-        return reference_for(kind, getattr(config, kind))
-    return get(kind, getattr(config, kind))
+    name = getattr(config, kind)
+    if getattr(config, kind + "_impl", "fast") == "reference":
+        return reference_for(kind, name)
+    variant = _REGISTRY.get(kind, {}).get(name)  # note: the common case without get's checks (every token)
+    return variant if variant is not None else get(kind, name)
 
 
 def reference_for(kind: str, name: str) -> Variant:
