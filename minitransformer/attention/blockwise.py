@@ -82,7 +82,8 @@ def whole(T: int, S: int) -> list[tuple[int, int, int, int]]:
 
 def _tiles(n_slabs: int, R: int, bands: list) -> list:
     """``(slabs, a, b, lo, s)`` tiles: each band's rows with as many slabs as keep its scores in the L2 cache."""
-    return [(r, a, b, lo, s) for a, b, lo, s in bands for r in row_blocks(n_slabs, R * (b - a) * max(s, 1))]
+    return [(r, a, b, lo, s) for a, b, lo, s in bands
+            for r in row_blocks(n_slabs, R * (b - a) * max(s, 1))]
 
 
 SAFE_EXP = 30.0  # |score| below this: exp(score) neither overflows nor underflows in float32, no shift needed

@@ -138,9 +138,11 @@ def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # (..., C) x2 -> (...
     return (np.vecdot(a, b) if hasattr(np, "vecdot") else np.einsum("...c,...c->...", a, b))[..., None]
 
 
-def normalized(x: np.ndarray, mean, rstd: np.ndarray) -> np.ndarray:
-    """xhat = (x - mean) * rstd, recomputed in backward (mean None: RMSNorm)."""
-    xhat = x - mean if mean is not None else x.copy()  # (..., C)
+def normalized(x: np.ndarray, mean, rstd: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """xhat = (x - mean) * rstd, recomputed in backward (mean None: RMSNorm), into ``out`` if given."""
+    if mean is None:  # RMSNorm
+        return np.multiply(x, rstd, out=out)
+    xhat = np.subtract(x, mean, out=out)  # (..., C)
     xhat *= rstd
     return xhat
 
@@ -151,22 +153,34 @@ def layernorm_backward(dy: np.ndarray, cache):
     With g = dy * gamma, the gradient through the normalisation is
     ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))``: the two means remove
     the directions that the mean subtraction and the scaling took away.
+
+    note: block by block (`row_blocks`): the dozen passes run on rows that stay in the L2
+    cache; dgamma and dbeta add up the blocks' column sums.
     """
     x, mean, rstd, gamma = cache
-    xhat = normalized(x, mean, rstd)  # (..., C)
-    lead = tuple(range(dy.ndim - 1))
-    g = dy * xhat  # (..., C), scratch: first for dgamma, then g = dy * gamma
-    dgamma = g.sum(axis=lead)  # (C,)
-    dbeta = dy.sum(axis=lead)  # (C,)
-    np.multiply(dy, gamma, out=g)
     C = dy.shape[-1]
-    g_mean = g.sum(axis=-1, keepdims=True) / C  # (..., 1), mean(g)
-    gx_mean = _row_dot(g, xhat) / C  # (..., 1), mean(g * xhat)
-    # dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), in place on the two (..., C) arrays
-    xhat *= gx_mean
-    g -= xhat
-    g -= g_mean
-    return np.multiply(g, rstd, out=g), dgamma, dbeta
+    x2, dy2 = x.reshape(-1, C), dy.reshape(-1, C)  # (N, C)
+    mean2, rstd2 = mean.reshape(-1, 1), rstd.reshape(-1, 1)  # (N, 1)
+    dx = np.empty(dy2.shape, np.result_type(dy, x, gamma))  # (N, C)
+    dgamma, dbeta = np.zeros(C, dx.dtype), np.zeros(C, dx.dtype)  # (C,)
+    blocks = row_blocks(*x2.shape)
+    scratch = np.empty_like(dx[blocks[0]])
+    for r in blocks:
+        xhat = normalized(x2[r], mean2[r], rstd2[r], out=scratch[:len(x2[r])])  # (n, C), recomputed
+        g = np.multiply(dy2[r], xhat, out=dx[r])  # scratch: first for dgamma, then g = dy * gamma
+        dgamma += np.add.reduce(g, axis=0)
+        dbeta += np.add.reduce(dy2[r], axis=0)
+        np.multiply(dy2[r], gamma, out=g)
+        g_mean = np.add.reduce(g, axis=-1, keepdims=True)  # (n, 1), C * mean(g)
+        g_mean *= 1.0 / C
+        gx_mean = _row_dot(g, xhat)  # (n, 1), C * mean(g * xhat)
+        gx_mean *= 1.0 / C
+        # dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), in place
+        xhat *= gx_mean
+        g -= xhat
+        g -= g_mean
+        g *= rstd2[r]
+    return dx.reshape(dy.shape), dgamma, dbeta
 
 
 def rmsnorm_forward(x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6):
