@@ -1,21 +1,28 @@
-"""Where a training step's time goes: stage by stage, and by kind of work (used by bench_model.py).
+"""Where a training step's time goes: the cores, stage by stage, and by kind of work (used by bench_model.py).
 
-Two views of one ``loss -> backward -> AdamW`` step of the default variants
-(learned positions, LayerNorm, MHA, GELU MLP, tied head):
+A step of the default variants (learned positions, LayerNorm, MHA, GELU MLP, tied head)
+runs as `GPT.loss`/`GPT.backward` run it: the batch is cut into one shard per core, each
+shard's forward and backward runs in its own thread with BLAS held to one thread
+(`core/cores.py`), then the shards' gradients are summed and AdamW updates the weights.
+Three views:
 
-1. ``stage_breakdown``: the model's own stage functions called in the order
-   `model.forward` and `model.backward` call them, with a timer around each
-   (embedding, positions, norms, attention, MLP, residual adds, head, loss, the
-   backward of each, gather + AdamW). The walk's loss is checked equal to
-   ``model.loss`` so the timed composition is the real one.
-2. ``kind_breakdown``: the same step split by kind of work, each part timed on
-   its own at the step's shapes: every matmul the step makes (the same products,
-   the same operand layouts), the softmax over the scores and its backward,
-   LayerNorm, GELU, cross-entropy, AdamW; what is left of the measured step time
-   is memory traffic (contiguous copies, the fused q|k|v gather, residual adds,
-   fresh arrays) and Python overhead.
+1. ``core_breakdown``: the step split into the parallel part (loss + backward of all
+   shards side by side), and the serial tail (gather + AdamW); and one shard's
+   loss + backward run alone on one thread, so the cost of running side by side
+   (memory bandwidth, and Python's lock handed between the threads) shows.
+2. ``stage_breakdown``: one shard, one thread, the model's own stage functions called in
+   the order `model.forward` and `model.backward` call them (inside `nn.lean_caches`, as
+   `GPT.loss` runs), with a timer around each (embedding, positions, norms, attention,
+   MLP, residual adds, head, loss, the backward of each). The walk's loss is checked equal
+   to ``model.loss`` on the same rows, so the timed composition is the real one.
+3. ``kind_breakdown``: the same shard split by kind of work, each part timed on its own
+   at the shard's shapes on one thread: every matmul (the same products, the same operand
+   layouts; attention's q @ k^T and pattern @ v over the full square), the attention
+   softmax and its backward, LayerNorm, GELU, cross-entropy, AdamW; what is left of the
+   shard's time is memory traffic (copies, the fused q|k|v gather, residual adds, fresh
+   arrays) and Python overhead.
 
-Medians of ``repeats`` runs after a warmup; milliseconds per step.
+Medians of ``repeats`` runs after a warmup; milliseconds.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ import time
 import numpy as np
 
 from minitransformer import embedding, model as gpt
-from minitransformer.core import nn
+from minitransformer.attention import blockwise
+from minitransformer.core import cores, nn
 from minitransformer.feedforward import output
 from minitransformer.model import GPT
 from minitransformer.training import AdamW
@@ -40,19 +48,65 @@ def _median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1e3
 
 
-def stage_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
-    """Median ms per stage, forward and backward, plus gather+AdamW, over ``repeats`` timed steps."""
+def _one_blas_thread():
+    """BLAS held to one thread, as inside a shard's thread (`core.cores`)."""
+    ctl = cores.blas_controller()
+    return ctl.limit(limits=1) if ctl is not None else _nothing()
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def core_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
+    """ms: the parallel part of a step, its serial tail, and one shard alone on one thread."""
     model = GPT(cfg, seed=0)
     opt = AdamW(model.params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
+    shards = cores.shard_slices(len(x), model.threads)
+    part, tail = [], []
+    for r in range(repeats + 2):
+        t0 = time.perf_counter()
+        model.loss(x, y)
+        g = model.backward()
+        t1 = time.perf_counter()
+        opt.step(opt.gather(g))
+        t2 = time.perf_counter()
+        if r >= 2:
+            part.append(t1 - t0)
+            tail.append(t2 - t1)
+    one = GPT(cfg, seed=0, threads=1)
+    sl = shards[0]
+    alone = []
+    with _one_blas_thread():
+        for r in range(repeats + 2):
+            t0 = time.perf_counter()
+            one.loss(x[sl], y[sl])
+            one.backward()
+            if r >= 2:
+                alone.append(time.perf_counter() - t0)
+    return {"threads": len(shards), "shard_rows": sl.stop - sl.start, "parallel_ms": _median_ms(part),
+            "tail_ms": _median_ms(tail), "shard_alone_ms": _median_ms(alone)}
+
+
+def stage_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
+    """Median ms per stage of one shard (the first), forward and backward, one thread, plus gather+AdamW."""
+    model = GPT(cfg, seed=0, threads=1)
+    opt = AdamW(model.params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
+    x, y = x[cores.shard_slices(len(x), cores.available())[0]], y[cores.shard_slices(len(y), cores.available())[0]]
     runs: dict = {}
     losses = []
-    for r in range(repeats + 2):  # two warmup steps
-        t: dict = {}
-        losses.append(_timed_step(model, opt, cfg, x, y, t))
-        if r >= 2:
-            for k, v in t.items():
-                runs.setdefault(k, []).append(v)
-    check = GPT(cfg, seed=0)
+    with _one_blas_thread(), nn.lean_caches():
+        for r in range(repeats + 2):  # two warmup steps
+            t: dict = {}
+            losses.append(_timed_step(model, opt, cfg, x, y, t))
+            if r >= 2:
+                for k, v in t.items():
+                    runs.setdefault(k, []).append(v)
+    check = GPT(cfg, seed=0, threads=1)
     check_opt = AdamW(check.params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
     expected = []
     for _ in range(2):  # the walk's first two losses must be the model's own
@@ -60,6 +114,7 @@ def stage_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
         check_opt.step(check_opt.gather(check.backward()))
     out = {k: _median_ms(v) for k, v in runs.items()}
     out["loss_matches_model"] = bool(np.allclose(losses[:2], expected, rtol=1e-6, atol=0))
+    out["shard_rows"] = len(x)
     return out
 
 
@@ -123,7 +178,7 @@ def _timed_step(model, opt, cfg, ids, targets, t: dict) -> float:
 
 # ---------------------------------------------------------------------------------- by kind of work
 def _products(cfg, B: int) -> list[tuple[str, tuple, tuple, bool]]:
-    """Every matmul of one step: (label, a shape, b shape, b transposed?) for the default MHA + GELU model."""
+    """Every dense matmul of one step: (label, a shape, b shape, b transposed?) for the default MHA + GELU model."""
     T, C, F, H, D, V, L = (cfg.context_length, cfg.d_model, cfg.ff_width, cfg.n_heads, cfg.d_head,
                           cfg.vocab_size, cfg.n_layers)
     N = B * T
@@ -132,12 +187,6 @@ def _products(cfg, B: int) -> list[tuple[str, tuple, tuple, bool]]:
         per_layer += [(f"{label} forward", (N, I), (I, O), False),  # x @ W
                       (f"{label} dW", (I, N), (N, O), False),  # x.T @ dy
                       (f"{label} dx", (N, O), (I, O), True)]  # dy @ W.T
-    per_layer += [("scores q @ k^T", (B, H, T, D), (B, H, D, T), False),
-                  ("pattern @ v", (B, H, T, T), (B, H, T, D), False),
-                  ("dv = pattern^T @ dz", (B, H, T, T), (B, H, T, D), False),
-                  ("dpattern = dz @ v^T", (B, H, T, D), (B, H, D, T), False),
-                  ("dq = dscores @ k", (B, H, T, T), (B, H, T, D), False),
-                  ("dk = dscores^T @ q", (B, H, T, T), (B, H, T, D), False)]
     head = [("head forward", (N, C), (V, C), True), ("head dW", (N, V), (N, C), "aT"),
             ("head dx", (N, V), (V, C), False)]
     return per_layer * L + head
@@ -153,16 +202,21 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def kind_breakdown(cfg, B: int, step_ms: float, repeats: int) -> dict:
-    """ms per step by kind of work, each timed alone at the step's shapes; the rest is step_ms minus their sum."""
+def kind_breakdown(cfg, B: int, shard_ms: float, repeats: int) -> dict:
+    """ms of one shard (B rows, one thread) by kind of work, each timed alone; the rest is shard_ms minus their sum."""
+    with _one_blas_thread():
+        return _kinds(cfg, B, shard_ms, max(repeats, 5))
+
+
+def _kinds(cfg, B: int, shard_ms: float, r: int) -> dict:
     rng = np.random.default_rng(0)
-    T, C, F, H, V, L = cfg.context_length, cfg.d_model, cfg.ff_width, cfg.n_heads, cfg.vocab_size, cfg.n_layers
-    r = max(repeats, 5)
+    T, C, F, H, D, V, L = (cfg.context_length, cfg.d_model, cfg.ff_width, cfg.n_heads, cfg.d_head,
+                          cfg.vocab_size, cfg.n_layers)
+    f32 = lambda *shape: rng.standard_normal(shape, dtype=np.float32)  # noqa: E731
     out: dict = {}
     mm_s, flops = 0.0, 0
     for _, a_shape, b_shape, how in _products(cfg, B):
-        a = rng.standard_normal(a_shape, dtype=np.float32)
-        b = rng.standard_normal(b_shape, dtype=np.float32)
+        a, b = f32(*a_shape), f32(*b_shape)
         if how == "aT":  # (N, V).T @ (N, C): the head's dW, read transposed
             mm_s += _time(lambda a=a, b=b: a.T @ b, r)
             flops += 2 * a_shape[0] * a_shape[1] * b_shape[1]
@@ -170,68 +224,54 @@ def kind_breakdown(cfg, B: int, step_ms: float, repeats: int) -> dict:
         bb = b.swapaxes(-1, -2) if how else b
         mm_s += _time(lambda a=a, bb=bb: a @ bb, r)
         flops += 2 * math.prod(a_shape) * bb.shape[-1]
-    out["matmul"] = mm_s * 1e3
+    out["dense matmuls"] = mm_s * 1e3
     out["matmul_gflops"] = flops / mm_s / 1e9
-    scores = rng.standard_normal((B, H, T, T), dtype=np.float32)
-    mask = np.triu(np.full((T, T), -np.inf, np.float32), 1)
-
-    def softmax_fwd():
-        s = scores + mask  # what the forward does in place on its fresh scores
-        s -= s.max(axis=-1, keepdims=True)
-        np.exp(s, out=s)
-        s /= s.sum(axis=-1, keepdims=True)
-        return s
-
-    pattern = softmax_fwd()
-    dp = rng.standard_normal(pattern.shape, dtype=np.float32)
-    delta = rng.standard_normal((B, H, T, 1), dtype=np.float32)
-
-    def softmax_bwd():
-        d = dp - delta
-        d *= pattern
-        return d
-
-    out["softmax (attention)"] = L * (_time(softmax_fwd, r) + _time(softmax_bwd, r)) * 1e3
-    xs = rng.standard_normal((B, T, C), dtype=np.float32)
+    # the attention core as training runs it: tiles of scores, softmax and pattern @ v, and their backward
+    q, kT, v, dz = f32(B, H, T, D) * 0.2, f32(B, H, D, T), f32(B, H, T, D), f32(B, H, T, D)
+    vT, delta = np.ascontiguousarray(v.swapaxes(-1, -2)), f32(B, H, T, 1)
+    pos = np.arange(T)
+    mask = np.where(pos[None, :] > pos[:, None], -np.inf, 0.0).astype(np.float32)
+    bands = blockwise.causal_bands(pos, pos)
+    out["attention core (tiles, matmuls included)"] = L * 1e3 * (
+        _time(lambda: blockwise.attend(q, kT, v, mask, bands), r)
+        + _time(lambda: blockwise.attend_backward(q, kT, vT, dz, delta, mask, bands), r))
+    xs = f32(B, T, C)
     w, bias = np.ones(C, np.float32), np.zeros(C, np.float32)
-    yln, cln = nn.layernorm_forward(xs, w, bias)
-    n_norms = 2 * L + 1
-    out["LayerNorm"] = n_norms * (_time(lambda: nn.layernorm_forward(xs, w, bias), r)
-                                  + _time(lambda: nn.layernorm_backward(xs, cln), r)) * 1e3
-    pre = rng.standard_normal((B, T, F), dtype=np.float32)
-    _, cg = nn.gelu_forward(pre)
-    out["GELU"] = L * (_time(lambda: nn.gelu_forward(pre), r) + _time(lambda: nn.gelu_backward(pre, cg), r)) * 1e3
-    logits = rng.standard_normal((B, T, V), dtype=np.float32)
-    tg = rng.integers(0, V, (B, T))
-
-    def ce():
-        return nn.cross_entropy_backward(nn.cross_entropy_forward(logits, tg)[1])
-
-    out["cross-entropy (softmax over V)"] = _time(ce, r) * 1e3
-    model = GPT(cfg, seed=0)
-    opt = AdamW(model.params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
-    g = np.ones_like(opt.buffer)
-    out["AdamW"] = _time(lambda: opt.step(g), r) * 1e3
+    _, cln = nn.layernorm_forward(xs, w, bias)
+    out["LayerNorm"] = (2 * L + 1) * 1e3 * (_time(lambda: nn.layernorm_forward(xs, w, bias), r)
+                                            + _time(lambda: nn.layernorm_backward(xs, cln), r))
+    pre, dpost = f32(B, T, F), f32(B, T, F)
+    _, dgelu = nn.gelu_forward_with_grad(pre)
+    out["GELU"] = L * 1e3 * (_time(lambda: nn.gelu_forward_with_grad(pre), r)
+                             + _time(lambda: np.multiply(dpost, dgelu), r))
+    logits, tg = f32(B, T, V), rng.integers(0, V, (B, T))
+    out["cross-entropy (softmax over V)"] = 1e3 * _time(
+        lambda: nn.cross_entropy_backward(nn.cross_entropy_forward(logits, tg)[1]), r)
     named = sum(v for k, v in out.items() if k != "matmul_gflops")
-    out["memory traffic + Python (the rest)"] = max(step_ms - named, 0.0)
+    out["memory traffic + Python (the rest)"] = max(shard_ms - named, 0.0)
     return out
 
 
-def render(name: str, stages: dict, kinds: dict, step_ms: float, peak: float) -> list[str]:
-    """Text lines: the stage table and the kind table of one config."""
-    lines = [f"   {name}: step {step_ms:.1f} ms (sum of timed stages {stages['step']:.1f} ms; walk loss equals "
-             f"model.loss: {'yes' if stages['loss_matches_model'] else 'NO'})"]
+def render(name: str, cores_ms: dict, stages: dict, kinds: dict, step_ms: float, peak: float) -> list[str]:
+    """Text lines: the cores, the stage table and the kind table of one config."""
+    c = cores_ms
+    side = c["parallel_ms"] / c["shard_alone_ms"] - 1
+    lines = [f"   {name}: step {step_ms:.1f} ms = {c['threads']} shards of {c['shard_rows']} rows side by side "
+             f"{c['parallel_ms']:.1f} ms (one shard alone on one thread: {c['shard_alone_ms']:.1f} ms, so running side "
+             f"by side costs {100 * side:+.0f}%) + gather and AdamW {c['tail_ms']:.1f} ms"]
     row = []
     for s in STAGES:
         f, b = stages.get(f"fwd {s}", 0.0), stages.get(f"bwd {s}", 0.0)
         row.append(f"{s} {f:.1f}+{b:.1f}")
-    row.append(f"AdamW {stages['AdamW (gather + step)']:.1f}")
-    lines.append("     by stage (forward + backward, ms): " + ", ".join(row))
-    mm = kinds["matmul"]
-    parts = [f"matmul {mm:.1f} ({100 * mm / step_ms:.0f}%, {kinds['matmul_gflops']:.0f} GFLOP/s at these shapes = "
-             f"{100 * kinds['matmul_gflops'] / peak:.0f}% of peak)"]
+    lines.append(f"     one shard by stage (forward + backward, ms; sum {stages['step'] - stages['AdamW (gather + step)']:.1f}; "
+                 f"walk loss equals model.loss: {'yes' if stages['loss_matches_model'] else 'NO'}): " + ", ".join(row))
+    mm = kinds["dense matmuls"]
+    shard = c["shard_alone_ms"]
+    single_peak = peak / max(c["threads"], 1)
+    parts = [f"dense matmuls {mm:.1f} ({100 * mm / shard:.0f}%, {kinds['matmul_gflops']:.0f} GFLOP/s on one thread = "
+             f"{100 * kinds['matmul_gflops'] / single_peak:.0f}% of a core's share of the peak)"]
     for k, v in kinds.items():
-        if k not in ("matmul", "matmul_gflops"):
-            parts.append(f"{k} {v:.1f} ({100 * v / step_ms:.0f}%)")
-    lines.append("     by kind (ms, share of the step): " + ", ".join(parts))
+        if k not in ("dense matmuls", "matmul_gflops"):
+            parts.append(f"{k} {v:.1f} ({100 * v / shard:.0f}%)")
+    lines.append("     one shard by kind (ms, share of the shard alone): " + ", ".join(parts))
     return lines

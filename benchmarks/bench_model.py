@@ -14,8 +14,11 @@ figures measured in the same run, on the same machine:
    ``tiny`` (vocab 1024, context 128, d 128, 4 layers, 4 heads) and ``small``
    (vocab 4096, context 256, d 256, 6 layers, 8 heads), batch 16 at the full
    context, default variants (learned positions, LayerNorm, GELU, tied
-   embeddings, biases). Reported: step time, tokens/s, model FLOPs per step,
-   achieved GFLOP/s and its fraction of the measured numpy matmul peak:
+   embeddings, biases), as ``GPT`` runs it by default (the batch cut into one
+   shard per core, one thread each: `core/cores.py`), and with ``threads=1``
+   (the plain loop) for comparison. Reported: step time, tokens/s, model FLOPs
+   per step, achieved GFLOP/s and its fraction of the measured numpy matmul peak
+   (targets: at least 45 % on tiny, 50 % on small):
 
        FLOPs/step = 6 * N_mm * B*T  +  3 * 2 * 2 * B * L * T^2 * C
        N_mm = L * (4*C^2 + 2*C*F) + C*V   (weights that enter a matmul: W_Q, W_K,
@@ -23,19 +26,23 @@ figures measured in the same run, on the same machine:
               norms, W_pos and the embedding lookup are not matmuls)
 
    The attention term counts the full T x T square (q @ k^T and pattern @ v,
-   2*T*T*C FLOPs each per layer and sequence, forward + 2x backward), since the
-   masked upper half is computed too (backward's recomputation of the pattern
-   is not counted: it is extra work, not model FLOPs).
+   2*T*T*C FLOPs each per layer and sequence, forward + 2x backward), the usual
+   convention (PaLM's model-FLOPs utilisation counts it so); the training path
+   skips the tiles above the causal diagonal (it computes 5/8 of the square)
+   and recomputes the pattern in backward, which is not counted either. The
+   attention term is 12 % of tiny's FLOPs and 12 % of small's.
 
-   Where the time goes (``bench_breakdown.py``), for tiny and small: each stage
-   (embedding, positions, norms, attention, MLP, residual adds, head, loss, the
-   backward of each, gather + AdamW) timed inside a step composed exactly as
-   `model.forward`/`backward` compose it (its loss checked equal to
-   ``model.loss``); and the step by kind of work, each timed alone at the step's
-   shapes: all matmuls (with their GFLOP/s at these shapes against the peak),
-   the attention softmax and its backward, LayerNorm, GELU, cross-entropy,
-   AdamW, and the rest (memory traffic: copies, transposes, residual adds,
-   fresh arrays; and Python overhead) = step time minus their sum.
+   Where the time goes (``bench_breakdown.py``), for tiny and small: the step's
+   parallel part (every shard's loss and backward side by side) and its serial
+   tail (gather + AdamW), against one shard run alone on one thread; then that
+   shard stage by stage (embedding, positions, norms, attention, MLP, residual
+   adds, head, loss, the backward of each), timed inside a walk composed exactly
+   as `model.forward`/`backward` compose it (its loss checked equal to
+   ``model.loss``); and by kind of work, each timed alone at the shard's shapes
+   on one thread: the dense matmuls (with their GFLOP/s), the attention core
+   (its tiles, matmuls included), LayerNorm, GELU, cross-entropy, and the rest
+   (memory traffic: copies, transposes, residual adds, fresh arrays; and Python
+   overhead) = the shard's time minus their sum.
 3. A PyTorch eager reference of the SAME model (``TorchGPT`` below: pre-norm
    blocks, LayerNorm -> causal self-attention with separate q/k/v Linear layers
    with bias -> residual, LayerNorm -> MLP with GELU(tanh), 4x -> residual;
@@ -51,13 +58,14 @@ figures measured in the same run, on the same machine:
    does), the same batch, ``torch.set_num_threads(2)``. Attention is timed both
    ways, ``F.scaled_dot_product_attention(is_causal=True)`` and explicit
    matmul + mask + softmax; the faster one is the reference (reported).
-   Target: numpy time / torch time <= 1.5 on tiny and small.
+   Ours / torch is reported for information.
 4. Generation at batch 1 with ``tiny`` widened to ``context_length=512`` (tiny's
    128 is shorter than the 8 + 256 tokens generated): 256 new tokens after an
    8-token prompt, greedy (``temperature=0.0``), with the KV cache and without
-   (``use_cache=False``, the sequence recomputed at every step). Targets: cached
-   >= 4x recompute tokens/s; ours / PyTorch eager KV-cached generation of the
-   same weights (preallocated k/v per layer, ``torch.inference_mode``) >= 0.75.
+   (``use_cache=False``, the sequence recomputed at every step). Targets: ours /
+   PyTorch eager KV-cached generation of the same weights (preallocated k/v per
+   layer, ``torch.inference_mode``) >= 1.1 with identical tokens; and this
+   benchmark's own bar, cached >= 4x recompute tokens/s.
    Then the cost of one cached decoding step at cache positions 32, 128 and 512
    (``tiny`` with ``context_length=1024``): a one-token forward against a cache
    that holds that many positions, rewound after every call, median of many
@@ -68,6 +76,7 @@ figures measured in the same run, on the same machine:
    allocated before the step, the activations the forward keeps for backward,
    and, for reference, the bytes of the parameters and optimizer state (which
    exist before the step). Shares are of parameters + optimizer + step peak.
+   Target: activations at most 600 MiB.
 
 The BLAS kernel numpy runs is printed (threadpoolctl), with a warning when
 ``OPENBLAS_CORETYPE`` (or ``OPENBLAS_L2_SIZE``) forces OpenBLAS's choice: README
@@ -156,9 +165,11 @@ DECODE_CONTEXT = 1024
 DECODE_POSITIONS = (32, 128, 512)
 BREAKDOWN_CONFIGS = ("tiny", "small")  # where the time of a step goes, stage by stage and by kind
 
-TARGET_TORCH_RATIO = 1.5  # numpy step time / torch step time, at most (tiny, small)
-TARGET_CACHE_SPEEDUP = 4.0  # cached / recompute tokens/s, at least
-TARGET_GEN_VS_TORCH = 0.75  # ours / torch cached tokens/s, at least
+TARGET_PEAK_TINY = 0.45  # training step GFLOP/s / numpy matmul peak (same run), at least
+TARGET_PEAK_SMALL = 0.50
+TARGET_ACTIVATIONS_MIB = 600  # activations one small step keeps for backward, at most
+TARGET_CACHE_SPEEDUP = 4.0  # cached / recompute tokens/s, at least (this benchmark's bar)
+TARGET_GEN_VS_TORCH = 1.1  # ours / torch cached tokens/s, at least, with identical tokens
 TARGET_DECODE_FLAT = 1.5  # ms per token at 512 / at 32, at most (this benchmark's bar for "roughly flat")
 LOGITS_TOL = 1e-4  # max abs diff numpy vs torch logits (correctness)
 GRAD_TOL = 1e-3  # max abs diff / max abs value, per gradient tensor (correctness)
@@ -577,8 +588,8 @@ def check_torch(cfg: ModelConfig, x: np.ndarray, y: np.ndarray) -> dict:
 
 
 # ---------------------------------------------------------------------------------- 2-3. training
-def numpy_train_step(cfg: ModelConfig, x, y):
-    model = GPT(cfg, seed=0)
+def numpy_train_step(cfg: ModelConfig, x, y, threads=None):
+    model = GPT(cfg, seed=0, threads=threads)
     opt = AdamW(model.params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
 
     def step():
@@ -626,11 +637,19 @@ def _bench_one_config(name, cfg, r, x, y, flops, repeats, peak) -> dict:
     s.update(tokens_per_s=B * T / s["median_s"], gflops=flops["total"] / s["median_s"] / 1e9)
     s["frac_peak"] = s["gflops"] / peak
     r["numpy"] = s
+    log(f"[2] numpy training step, {name}, one thread (threads=1, the plain loop) x{repeats}")
+    _, _, step1 = numpy_train_step(cfg, x, y, threads=1)
+    s1 = measure(step1, repeats, warmup=2, min_run_s=0.1)
+    s1.update(gflops=flops["total"] / s1["median_s"] / 1e9)
+    s1["frac_peak"] = s1["gflops"] / peak
+    r["numpy_one_thread"] = s1
     if name in BREAKDOWN_CONFIGS:
-        log(f"[2] where the time goes, {name}: stage by stage, then by kind of work")
+        log(f"[2] where the time goes, {name}: the cores, one shard stage by stage, then by kind of work")
+        cores_ms = breakdown.core_breakdown(cfg, x, y, repeats)
         stages = breakdown.stage_breakdown(cfg, x, y, repeats)
-        r["breakdown"] = {"stages_ms": stages,
-                          "kinds_ms": breakdown.kind_breakdown(cfg, B, 1e3 * s["median_s"], repeats)}
+        r["breakdown"] = {"cores_ms": cores_ms, "stages_ms": stages,
+                          "kinds_ms": breakdown.kind_breakdown(cfg, cores_ms["shard_rows"], cores_ms["shard_alone_ms"],
+                                                               repeats)}
     if torch is None:
         r["torch"] = None
     else:
@@ -847,21 +866,27 @@ def _mb(b: float) -> str:
 
 
 def targets(report: dict) -> dict:
+    """The figures with a target: value, how it is shown, the target, pass (None: not measured)."""
     t: dict = {}
-    tr, ge, de = report["training"], report["generation"], report["decode"]
-    for name in ("tiny", "small"):
-        r = tr.get(name)
-        ratio = None if r is None or r.get("torch") is None else r["ratio_numpy_over_torch"]
-        t[f"train_{name}_numpy_over_torch"] = {
-            "value": ratio, "target": f"<= {TARGET_TORCH_RATIO}",
-            "pass": None if ratio is None else ratio <= TARGET_TORCH_RATIO}
-    t["gen_cached_over_recompute"] = {"value": ge["cache_speedup"], "target": f">= {TARGET_CACHE_SPEEDUP}",
+    tr, ge, de, me = report["training"], report["generation"], report["decode"], report["memory"]
+    for name, bar in (("tiny", TARGET_PEAK_TINY), ("small", TARGET_PEAK_SMALL)):
+        v = tr[name]["numpy"]["frac_peak"] if name in tr else None
+        t[f"train_{name}_frac_peak"] = {"value": v, "shown": None if v is None else f"{100 * v:.1f}%",
+                                        "target": f">= {100 * bar:.0f}%", "pass": None if v is None else v >= bar}
+    t["gen_cached_over_recompute"] = {"value": ge["cache_speedup"], "shown": f"{ge['cache_speedup']:.2f}x",
+                                      "target": f">= {TARGET_CACHE_SPEEDUP}",
                                       "pass": ge["cache_speedup"] >= TARGET_CACHE_SPEEDUP}
     v = ge.get("ours_over_torch")
-    t["gen_ours_over_torch"] = {"value": v, "target": f">= {TARGET_GEN_VS_TORCH}",
-                                "pass": None if v is None else v >= TARGET_GEN_VS_TORCH}
-    t["decode_flat_512_over_32"] = {"value": de["ratio_last_over_first"], "target": f"<= {TARGET_DECODE_FLAT}",
+    same = ge.get("torch_tokens_identical")
+    t["gen_ours_over_torch"] = {"value": v, "shown": None if v is None else f"{v:.2f}x" + ("" if same else " (tokens differ)"),
+                                "target": f">= {TARGET_GEN_VS_TORCH}, same tokens",
+                                "pass": None if v is None else (v >= TARGET_GEN_VS_TORCH and bool(same))}
+    t["decode_flat_512_over_32"] = {"value": de["ratio_last_over_first"], "shown": f"{de['ratio_last_over_first']:.2f}x",
+                                    "target": f"<= {TARGET_DECODE_FLAT}",
                                     "pass": de["ratio_last_over_first"] <= TARGET_DECODE_FLAT}
+    act = me["activations_bytes"] / 2 ** 20
+    t["small_activations_mib"] = {"value": act, "shown": f"{act:.0f} MiB", "target": f"<= {TARGET_ACTIVATIONS_MIB} MiB",
+                                  "pass": act <= TARGET_ACTIVATIONS_MIB}
     return t
 
 
@@ -895,14 +920,17 @@ def render(report: dict) -> str:
         n, f = r["numpy"], r["flops"]
         tq = r.get("torch")
         t_best = tq[r["torch_impl"]] if tq else None
+        one = r["numpy_one_thread"]
         rows.append((f"{name} (T={r['context']}, {r['params'] / 1e6:.2f}M params)", _ms(n["median_s"]),
                      f"{n['tokens_per_s']:,.0f}", f"{f['total'] / 1e9:.2f}", f"{n['gflops']:.1f}",
-                     f"{100 * n['frac_peak']:.0f}%",
+                     f"{100 * n['frac_peak']:.0f}%", f"{_ms(one['median_s'])} / {100 * one['frac_peak']:.0f}%",
                      _ms(t_best["median_s"]) + f" ({r['torch_impl']})" if tq else "not installed",
                      f"{t_best['gflops']:.1f} / {100 * t_best['frac_peak']:.0f}%" if tq else "",
                      f"{r['ratio_numpy_over_torch']:.2f}x" if tq else "n/a"))
-    L += _table(("config", "ours step", "tokens/s", "GFLOP/step", "GFLOP/s", "of peak",
+    L += _table(("config", "ours step", "tokens/s", "GFLOP/step", "GFLOP/s", "of peak", "threads=1, of peak",
                  "torch step (attn)", "torch GFLOP/s, peak", "ours/torch"), rows)
+    L.append("   ours: the batch in one shard per core, one thread each (GPT's default); threads=1: the plain loop, "
+             "elementwise work on one core")
     for name, r in tr.items():
         if r.get("torch"):
             c, tq = r["check"], r["torch"]
@@ -915,12 +943,14 @@ def render(report: dict) -> str:
     if "small" not in tr:
         L.append("   small: skipped (--quick)")
     if any("breakdown" in r for r in tr.values()):
-        L.append("   where the time goes (each stage timed inside a step composed as model.forward/backward compose it;")
-        L.append("   each kind of work timed alone at the step's shapes, the rest = step - their sum):")
+        L.append("   where the time goes: the step's parallel part and serial tail; one shard alone, each stage timed inside")
+        L.append("   a walk composed as model.forward/backward compose it, and each kind of work timed alone at the shard's")
+        L.append("   shapes on one thread (the rest = the shard's time - their sum):")
         for name, r in tr.items():
             if "breakdown" in r:
                 b = r["breakdown"]
-                L += breakdown.render(name, b["stages_ms"], b["kinds_ms"], 1e3 * r["numpy"]["median_s"], peak)
+                L += breakdown.render(name, b["cores_ms"], b["stages_ms"], b["kinds_ms"], 1e3 * r["numpy"]["median_s"],
+                                      peak)
     L.append("")
 
     L.append(f"4. generation, batch 1, {PROMPT_LEN}-token prompt + {NEW_TOKENS} new tokens, greedy, {ge['config']}")
@@ -956,13 +986,14 @@ def render(report: dict) -> str:
     L.append("Targets")
     t = report["targets"]
     labels = {
-        "train_tiny_numpy_over_torch": "training step time ours / torch eager, tiny",
-        "train_small_numpy_over_torch": "training step time ours / torch eager, small",
+        "train_tiny_frac_peak": "training step tiny, share of the numpy matmul peak",
+        "train_small_frac_peak": "training step small, share of the numpy matmul peak",
         "gen_cached_over_recompute": "generation tokens/s KV cache / recompute (tiny@512)",
         "gen_ours_over_torch": "generation tokens/s ours / torch eager, KV cache",
         "decode_flat_512_over_32": "decode ms/token at 512 / at 32 (this benchmark's bar)",
+        "small_activations_mib": "activations kept by one small step",
     }
-    rows = [(labels[k], "n/a" if v["value"] is None else f"{v['value']:.2f}x", v["target"], verdict(v["pass"]))
+    rows = [(labels[k], "n/a" if v["value"] is None else v["shown"], v["target"], verdict(v["pass"]))
             for k, v in t.items()]
     L += _table(("figure", "value", "target", "result"), rows)
     failed = [k for k, v in t.items() if v["pass"] is False]

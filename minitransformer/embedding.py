@@ -72,8 +72,17 @@ def scatter_rows(ids: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # first index of each run
     out = np.zeros((n, rows.shape[1]), dtype=rows.dtype)
-    if len(ids):
-        out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)  # (runs, C)
+    if not len(ids):
+        return out
+    # note: an id seen once is copied; only repeated ids are summed (`reduceat` costs a few
+    # microseconds per run, and most ids of a batch are single)
+    lengths = np.diff(np.r_[starts, len(ids)])  # (runs,)
+    single = lengths == 1
+    out[sorted_ids[starts[single]]] = rows[order[starts[single]]]
+    if not single.all():
+        repeated = np.repeat(~single, lengths)  # (N,) in sorted order: rows of repeated ids
+        firsts = np.cumsum(np.r_[0, lengths[~single][:-1]])  # where each repeated run starts among them
+        out[sorted_ids[starts[~single]]] = np.add.reduceat(rows[order[repeated]], firsts, axis=0)
     return out
 
 

@@ -293,7 +293,7 @@ class GPT:
             raise ValueError(f"targets have shape {targets.shape} but ids have {np.shape(ids)}; they must match")
         ids = np.asarray(ids)
         one = ids.ndim < 2 or self.threads == 1 or getattr(self.config, "balance_loss", 0) > 0  # (a per-batch mean)
-        shards = [slice(None)] if one else cores.shard_slices(len(ids), self.threads)
+        shards = [slice(None)] if one else cores.shard_slices(len(ids), self.threads, ids.shape[1] * self.config.d_model)
         drop = rng is not None and train and self.config.dropout > 0
         rngs = [rng] * len(shards) if len(shards) == 1 or not drop else [np.random.default_rng(s) for s in
                                                                           rng.integers(2 ** 63, size=len(shards))]

@@ -15,6 +15,20 @@ from minitransformer.core.tree import flatten, to_float64
 from minitransformer.training import AdamW
 
 
+@pytest.fixture(autouse=True)
+def split_even_toy_batches(monkeypatch):
+    """The toy model's batches are below the work a shard needs (`cores.MIN_SHARD_VALUES`): split them anyway."""
+    monkeypatch.setattr(cores, "MIN_SHARD_VALUES", 1)
+
+
+def test_small_batches_stay_on_one_thread_large_ones_split(monkeypatch):
+    monkeypatch.setattr(cores, "MIN_SHARD_VALUES", 1 << 16)
+    assert len(cores.shard_slices(16, 2, 16 * 32)) == 1  # toy: 16 sequences of 16 x 32 values
+    assert len(cores.shard_slices(16, 2, 128 * 128)) == 2  # tiny
+    assert len(cores.shard_slices(3, 8, 128 * 128)) == 1  # 3 x 16K values: less than one shard's worth
+    assert len(cores.shard_slices(3, 8, 256 * 256)) == 3
+
+
 @given(batch=st.integers(1, 64), threads=st.integers(1, 12))
 @settings(max_examples=200, deadline=None)
 def test_shards_cover_the_batch_in_order_with_sizes_differing_by_at_most_one(batch, threads):
@@ -201,3 +215,4 @@ def test_adamw_split_over_the_cores_updates_exactly_as_one_call(monkeypatch):
         np.testing.assert_array_equal(opt.buffer, p)
         np.testing.assert_array_equal(opt.m, m)
         np.testing.assert_array_equal(opt.v, v)
+

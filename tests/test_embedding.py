@@ -1,4 +1,5 @@
 import numpy as np
+from hypothesis import given, settings, strategies as st
 import pytest
 
 from minitransformer import embedding
@@ -45,3 +46,14 @@ def test_init_is_seeded_float32_and_nearest_finds_the_class():
     assert a.dtype == np.float32 and np.array_equal(a, embedding.init(cfg, np.random.default_rng(5))["W_E"])
     W = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]])
     assert [i for i, _ in embedding.nearest(W, 0, k=3)] == [1, 2, 3]
+
+
+@given(ids=st.lists(st.integers(0, 9), min_size=0, max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_scatter_rows_sums_repeated_ids_as_add_at_does(ids):
+    # the embedding's backward: single ids are copied, repeated ones summed (fast path), same as np.add.at
+    ids = np.array(ids, dtype=np.int64)
+    rows = np.random.default_rng(len(ids)).normal(size=(len(ids), 3))
+    want = np.zeros((10, 3))
+    np.add.at(want, ids, rows)
+    np.testing.assert_allclose(embedding.scatter_rows(ids, rows, 10), want, rtol=1e-12, atol=1e-12)

@@ -30,6 +30,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 MAX_THREADS = 8  # beyond this, a batch of a few sequences gives each thread too little work
+MIN_SHARD_VALUES = 1 << 16  # activation values (rows x T x C) a shard needs to be worth a thread
 _pool: dict = {}  # threads -> ThreadPoolExecutor, made on first use
 _busy = threading.Lock()  # one sharded region at a time; a nested or concurrent call runs on one thread
 _blas: dict = {}  # the threadpoolctl controller (or None if it cannot limit BLAS), found once
@@ -54,9 +55,13 @@ def resolve(threads: Optional[int]) -> int:
     return int(threads)
 
 
-def shard_slices(batch: int, threads: int) -> list[slice]:
-    """Cut ``batch`` rows into at most ``threads`` contiguous shards, sizes differing by at most one."""
-    n = max(1, min(int(threads), int(batch)))
+def shard_slices(batch: int, threads: int, row_values: int = MIN_SHARD_VALUES) -> list[slice]:
+    """Cut ``batch`` rows into at most ``threads`` contiguous shards, sizes differing by at most one.
+
+    ``row_values`` is the size of one row's activations (T·C for a sequence): a shard gets at
+    least `MIN_SHARD_VALUES` of them, since below that a thread costs more than it saves.
+    """
+    n = max(1, min(int(threads), int(batch), int(batch) * int(row_values) // MIN_SHARD_VALUES))
     size, extra = divmod(int(batch), n)  # the first `extra` shards take one row more
     edges = [0]
     for i in range(n):
@@ -64,7 +69,7 @@ def shard_slices(batch: int, threads: int) -> list[slice]:
     return [slice(edges[i], edges[i + 1]) for i in range(n)]
 
 
-def _blas_controller():
+def blas_controller():
     """threadpoolctl's controller, if it finds a BLAS it can limit; else None (then shards run one by one)."""
     if "ctl" not in _blas:
         try:
@@ -78,7 +83,7 @@ def _blas_controller():
 
 def can_run_in_parallel() -> bool:
     """True when shards can run side by side: BLAS can be held to one thread while they do."""
-    return _blas_controller() is not None
+    return blas_controller() is not None
 
 
 def run(fn: Callable, items: Sequence, threads: int) -> list:
@@ -90,7 +95,7 @@ def run(fn: Callable, items: Sequence, threads: int) -> list:
     an item raises is raised here, after every item has finished.
     """
     items = list(items)
-    ctl = _blas_controller() if len(items) > 1 and threads > 1 else None
+    ctl = blas_controller() if len(items) > 1 and threads > 1 else None
     if ctl is None or not _busy.acquire(blocking=False):
         return [fn(item) for item in items]
     try:
