@@ -303,6 +303,43 @@ stage_rows = perf.stage_costs(model, ids16, repeats=3)
 print(perf.format_costs(stage_rows))
 
 # %% [markdown]
+# ### Every core at work: one shard of the batch per core
+#
+# BLAS spreads each matrix product over every core, but numpy's element-wise
+# work (softmax, GELU, the norms, the residual adds) runs on one, so in a
+# training step part of the machine waits. `GPT.loss` and `GPT.backward`
+# therefore cut the batch into one shard of whole sequences per core, run each
+# shard's forward and backward in its own thread with BLAS held to one thread
+# per shard, and add the shards' gradients (`minitransformer/core/cores.py`):
+# data parallelism, the same idea as training on many machines, inside one
+# process. The threads truly run together because numpy lets go of Python's
+# lock inside its loops; they still hand that lock to each other between numpy
+# calls, which is why two cores give less than twice the speed.
+# `GPT(config, threads=1)` is the plain one-thread loop; the two compute the
+# same gradient up to float rounding (the sums are taken in another order).
+
+# %%
+from minitransformer import GPT
+from minitransformer.core.tree import flatten
+
+targets16 = val_ids[1: 16 * T + 1].reshape(16, T)
+plain, sharded = GPT(c, params=model.params, threads=1), GPT(c, params=model.params)  # the same weights
+
+
+def train_step(m):
+    m.loss(ids16, targets16)
+    return flatten(m.backward())
+
+
+t_plain, g_plain = median_time(lambda: train_step(plain), repeats=3)
+t_sharded, g_sharded = median_time(lambda: train_step(sharded), repeats=3)
+scale = max(float(np.abs(g).max()) for g in g_plain.values())
+worst = max(float(np.abs(g_plain[k] - g_sharded[k]).max()) for k in g_plain) / scale
+print(f"loss + backward, 16 x {T} tokens: one thread {t_plain * 1e3:.0f} ms, "
+      f"{sharded.threads} shards side by side {t_sharded * 1e3:.0f} ms ({t_plain / t_sharded:.2f}x)")
+print(f"largest gradient difference, relative to the largest gradient: {worst:.1e}")
+
+# %% [markdown]
 # The lesson of this view: count the FLOPs, measure the seconds, and compare
 # with the peak. The gap says what to do next: remove Python from the inner loop,
 # then make the matrices bigger (batch, fuse projections such as $W_Q, W_K, W_V$
