@@ -154,3 +154,9 @@ def test_training_mlp_keeps_the_derivative_not_the_preactivation_and_matches(blo
     np.testing.assert_allclose(dx, dx_f, **TIGHT)
     for k in g:
         np.testing.assert_allclose(g[k], g_f[k], err_msg=k, **TIGHT)
+
+
+def test_gelu_alone_equals_the_forward_that_keeps_tanh():
+    x = np.random.default_rng(7).normal(size=(4, 9, 33)) * 3
+    np.testing.assert_allclose(nn.gelu(x), nn.gelu_forward(x)[0], **TIGHT)
+    assert nn.gelu(x.astype(np.float32)).dtype == np.float32

@@ -5,7 +5,8 @@ GPT-2's GELU is the tanh approximation (Hendrycks & Gimpel, 2016):
     gelu(x)  = 0.5 x (1 + t),    t = tanh(u),    u = sqrt(2/pi) (x + 0.044715 x³)
     gelu'(x) = 0.5 (1 + t)  +  0.5 x (1 - t²) sqrt(2/pi) (1 + 3·0.044715 x²)
 
-Three ways to pay for the derivative, one per situation:
+`gelu` computes the value alone (nothing kept). Three ways to pay for the derivative,
+one per situation:
 
 - `gelu_forward` keeps ``(x, t)``; `gelu_backward` reuses t (or recomputes it from x when the
   caller kept ``(x, None)`` to save memory);
@@ -98,6 +99,23 @@ def gelu_backward_reference(dy: np.ndarray, cache) -> np.ndarray:
         t = np.tanh(_GELU_C * (x + 0.044715 * x * x * x))
     du_dx = _GELU_C * (1.0 + 3 * 0.044715 * x * x)  # (..., F)
     return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """``gelu(x)`` alone, for a forward that keeps nothing (inference, or a cache that keeps x).
+
+    note: eight in-place passes over one new array, whole (no blocks): when decoding one
+    token the array is a single row and every numpy call counts.
+    """
+    y = np.multiply(x, x)  # x²
+    y *= 0.044715 * _GELU_C
+    y += _GELU_C
+    y *= x
+    np.tanh(y, out=y)  # t = tanh(sqrt(2/pi) (x + 0.044715 x³))
+    y *= 0.5
+    y += 0.5
+    y *= x  # 0.5 x (1 + t)
+    return y
 
 
 def gelu_forward_with_grad(x: np.ndarray):

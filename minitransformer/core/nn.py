@@ -212,7 +212,7 @@ def rmsnorm_backward(dy: np.ndarray, cache):
 # --------------------------------------------------------------------------- activations
 # GELU (forward, backward, its reference, and the forward that keeps the derivative) lives in
 # `core.activations`; its names are offered here with the other operations.
-gelu_forward, gelu_backward = activations.gelu_forward, activations.gelu_backward
+gelu, gelu_forward, gelu_backward = activations.gelu, activations.gelu_forward, activations.gelu_backward
 gelu_forward_with_grad, gelu_backward_reference = activations.gelu_forward_with_grad, activations.gelu_backward_reference
 
 

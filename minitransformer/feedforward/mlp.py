@@ -101,7 +101,7 @@ def forward(params: dict, x: np.ndarray, config, need_cache: Optional[bool] = No
             post, dgelu = nn.gelu_forward_with_grad(pre)  # (B, T, F) each
             cache = {"hook_post": post, "saved": {"x": x, "gelu_grad": dgelu}}
         else:
-            post, _ = nn.gelu_forward(pre)  # (B, T, F)
+            post = nn.gelu(pre)  # (B, T, F)
             # note: GELU's tanh is not kept: backward recomputes it from hook_pre (a few
             # passes over an array that stays in cache), which saves a (B, T, F) array per layer
             cache = {"hook_pre": pre, "hook_post": post, "saved": {"x": x}}  # what only backward reads
