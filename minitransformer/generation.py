@@ -12,12 +12,13 @@ the same tokens (tested).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional, Union
 
 import numpy as np
 
 from . import embedding
-from .core import nn
+from .core import cores, nn
 from .feedforward import output
 
 
@@ -50,15 +51,26 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
     out = np.empty((ids.shape[0], n + max_new_tokens), np.result_type(ids.dtype, np.int64))  # (B, T + new)
     out[:, :n] = ids
     kv = model.new_kv_cache(batch_size=ids.shape[0]) if use_cache else None
+    # note: one sequence decoded with a cache multiplies single rows by the weights; a second BLAS
+    # thread does not speed that up, and while idle it would spin on the other core
+    one_row = kv is not None and ids.shape[0] == 1
     with nn.no_grad():
         logits = model.forward(ids[:, -L:], kv_cache=kv)  # prefill
-        for step in range(max_new_tokens):
-            out[:, n] = output.sample(logits[:, -1], rng, temperature, top_k, top_p)  # (B,)
-            n += 1
-            if step == max_new_tokens - 1:
-                break
-            if kv is not None and kv.length < L:
-                logits = model.forward(out[:, n - 1:n], kv_cache=kv)  # O(T) step
-            else:  # no cache, or the window is full: recompute the last L tokens
-                logits = model.forward(out[:, max(n - L, 0):n])
+        with cores.blas_threads(1) if one_row else contextlib.nullcontext():
+            _decode(model, out, n, logits, kv, max_new_tokens, rng, temperature, top_k, top_p)
     return out
+
+
+def _decode(model, out: np.ndarray, n: int, logits: np.ndarray, kv, max_new_tokens: int, rng, temperature,
+            top_k, top_p) -> None:
+    """Fill ``out[:, n:]`` one token per step, starting from the prefill's ``logits``."""
+    L = model.config.context_length
+    for step in range(max_new_tokens):
+        out[:, n] = output.sample(logits[:, -1], rng, temperature, top_k, top_p)  # (B,)
+        n += 1
+        if step == max_new_tokens - 1:
+            break
+        if kv is not None and kv.length < L:
+            logits = model.forward(out[:, n - 1:n], kv_cache=kv)  # O(T) step
+        else:  # no cache, or the window is full: recompute the last L tokens
+            logits = model.forward(out[:, max(n - L, 0):n])

@@ -22,6 +22,7 @@ plain one-thread loop, the reference this is tested against.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +80,12 @@ def blas_controller():
         except Exception:  # not installed, or a platform it cannot inspect
             _blas["ctl"] = None
     return _blas["ctl"]
+
+
+def blas_threads(n: int):
+    """A context in which BLAS uses at most ``n`` threads (nothing changes if BLAS cannot be limited)."""
+    ctl = blas_controller()
+    return ctl.limit(limits=n) if ctl is not None else contextlib.nullcontext()
 
 
 def can_run_in_parallel() -> bool:
