@@ -229,14 +229,17 @@ def percall(fn, calls: int, warmup: int) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "calls": calls}
 
 
-def measure_interleaved(fns: dict, repeats: int, warmup: int = 1, min_run_s: float = 0.0) -> dict:
+def measure_interleaved(fns: dict, repeats: int, warmup: int = 1, min_run_s: float = 0.0, settle: int = 1) -> dict:
     """Time several ``fns[label]()`` round-robin: one timed run of each per round, ``repeats`` rounds.
 
     On a shared (virtual) machine the speed drifts from minute to minute; timing the things
     that are compared in the same rounds exposes them to the same drift, so their ratios stay
     meaningful. Each run repeats its function ``inner`` times (chosen so that a run lasts at
-    least ``min_run_s``); the garbage collector is off while timing. Returns, per label, what
-    `measure` returns (seconds per call).
+    least ``min_run_s``) after ``settle`` untimed calls: the first call after switching from
+    other work is slow (idle threads wake, the cores' clocks and caches adjust; measured here, a
+    tiny step right after a large matmul took 40 % longer), and a training or decoding loop runs
+    its calls back to back. The garbage collector is off while timing. Returns, per label,
+    what `measure` returns (seconds per call).
     """
     inner = {}
     for label, fn in fns.items():
@@ -251,6 +254,8 @@ def measure_interleaved(fns: dict, repeats: int, warmup: int = 1, min_run_s: flo
     try:
         for _ in range(repeats):
             for label, fn in fns.items():
+                for _ in range(settle):
+                    fn()
                 t0 = time.perf_counter()
                 for _ in range(inner[label]):
                     fn()
