@@ -9,7 +9,11 @@ instead of 2 ms, and a whole `tiny` training step 20 % longer. (PyTorch avoids
 this with its own caching allocator.)
 
 `keep_freed_memory` raises glibc's mmap and trim thresholds so freed blocks stay
-in the heap and are reused. It changes nothing on other C libraries, and the
+in the heap and are reused. It also keeps every thread on that one heap (one
+malloc arena): a training step's shards run in threads (`core.cores`), and a
+thread's own arena hands back large blocks and maps fresh pages again; measured
+here, a two-thread `small` step took 20,000 page faults with an arena per thread
+and none with one, and ran 5 % faster. It changes nothing on other C libraries, and the
 process's peak memory is the same; only the return of memory to the system
 after a peak is deferred. The trainer and the generator call it.
 """
@@ -22,6 +26,7 @@ import sys
 
 _M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _THRESHOLD = 1 << 30  # 1 GiB: allocations below this come from the reusable heap
 _done = {"tuned": None}
 
@@ -36,7 +41,8 @@ def keep_freed_memory() -> bool:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             mallopt = libc.mallopt
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            ok = bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
+            ok = all([mallopt(_M_MMAP_THRESHOLD, _THRESHOLD), mallopt(_M_TRIM_THRESHOLD, _THRESHOLD),
+                      mallopt(_M_ARENA_MAX, 1)])
         except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
             ok = False
     _done["tuned"] = ok
