@@ -63,6 +63,12 @@ def _batch(cfg, B, seed=1):
     return rng.integers(0, cfg.vocab_size, (B, T)), rng.integers(0, cfg.vocab_size, (B, T))
 
 
+def _assert_same_step(one, many, x, y):
+    """The sharded model's loss and gradients on (x, y) are the one-thread model's (float64)."""
+    assert many.loss(x, y) == pytest.approx(one.loss(x, y), rel=1e-13)
+    _assert_same_grads(one.backward(), many.backward())
+
+
 def _assert_same_grads(g1, g2, tol=1e-12):
     a, b = flatten(g1), flatten(g2)
     assert a.keys() == b.keys()
@@ -75,10 +81,7 @@ def _assert_same_grads(g1, g2, tol=1e-12):
 def test_sharded_step_is_the_one_thread_step(B, threads):
     cfg = ModelConfig.preset("toy")
     one, many = _pair(cfg, threads)
-    x, y = _batch(cfg, B)
-    l1, l2 = one.loss(x, y), many.loss(x, y)
-    assert l2 == pytest.approx(l1, rel=1e-13)
-    _assert_same_grads(one.backward(), many.backward())
+    _assert_same_step(one, many, *_batch(cfg, B))
 
 
 def test_padding_weights_each_shard_by_its_kept_targets():
@@ -90,9 +93,7 @@ def test_padding_weights_each_shard_by_its_kept_targets():
     y[0, 3:] = -100
     y[1:3] = -100
     y[4, :4] = -100
-    l1, l2 = one.loss(x, y), many.loss(x, y)
-    assert l2 == pytest.approx(l1, rel=1e-13)
-    _assert_same_grads(one.backward(), many.backward())
+    _assert_same_step(one, many, x, y)
 
 
 def test_every_target_ignored_gives_zero_gradients_as_before():
