@@ -294,10 +294,9 @@ class GPT:
         ids = np.asarray(ids)
         one = ids.ndim < 2 or self.threads == 1 or getattr(self.config, "balance_loss", 0) > 0  # (a per-batch mean)
         shards = [slice(None)] if one else cores.shard_slices(len(ids), self.threads, ids.shape[1] * self.config.d_model)
-        drop = rng is not None and train and self.config.dropout > 0
-        rngs = [rng] * len(shards) if len(shards) == 1 or not drop else [np.random.default_rng(s) for s in
-                                                                          rng.integers(2 ** 63, size=len(shards))]
-        # (with dropout, each shard draws from its own stream, seeded from ``rng``: reproducible)
+        rngs = [rng] * len(shards)
+        if len(shards) > 1 and rng is not None and train and self.config.dropout > 0:  # one stream per shard,
+            rngs = [np.random.default_rng(seed) for seed in rng.integers(2 ** 63, size=len(shards))]  # from rng
 
         def shard_loss(job):  # forward and loss of one shard
             sl, shard_rng = job
@@ -328,7 +327,7 @@ class GPT:
 
         def shard_backward(part):
             cache, loss_cache, weight = part
-            # the gradient overwrites the loss's (B, T, V) log-probabilities: no second logits-sized array
+            # the gradient overwrites the loss's (B, T, V) exponentials: no second logits-sized array
             dlogits = nn.cross_entropy_backward(loss_cache, dloss=weight, overwrite=True)
             return backward(self.params, self.config, cache, dlogits, on_grads=report)
 

@@ -27,7 +27,8 @@ large, the row maxima are not subtracted before ``exp`` (`_exp_scores`).
 Shapes: q (B, G, R·T, D) with the R query heads of a group one after another (see `mha`),
 already scaled by 1/sqrt(D); kT (B, G, D, S); v (B, G, S, D); mask (T, S) or None; ``bands``
 from `causal_bands` (or `whole`: one band that reads every key).
-`mha` holds this equal to the plain formulas (tests/test_reference_paths.py).
+Tested equal to the plain formulas (tests/test_blockwise.py) and, through `mha`, to the
+readable reference path (tests/test_reference_paths.py, tests/test_lean_cache.py).
 """
 
 from __future__ import annotations
