@@ -7,7 +7,7 @@ shard's forward and backward runs in its own thread with BLAS held to one thread
 Three views:
 
 1. ``core_breakdown``: the step split into the parallel part (loss + backward of all
-   shards side by side), and the serial tail (gather + AdamW); and one shard's
+   shards side by side), and the serial tail (gather, then AdamW); and one shard's
    loss + backward run alone on one thread, so the cost of running side by side
    (memory bandwidth, and Python's lock handed between the threads) shows.
 2. ``stage_breakdown``: one shard, one thread, the model's own stage functions called in
@@ -17,10 +17,10 @@ Three views:
    to ``model.loss`` on the same rows, so the timed composition is the real one.
 3. ``kind_breakdown``: the same shard split by kind of work, each part timed on its own
    at the shard's shapes on one thread: every matmul (the same products, the same operand
-   layouts; attention's q @ k^T and pattern @ v over the full square), the attention
-   softmax and its backward, LayerNorm, GELU, cross-entropy, AdamW; what is left of the
-   shard's time is memory traffic (copies, the fused q|k|v gather, residual adds, fresh
-   arrays) and Python overhead.
+   layouts), attention's tiles (`attention.blockwise`, forward and backward) split into
+   their matmuls and their softmax (the tiles timed again with the softmax swapped for a
+   no-op), LayerNorm, GELU, cross-entropy; what is left of the shard's time is memory
+   traffic (copies, the fused q|k|v gather, residual adds, fresh arrays) and Python overhead.
 
 Medians of ``repeats`` runs after a warmup; milliseconds.
 """
@@ -67,17 +67,20 @@ def core_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
     model = GPT(cfg, seed=0)
     opt = AdamW(model.params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
     shards = cores.shard_slices(len(x), model.threads)
-    part, tail = [], []
+    part, gather, adamw = [], [], []
     for r in range(repeats + 2):
         t0 = time.perf_counter()
         model.loss(x, y)
         g = model.backward()
         t1 = time.perf_counter()
-        opt.step(opt.gather(g))
+        flat = opt.gather(g)
         t2 = time.perf_counter()
+        opt.step(flat)
+        t3 = time.perf_counter()
         if r >= 2:
             part.append(t1 - t0)
-            tail.append(t2 - t1)
+            gather.append(t2 - t1)
+            adamw.append(t3 - t2)
     one = GPT(cfg, seed=0, threads=1)
     sl = shards[0]
     alone = []
@@ -89,7 +92,7 @@ def core_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
             if r >= 2:
                 alone.append(time.perf_counter() - t0)
     return {"threads": len(shards), "shard_rows": sl.stop - sl.start, "parallel_ms": _median_ms(part),
-            "tail_ms": _median_ms(tail), "shard_alone_ms": _median_ms(alone)}
+            "gather_ms": _median_ms(gather), "adamw_ms": _median_ms(adamw), "shard_alone_ms": _median_ms(alone)}
 
 
 def stage_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
@@ -232,9 +235,19 @@ def _kinds(cfg, B: int, shard_ms: float, r: int) -> dict:
     pos = np.arange(T)
     mask = np.where(pos[None, :] > pos[:, None], -np.inf, 0.0).astype(np.float32)
     bands = blockwise.causal_bands(pos, pos)
-    out["attention core (tiles, matmuls included)"] = L * 1e3 * (
-        _time(lambda: blockwise.attend(q, kT, v, mask, bands), r)
-        + _time(lambda: blockwise.attend_backward(q, kT, vT, dz, delta, mask, bands), r))
+    def core():
+        blockwise.attend(q, kT, v, mask, bands)
+        blockwise.attend_backward(q, kT, vT, dz, delta, mask, bands)
+
+    whole_core = L * 1e3 * _time(core, r)
+    exp_scores = blockwise._exp_scores  # the softmax of a tile; swapped for a no-op to time the rest alone
+    blockwise._exp_scores = lambda p, *args: np.ones((*p.shape[:-1], 1), p.dtype)
+    try:
+        without_softmax = L * 1e3 * _time(core, r)
+    finally:
+        blockwise._exp_scores = exp_scores
+    out["attention matmuls (tiles)"] = without_softmax
+    out["attention softmax"] = max(whole_core - without_softmax, 0.0)
     xs = f32(B, T, C)
     w, bias = np.ones(C, np.float32), np.zeros(C, np.float32)
     _, cln = nn.layernorm_forward(xs, w, bias)
@@ -258,7 +271,7 @@ def render(name: str, cores_ms: dict, stages: dict, kinds: dict, step_ms: float,
     side = c["parallel_ms"] / c["shard_alone_ms"] - 1
     lines = [f"   {name}: step {step_ms:.1f} ms = {c['threads']} shards of {c['shard_rows']} rows side by side "
              f"{c['parallel_ms']:.1f} ms (one shard alone on one thread: {c['shard_alone_ms']:.1f} ms, so running side "
-             f"by side costs {100 * side:+.0f}%) + gather and AdamW {c['tail_ms']:.1f} ms"]
+             f"by side costs {100 * side:+.0f}%) + gather {c['gather_ms']:.1f} ms + AdamW {c['adamw_ms']:.1f} ms"]
     row = []
     for s in STAGES:
         f, b = stages.get(f"fwd {s}", 0.0), stages.get(f"bwd {s}", 0.0)

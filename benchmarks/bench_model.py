@@ -38,13 +38,13 @@ figures measured in the same run, on the same machine:
 
    Where the time goes (``bench_breakdown.py``), for tiny and small: the step's
    parallel part (every shard's loss and backward side by side) and its serial
-   tail (gather + AdamW), against one shard run alone on one thread; then that
+   tail (gather, then AdamW), against one shard run alone on one thread; then that
    shard stage by stage (embedding, positions, norms, attention, MLP, residual
    adds, head, loss, the backward of each), timed inside a walk composed exactly
    as `model.forward`/`backward` compose it (its loss checked equal to
    ``model.loss``); and by kind of work, each timed alone at the shard's shapes
-   on one thread: the dense matmuls (with their GFLOP/s), the attention core
-   (its tiles, matmuls included), LayerNorm, GELU, cross-entropy, and the rest
+   on one thread: the dense matmuls (with their GFLOP/s), the attention tiles'
+   matmuls and their softmax, LayerNorm, GELU, cross-entropy, and the rest
    (memory traffic: copies, transposes, residual adds, fresh arrays; and Python
    overhead) = the shard's time minus their sum.
 3. A PyTorch eager reference of the SAME model (``TorchGPT`` below: pre-norm
