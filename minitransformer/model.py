@@ -29,7 +29,7 @@ from . import embedding, generation
 from .core import cores, nn, registry
 from .core.config import ModelConfig
 from .core.memory import keep_freed_memory
-from .core.tree import flatten
+from .core.tree import add_trees, flatten
 from .feedforward import moe, output
 from .trace.cache import run_with_cache, run_with_hooks
 from .trace.names import block_hook_names
@@ -335,7 +335,7 @@ class GPT:
         del parts
         if len(shard_grads) == 1:
             return shard_grads[0]
-        grads = cores.add_trees(shard_grads)
+        grads = add_trees(shard_grads)
         if on_grads is not None:  # in the order `backward` reports: head first, embedding last
             blocks = [(f"blocks.{i}", grads["blocks"][i]) for i in reversed(range(len(grads["blocks"])))]
             for name, g in [("unembed", grads["unembed"]), ("ln_final", grads["ln_final"]), *blocks,

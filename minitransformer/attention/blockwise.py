@@ -81,16 +81,9 @@ def whole(T: int, S: int) -> list[tuple[int, int, int, int]]:
     return [(0, T, S, S)]
 
 
-TILE_VALUES = 1 << 17  # scores per tile: 512 KiB of float32, in the L2 cache with the tile's other arrays
-
-
 def _tiles(n_slabs: int, R: int, bands: list) -> list:
     """``(slabs, a, b, lo, s)`` tiles: each band's rows with as many slabs as keep its scores in the L2 cache."""
-    tiles = []
-    for a, b, lo, s in bands:
-        step = max(1, TILE_VALUES // (R * (b - a) * max(s, 1)))
-        tiles += [(slice(i, min(i + step, n_slabs)), a, b, lo, s) for i in range(0, n_slabs, step)]
-    return tiles
+    return [(r, a, b, lo, s) for a, b, lo, s in bands for r in row_blocks(n_slabs, R * (b - a) * max(s, 1))]
 
 
 SAFE_EXP = 30.0  # |score| below this: exp(score) neither overflows nor underflows in float32, no shift needed

@@ -104,17 +104,13 @@ def gelu_backward_reference(dy: np.ndarray, cache) -> np.ndarray:
 def gelu(x: np.ndarray) -> np.ndarray:
     """``gelu(x)`` alone, for a forward that keeps nothing (inference, or a cache that keeps x).
 
-    note: eight in-place passes over one new array, whole (no blocks): when decoding one
-    token the array is a single row and every numpy call counts.
+    note: in place on one new array, whole (no blocks): when decoding one token the array is a
+    single row and every numpy call counts. The same operations as `gelu_forward`'s.
     """
-    y = np.multiply(x, x)  # x²
-    y *= 0.044715 * _GELU_C
-    y += _GELU_C
+    y = _tanh_inner(x, out=np.empty_like(x))  # t
+    y += 1.0
     y *= x
-    np.tanh(y, out=y)  # t = tanh(sqrt(2/pi) (x + 0.044715 x³))
-    y *= 0.5
-    y += 0.5
-    y *= x  # 0.5 x (1 + t)
+    y *= 0.5  # 0.5 x (1 + t)
     return y
 
 

@@ -88,11 +88,6 @@ def blas_threads(n: int):
     return ctl.limit(limits=n) if ctl is not None else contextlib.nullcontext()
 
 
-def can_run_in_parallel() -> bool:
-    """True when shards can run side by side: BLAS can be held to one thread while they do."""
-    return blas_controller() is not None
-
-
 def run(fn: Callable, items: Sequence, threads: int) -> list:
     """``[fn(item) for item in items]``, the items in up to ``threads`` threads at once, BLAS on one thread.
 
@@ -120,21 +115,3 @@ def run(fn: Callable, items: Sequence, threads: int) -> list:
     finally:
         _busy.release()
 
-
-def add_trees(trees: list):
-    """The leaf-by-leaf sum of nested dicts/lists of arrays with one layout (the shards' gradients).
-
-    The sums are new arrays (a leaf may be a view that shares memory with another).
-    Leaves that are None (a part with no gradient) stay None.
-    """
-    first, rest = trees[0], trees[1:]
-    if isinstance(first, dict):
-        return {k: add_trees([first[k]] + [t[k] for t in rest]) for k in first}
-    if isinstance(first, (list, tuple)):
-        return type(first)(add_trees([first[i]] + [t[i] for t in rest]) for i in range(len(first)))
-    if first is None or not rest:
-        return first
-    total = np.add(first, rest[0])
-    for t in rest[1:]:
-        total += t
-    return total

@@ -52,3 +52,22 @@ def to_float64(tree):
     if isinstance(tree, list):
         return [to_float64(v) for v in tree]
     return tree.astype(np.float64)
+
+
+def add_trees(trees: list):
+    """The leaf-by-leaf sum of nested dict/list trees of arrays with one layout (shards' gradients).
+
+    The sums are new arrays (a leaf may be a view that shares memory with another).
+    Leaves that are None (a part with no gradient) stay None.
+    """
+    first, rest = trees[0], trees[1:]
+    if isinstance(first, dict):
+        return {k: add_trees([first[k]] + [t[k] for t in rest]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(add_trees([first[i]] + [t[i] for t in rest]) for i in range(len(first)))
+    if first is None or not rest:
+        return first
+    total = np.add(first, rest[0])
+    for t in rest[1:]:
+        total += t
+    return total
