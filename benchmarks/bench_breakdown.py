@@ -48,20 +48,6 @@ def _median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1e3
 
 
-def _one_blas_thread():
-    """BLAS held to one thread, as inside a shard's thread (`core.cores`)."""
-    ctl = cores.blas_controller()
-    return ctl.limit(limits=1) if ctl is not None else _nothing()
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def core_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
     """ms: the parallel part of a step, its serial tail, and one shard alone on one thread."""
     model = GPT(cfg, seed=0)
@@ -84,7 +70,7 @@ def core_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
     one = GPT(cfg, seed=0, threads=1)
     sl = shards[0]
     alone = []
-    with _one_blas_thread():
+    with cores.blas_threads(1):
         for r in range(repeats + 2):
             t0 = time.perf_counter()
             one.loss(x[sl], y[sl])
@@ -102,7 +88,7 @@ def stage_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
     x, y = x[cores.shard_slices(len(x), cores.available())[0]], y[cores.shard_slices(len(y), cores.available())[0]]
     runs: dict = {}
     losses = []
-    with _one_blas_thread(), nn.lean_caches():
+    with cores.blas_threads(1), nn.lean_caches():
         for r in range(repeats + 2):  # two warmup steps
             t: dict = {}
             losses.append(_timed_step(model, opt, cfg, x, y, t))
@@ -207,7 +193,7 @@ def _time(fn, repeats: int) -> float:
 
 def kind_breakdown(cfg, B: int, shard_ms: float, repeats: int) -> dict:
     """ms of one shard (B rows, one thread) by kind of work, each timed alone; the rest is shard_ms minus their sum."""
-    with _one_blas_thread():
+    with cores.blas_threads(1):
         return _kinds(cfg, B, shard_ms, max(repeats, 5))
 
 

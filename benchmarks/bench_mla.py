@@ -63,28 +63,40 @@ def configs(max_context: int):
     return ModelConfig(context_length=ctx, **MLA_CONFIG), ModelConfig(context_length=ctx, **MHA_CONFIG)
 
 
-def interleaved_medians(steps: dict, repeats: int, warmup: int = 2) -> dict:
-    """Median ms of each ``steps[label]()``, timed round-robin (one call of each per round).
+def interleaved_runs(fns: dict, repeats: int, warmup: int = 2, inner: dict = None, settle: int = 0) -> dict:
+    """Seconds per call of each ``fns[label]()``, timed round-robin: ``{label: [one figure per round]}``.
 
     note: on a shared machine the load changes from second to second; interleaving the paths
     exposes all of them to the same load, so their ratios stay meaningful. The garbage
     collector is off while timing (one collection before), so no call pays for another's garbage.
+    Each timed run calls its function ``inner[label]`` times (default once), after ``settle``
+    untimed calls (the first call after switching from other work can be slow).
     """
-    for fn in steps.values():
+    for fn in fns.values():
         for _ in range(warmup):
             fn()
-    times = {label: [] for label in steps}
+    inner = inner or {}
+    times = {label: [] for label in fns}
     gc.collect()
     gc.disable()
     try:
         for _ in range(repeats):
-            for label, fn in steps.items():
+            for label, fn in fns.items():
+                for _ in range(settle):
+                    fn()
+                n = inner.get(label, 1)
                 t0 = time.perf_counter()
-                fn()
-                times[label].append((time.perf_counter() - t0) * 1e3)
+                for _ in range(n):
+                    fn()
+                times[label].append((time.perf_counter() - t0) / n)
     finally:
         gc.enable()
-    return {label: statistics.median(v) for label, v in times.items()}
+    return times
+
+
+def interleaved_medians(steps: dict, repeats: int, warmup: int = 2) -> dict:
+    """Median ms of each ``steps[label]()``, timed round-robin (one call of each per round, `interleaved_runs`)."""
+    return {label: statistics.median(v) * 1e3 for label, v in interleaved_runs(steps, repeats, warmup).items()}
 
 
 def cache_bytes_per_token(mla_cfg, mha_cfg, tokens: int = 64) -> dict:

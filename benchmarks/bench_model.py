@@ -141,6 +141,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_breakdown
 import numpy as np
 
 import bench_breakdown as breakdown  # noqa: E402  (benchmarks/, next to this file)
+from bench_mla import interleaved_runs  # noqa: E402
 from minitransformer.core import nn as mnn
 from minitransformer.attention.kv_cache import KVCache
 from minitransformer.core.config import ModelConfig
@@ -248,20 +249,7 @@ def measure_interleaved(fns: dict, repeats: int, warmup: int = 1, min_run_s: flo
         t0 = time.perf_counter()
         fn()
         inner[label] = max(1, math.ceil(min_run_s / max(time.perf_counter() - t0, 1e-9))) if min_run_s else 1
-    times: dict = {label: [] for label in fns}
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(repeats):
-            for label, fn in fns.items():
-                for _ in range(settle):
-                    fn()
-                t0 = time.perf_counter()
-                for _ in range(inner[label]):
-                    fn()
-                times[label].append((time.perf_counter() - t0) / inner[label])
-    finally:
-        gc.enable()
+    times = interleaved_runs(fns, repeats, warmup=0, inner=inner, settle=settle)
     return {label: {"median_s": statistics.median(v), "min_s": min(v), "inner": inner[label], "runs_s": v}
             for label, v in times.items()}
 
