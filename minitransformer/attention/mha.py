@@ -65,6 +65,7 @@ Multi-Head Latent Attention, which has its own module (`mla`).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -155,15 +156,15 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     score_bias = getattr(positional, "score_bias", None)
     mask = None  # one query at the newest position sees every key: nothing to mask
     if T > 1 or padding_mask is not None or score_bias is not None:
-        key_positions = np.arange(S) + (positions[-1] + 1 - S)  # (S,)
-        future = key_positions[None, :] > positions[:, None]  # (T, S) bool
-        mask = np.where(future, -np.inf, 0.0).astype(x.dtype) if T > 1 or padding_mask is not None else None
+        key_positions, causal_mask, causal_bands = _causal_mask(positions.astype(np.int64).tobytes(), S,
+                                                                np.dtype(x.dtype).str)
+        mask = causal_mask if T > 1 or padding_mask is not None else None
     pattern, bands = None, None
     if padding_mask is None and score_bias is None and hook is None and not record and (
             lean() or not want_cache(need_cache)):
         # the common case (inference, and training inside `nn.lean_caches`): scores, softmax and z
         # block by block; the whole (B, H, T, S) pattern is never built, backward recomputes it
-        bands = blockwise.whole(T, S) if mask is None else blockwise.causal_bands(positions, key_positions)
+        bands = blockwise.whole(T, S) if mask is None else causal_bands
         z = blockwise.attend(qg, kT, v_all, mask, bands)  # (B, G, R*T, D); causal tiles above the diagonal skipped
     else:  # a cache for inspection, padding, a score bias, a hook or recording: the whole pattern, kept
         scores = (qg @ kT).reshape(B, H, T, S)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, H, T, S)
@@ -199,12 +200,31 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     if record:
         cache["hook_attn_scores"] = recorded
     # what only backward reads, apart from the published names
-    # note: the scaled grouped queries, the contiguous keys and values and the fused weight are not
-    # kept: backward rebuilds them from hook_q/k/v (copies, cheap next to the matmuls), which saves
-    # three (B, T, C)-sized arrays per layer while the activations wait for backward
+    # note: the scaled grouped queries, the contiguous values and the fused weight are not kept:
+    # backward rebuilds them from hook_q/k/v (copies, cheap next to the matmuls), which saves
+    # (B, T, C)-sized arrays per layer while the activations wait for backward. The tiles' laid-out
+    # keys kT are kept (one such array): backward's tiles read them exactly as the forward's did.
     cache["saved"] = {"x": x, "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None,
-                      "causal_mask": mask, "bands": bands, "config": config, "positional": positional}
+                      "causal_mask": mask, "bands": bands, "config": config, "positional": positional,
+                      "kT": kT if bands is not None else None}
     return y, cache
+
+
+@functools.lru_cache(maxsize=32)
+def _causal_mask(positions: bytes, S: int, dtype: str):
+    """``(key_positions (S,), mask (T, S), bands)`` for queries at ``positions`` (int64 bytes) and S keys.
+
+    The keys are the S consecutive positions ending at the last query's; ``mask`` is 0 where a
+    query may read a key and -inf where the key is in its future; ``bands`` are
+    `blockwise.causal_bands`. note: every layer of a forward asks for the same three, so they are
+    built once and kept (read-only) for the next call with the same positions.
+    """
+    positions = np.frombuffer(positions, dtype=np.int64)  # (T,)
+    key_positions = np.arange(S) + (positions[-1] + 1 - S)  # (S,)
+    future = key_positions[None, :] > positions[:, None]  # (T, S) bool
+    mask = np.where(future, -np.inf, 0.0).astype(dtype)
+    key_positions.flags.writeable = mask.flags.writeable = False
+    return key_positions, mask, tuple(blockwise.causal_bands(positions, key_positions))
 
 
 def _fused_qkv(params: dict, kv_cache=None, layer: int = 0):
@@ -285,7 +305,9 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
         dq = (dscores @ k).reshape(B, H, T, D)  # (B, G, R*T, S) @ (B, G, S, D) -> (B, H, T, D)
         dk = dscores.transpose(0, 1, 3, 2) @ qg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D)
     else:  # the same, tile by tile, each tile's pattern recomputed as the forward computed it
-        kT = np.ascontiguousarray(k.transpose(0, 1, 3, 2))  # (B, G, D, S), laid out as the forward's
+        kT = saved.get("kT")  # (B, G, D, S), the forward's
+        if kT is None:
+            kT = np.ascontiguousarray(k.transpose(0, 1, 3, 2))
         dq, dk, dv = blockwise.attend_backward(qg, kT, vT, dzg, delta, saved["causal_mask"], saved["bands"])
         dq = dq.reshape(B, H, T, D)  # (B, G, R*T, D) -> (B, H, T, D)
     dq *= scale  # the scale was applied to q
