@@ -167,7 +167,10 @@ def main(argv=None) -> int:
     ap.add_argument("--contexts", type=int, nargs="+", default=[256, 1024, 4096])
     args = ap.parse_args(argv)
     keep_freed_memory()  # as `GPT` does for generation: the naive path's large temporaries reuse the heap
-    contexts = sorted(args.contexts)
+    contexts = sorted(set(args.contexts))
+    if len(contexts) < 2 or contexts[0] < 1:
+        ap.error(f"--contexts needs at least two different positive lengths (got {args.contexts}): the growth "
+                 "is measured from the shortest to the longest, e.g. --contexts 256 4096")
     mla_cfg, mha_cfg = configs(max(contexts))
     H, Dh, Dv, Dc, Dq, Dr = mla.dims(mla_cfg)
     print(f"bench_mla: Python {platform.python_version()}, numpy {np.__version__}, {time.strftime('%Y-%m-%d')}, "
