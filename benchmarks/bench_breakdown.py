@@ -18,8 +18,8 @@ Three views:
 3. ``kind_breakdown``: the same shard split by kind of work, each part timed on its own
    at the shard's shapes on one thread: every matmul (the same products, the same operand
    layouts), attention's tiles (`attention.blockwise`, forward and backward) split into
-   their matmuls and their softmax (the tiles timed again with the softmax swapped for a
-   no-op), LayerNorm, GELU, cross-entropy; what is left of the shard's time is memory
+   their softmax and the rest of the tile (the tiles timed again with the softmax swapped for a
+   no-op: what remains is their matmuls and the products around them), LayerNorm, GELU, cross-entropy; what is left of the shard's time is memory
    traffic (copies, the fused q|k|v gather, residual adds, fresh arrays) and Python overhead.
 
 Medians of ``repeats`` runs after a warmup; milliseconds.
@@ -232,7 +232,7 @@ def _kinds(cfg, B: int, shard_ms: float, r: int) -> dict:
         without_softmax = L * 1e3 * _time(core, r)
     finally:
         blockwise._exp_scores = exp_scores
-    out["attention matmuls (tiles)"] = without_softmax
+    out["attention tiles (matmuls and products)"] = without_softmax
     out["attention softmax"] = max(whole_core - without_softmax, 0.0)
     xs = f32(B, T, C)
     w, bias = np.ones(C, np.float32), np.zeros(C, np.float32)
