@@ -210,14 +210,15 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     return y, cache
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=4)
 def _causal_mask(positions: bytes, S: int, dtype: str):
     """``(key_positions (S,), mask (T, S), bands)`` for queries at ``positions`` (int64 bytes) and S keys.
 
     The keys are the S consecutive positions ending at the last query's; ``mask`` is 0 where a
     query may read a key and -inf where the key is in its future; ``bands`` are
     `blockwise.causal_bands`. note: every layer of a forward asks for the same three, so they are
-    built once and kept (read-only) for the next call with the same positions.
+    built once and kept (read-only) for the next calls with the same positions; the last 4 sets
+    are kept (training repeats one), at most a few (T, S) masks of memory.
     """
     positions = np.frombuffer(positions, dtype=np.int64)  # (T,)
     key_positions = np.arange(S) + (positions[-1] + 1 - S)  # (S,)
