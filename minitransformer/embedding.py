@@ -58,7 +58,7 @@ def forward(params: dict, ids, need_cache=None):
     """Look up the rows of ``W_E``: ids (B, T) -> x (B, T, C). Cache: ``ids`` and ``hook_embed``."""
     W_E = params["W_E"]
     ids = check_ids(ids, W_E.shape[0])
-    x = W_E[ids]  # (B, T) -> (B, T, C), a copy
+    x = np.take(W_E, ids, axis=0)  # (B, T) -> (B, T, C), a copy (note: W_E[ids] holds Python's lock, take does not)
     cache = {"ids": ids, "hook_embed": x} if want_cache(need_cache) else None
     return x, cache
 

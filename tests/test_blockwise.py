@@ -141,3 +141,21 @@ def test_the_whole_model_trains_as_the_reference_does():
     a, b = flatten(fast.backward()), flatten(ref.backward())
     for k in a:
         np.testing.assert_allclose(a[k], b[k], err_msg=k, **TIGHT)
+
+
+def test_band_masks_are_kept_only_for_read_only_masks():
+    # mha passes one read-only mask to every layer: its band masks are made once; a writable mask
+    # could change between calls, so its band masks are made anew each time
+    T = 4 * blockwise.BAND
+    pos = np.arange(T)
+    mask = np.where(pos[None, :] > pos[:, None], -np.inf, 0.0).astype(np.float32)
+    bands = tuple(blockwise.causal_bands(pos, pos))
+    first = blockwise._band_masks(mask, bands)
+    assert blockwise._band_masks(mask, bands) is not first  # writable: not kept
+    mask.flags.writeable = False
+    kept = blockwise._band_masks(mask, bands)
+    assert blockwise._band_masks(mask, bands) is kept
+    assert blockwise._band_masks(mask, bands[:2]) is not kept  # other bands: made anew
+    for (a, b, lo, s), pair in zip(bands, kept):
+        np.testing.assert_array_equal(pair[0], mask[a:b, :s].reshape(-1))
+        np.testing.assert_array_equal(pair[1], (mask[a:b, :s] == 0).reshape(-1))

@@ -100,6 +100,9 @@ def score_bounds(q4: np.ndarray, kT3: np.ndarray) -> np.ndarray:
     return q_norm * k_norm[:, None, None, None]
 
 
+_KEPT_BAND_MASKS: dict = {}  # id(mask) -> (mask, bands, band masks), for read-only masks (see `_band_masks`)
+
+
 def _band_masks(mask: Optional[np.ndarray], bands: list) -> list:
     """Per band, its rows of ``mask`` over the keys it reads, or None where nothing is masked.
 
@@ -107,7 +110,13 @@ def _band_masks(mask: Optional[np.ndarray], bands: list) -> list:
     note: `_exp_scores` applies them to the tile seen as (slabs, rows * s): one long contiguous
     pass, which numpy runs 2-4x faster than one on the strided diagonal corner ``[a:b, lo:s]`` of a
     4-D view (an inner loop only s - lo values long). The extra columns add 0 or multiply by 1.
+    A read-only mask (`mha` passes one, shared by every layer) gets its band masks made once and
+    kept, with the last few others.
     """
+    if mask is not None and not mask.flags.writeable:
+        kept = _KEPT_BAND_MASKS.get(id(mask))
+        if kept is not None and kept[0] is mask and kept[1] == bands:
+            return kept[2]
     masks = []
     for a, b, lo, s in bands:
         if mask is None or lo >= s:
@@ -115,10 +124,14 @@ def _band_masks(mask: Optional[np.ndarray], bands: list) -> list:
             continue
         flat = np.ascontiguousarray(mask[a:b, :s]).reshape(-1)  # (rows * s,)
         masks.append((flat, (flat == 0).astype(mask.dtype)))
+    if mask is not None and not mask.flags.writeable:
+        if len(_KEPT_BAND_MASKS) >= 4:
+            _KEPT_BAND_MASKS.clear()
+        _KEPT_BAND_MASKS[id(mask)] = (mask, bands, masks)
     return masks
 
 
-def _exp_scores(p: np.ndarray, band_mask: Optional[tuple], bound: Optional[np.ndarray]) -> np.ndarray:
+def _exp_scores(p: np.ndarray, band_mask: Optional[tuple], shift: bool) -> np.ndarray:
     """Turn a tile of scores (n, R, rows, s), in base-2 units, into ``exp(scores + mask - shift)`` in place;
     return 1 / row sums (n, R, rows, 1).
 
@@ -128,17 +141,17 @@ def _exp_scores(p: np.ndarray, band_mask: Optional[tuple], bound: Optional[np.nd
     ``p * (1 / row sums)``; callers fold that factor into the narrower arrays (z, dz) instead of
     scaling the tile.
 
-    The shift is each row's maximum, the usual guard against overflow. When ``bound``
-    (`score_bounds`) says every score, masked or not, is within ``SAFE_EXP`` of zero, the shift is 0
-    and the two passes it costs (the row maxima, the subtraction) are skipped: softmax does not
-    change when a row is shifted, so the result is the same to rounding. Then the masked entries
-    are zeroed after ``exp2`` (times the keep-mask) rather than set to -inf before it, because
-    ``exp2`` is as slow as ``exp`` on -inf. ``band_mask`` is the band's pair from `_band_masks`.
+    With ``shift``, each row's maximum is subtracted first, the usual guard against overflow. The
+    callers pass ``shift=False`` when `score_bounds` says every score, masked or not, is within
+    ``SAFE_EXP`` of zero: then the two passes it costs (the row maxima, the subtraction) are
+    skipped, and softmax does not change when a row is shifted, so the result is the same to
+    rounding. Then the masked entries are zeroed after ``exp2`` (times the keep-mask) rather than
+    set to -inf before it, because ``exp2`` is as slow as ``exp`` on -inf. ``band_mask`` is the
+    band's pair from `_band_masks`.
     """
     s = p.shape[-1]
     tile = p.reshape(-1, p.shape[-2] * s)  # (n*R, rows*s), a view
     flat = p.reshape(-1, s)  # (n*R*rows, s), a view
-    shift = bound is None or float(bound.max()) > SAFE_EXP
     if shift:
         if band_mask is not None:  # the band meets the diagonal: its future keys get -inf
             tile += band_mask[0]
@@ -163,7 +176,7 @@ def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarr
         z = p @ v3[:, None]  # (BG, R, 1, S) @ (BG, 1, S, D) -> (BG, R, 1, D)
         z /= np.add.reduce(p, axis=-1, keepdims=True)
         return z.reshape(B, G, RT, D)
-    bound = score_bounds(q4, kT3)
+    shift = float(score_bounds(q4, kT3).max()) > SAFE_EXP  # some score may be large: shift every tile
     q2 = np.multiply(q4, LOG2E, dtype=q4.dtype)  # the scores in base-2 units (see `_exp_scores`)
     z = np.empty((B * G, R, T, D), np.result_type(q, v))
     for r, a, b, s, band_mask in _tiles(B * G, R, bands, mask):
@@ -171,7 +184,7 @@ def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarr
             z[r, :, a:b] = 0.0
             continue
         p = q2[r, :, a:b] @ kT3[r, None, :, :s]  # (n, R, rows, D) @ (n, 1, D, s) -> (n, R, rows, s)
-        inv_sum = _exp_scores(p, band_mask, bound[r, :, a:b])  # p = exp(scores), unnormalised
+        inv_sum = _exp_scores(p, band_mask, shift)  # p = exp(scores), unnormalised
         zb = p @ v3[r, None, :s]  # (n, R, rows, s) @ (n, 1, s, D) -> (n, R, rows, D)
         np.multiply(zb, inv_sum, out=z[r, :, a:b])  # the softmax's normalisation, applied to z
     return z.reshape(B, G, RT, D)
@@ -200,7 +213,7 @@ def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarra
     # note: dq's product runs about 40 % faster against a contiguous k than against kT's transposed view
     k3 = np.ascontiguousarray(kT3.transpose(0, 2, 1))  # (BG, S, D)
     dz4, delta4 = dz.reshape(BG, R, T, D), delta.reshape(BG, R, T, 1)
-    bound = score_bounds(q4, kT3)
+    shift = float(score_bounds(q4, kT3).max()) > SAFE_EXP  # as `attend` decided
     q2 = np.multiply(q4, LOG2E, dtype=q4.dtype)  # base-2 units, as `attend` computed the scores
     dtype = np.result_type(q, dz)
     dq = np.empty((BG, R, T, D), dtype)
@@ -211,7 +224,7 @@ def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarra
             continue
         qb = q4[r, :, a:b]  # (n, R, rows, D)
         e = q2[r, :, a:b] @ kT3[r, None, :, :s]  # (n, R, rows, s): the scores, as `attend` computed them
-        inv_sum = _exp_scores(e, band_mask, bound[r, :, a:b])  # the exponentials E
+        inv_sum = _exp_scores(e, band_mask, shift)  # the exponentials E
         dzs = dz4[r, :, a:b] * inv_sum  # dz / rowsum: (n, R, rows, D)
         dv_part = e.swapaxes(-1, -2) @ dzs  # (n, R, s, rows) @ (n, R, rows, D) -> (n, R, s, D)
         ds = dzs @ vT3[r, None, :, :s]  # (n, R, rows, D) @ (n, 1, D, s) -> (n, R, rows, s)
