@@ -159,3 +159,23 @@ def test_band_masks_are_kept_only_for_read_only_masks():
     for (a, b, lo, s), pair in zip(bands, kept):
         np.testing.assert_array_equal(pair[0], mask[a:b, :s].reshape(-1))
         np.testing.assert_array_equal(pair[1], (mask[a:b, :s] == 0).reshape(-1))
+
+
+def test_shifting_or_not_gives_the_same_softmax_when_scores_are_small():
+    # the shift before exp2 only guards against overflow: with small scores both ways agree, and
+    # needs_shift (what mha asks once and passes to both passes) says none is needed
+    rng = np.random.default_rng(3)
+    B, G, R, T, D = 2, 2, 2, 70, 8
+    pos = np.arange(T)
+    mask = np.where(pos[None, :] > pos[:, None], -np.inf, 0.0)
+    q, kT, v = rng.normal(size=(B, G, R * T, D)), rng.normal(size=(B, G, D, T)), rng.normal(size=(B, G, T, D))
+    bands = blockwise.causal_bands(pos, pos)
+    assert not blockwise.needs_shift(q, kT) and blockwise.needs_shift(q * 30, kT)
+    z = blockwise.attend(q, kT, v, mask, bands)
+    np.testing.assert_allclose(blockwise.attend(q, kT, v, mask, bands, shift=True), z, **TIGHT)
+    dz = rng.normal(size=z.shape)
+    delta = (dz * z).sum(-1, keepdims=True)
+    vT = np.ascontiguousarray(v.swapaxes(-1, -2))
+    for got, want in zip(blockwise.attend_backward(q, kT, vT, dz, delta, mask, bands, shift=True),
+                         blockwise.attend_backward(q, kT, vT, dz, delta, mask, bands)):
+        np.testing.assert_allclose(got, want, **TIGHT)

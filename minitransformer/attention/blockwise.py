@@ -100,6 +100,17 @@ def score_bounds(q4: np.ndarray, kT3: np.ndarray) -> np.ndarray:
     return q_norm * k_norm[:, None, None, None]
 
 
+def needs_shift(q: np.ndarray, kT: np.ndarray) -> bool:
+    """Whether some score of ``q @ kT`` (q (B, G, R·T, D), kT (B, G, D, S)) may be ``SAFE_EXP`` or more from
+    zero (`score_bounds`): then every tile's rows are shifted by their maxima before ``exp2``.
+
+    `attend` and `attend_backward` take the answer as ``shift`` (a caller that runs both, as `mha`
+    does, asks once), or work it out themselves.
+    """
+    B, G, RT, D = q.shape
+    return float(score_bounds(q.reshape(B * G, 1, RT, D), kT.reshape(B * G, D, -1)).max()) > SAFE_EXP
+
+
 _KEPT_BAND_MASKS: dict = {}  # id(mask) -> (mask, bands, band masks), for read-only masks (see `_band_masks`)
 
 
@@ -163,8 +174,12 @@ def _exp_scores(p: np.ndarray, band_mask: Optional[tuple], shift: bool) -> np.nd
     return np.divide(1.0, sums, out=sums).reshape(*p.shape[:-1], 1)
 
 
-def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarray], bands: list) -> np.ndarray:
-    """z = softmax(q @ kT + mask) @ v, tile by tile; q (B, G, R·T, D) -> z (B, G, R·T, D)."""
+def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarray], bands: list,
+           shift: Optional[bool] = None) -> np.ndarray:
+    """z = softmax(q @ kT + mask) @ v, tile by tile; q (B, G, R·T, D) -> z (B, G, R·T, D).
+
+    ``shift``: `needs_shift` of q and kT, if the caller has it (None: worked out here).
+    """
     B, G, RT, D = q.shape
     S, T = kT.shape[-1], bands[-1][1]
     R = RT // T
@@ -176,7 +191,8 @@ def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarr
         z = p @ v3[:, None]  # (BG, R, 1, S) @ (BG, 1, S, D) -> (BG, R, 1, D)
         z /= np.add.reduce(p, axis=-1, keepdims=True)
         return z.reshape(B, G, RT, D)
-    shift = float(score_bounds(q4, kT3).max()) > SAFE_EXP  # some score may be large: shift every tile
+    if shift is None:
+        shift = needs_shift(q, kT)  # some score may be large: shift every tile
     q2 = np.multiply(q4, LOG2E, dtype=q4.dtype)  # the scores in base-2 units (see `_exp_scores`)
     z = np.empty((B * G, R, T, D), np.result_type(q, v))
     for r, a, b, s, band_mask in _tiles(B * G, R, bands, mask):
@@ -191,7 +207,7 @@ def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarr
 
 
 def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarray, delta: np.ndarray,
-                    mask: Optional[np.ndarray], bands: list):
+                    mask: Optional[np.ndarray], bands: list, shift: Optional[bool] = None):
     """Gradients of `attend` w.r.t. q, k and v: ``(dq (B, G, R·T, D), dk (B, G, S, D), dv (B, G, S, D))``.
 
     ``vT`` (B, G, D, S) is v transposed; ``dz`` (B, G, R·T, D) is the gradient of z; ``delta``
@@ -204,6 +220,7 @@ def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarra
         dq  = dscores @ k       dk += dscores^T @ q
 
     summed over the R heads of a group for dk and dv (they share those keys and values).
+    ``shift`` is as `attend` took it (None: worked out again, the same way).
     """
     B, G, RT, D = q.shape
     S, T = kT.shape[-1], bands[-1][1]
@@ -213,7 +230,8 @@ def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarra
     # note: dq's product runs about 40 % faster against a contiguous k than against kT's transposed view
     k3 = np.ascontiguousarray(kT3.transpose(0, 2, 1))  # (BG, S, D)
     dz4, delta4 = dz.reshape(BG, R, T, D), delta.reshape(BG, R, T, 1)
-    shift = float(score_bounds(q4, kT3).max()) > SAFE_EXP  # as `attend` decided
+    if shift is None:
+        shift = needs_shift(q, kT)  # as `attend` decided
     q2 = np.multiply(q4, LOG2E, dtype=q4.dtype)  # base-2 units, as `attend` computed the scores
     dtype = np.result_type(q, dz)
     dq = np.empty((BG, R, T, D), dtype)

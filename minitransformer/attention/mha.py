@@ -159,13 +159,14 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
         key_positions, causal_mask, causal_bands = _causal_mask(positions.astype(np.int64).tobytes(), S,
                                                                 np.dtype(x.dtype).str)
         mask = causal_mask if T > 1 or padding_mask is not None else None
-    pattern, bands = None, None
+    pattern, bands, shift = None, None, None
     if padding_mask is None and score_bias is None and hook is None and not record and (
             lean() or not want_cache(need_cache)):
         # the common case (inference, and training inside `nn.lean_caches`): scores, softmax and z
         # block by block; the whole (B, H, T, S) pattern is never built, backward recomputes it
         bands = blockwise.whole(T, S) if mask is None else causal_bands
-        z = blockwise.attend(qg, kT, v_all, mask, bands)  # (B, G, R*T, D); causal tiles above the diagonal skipped
+        shift = blockwise.needs_shift(qg, kT) if T > 1 else None  # (decoding's one row needs no bound)
+        z = blockwise.attend(qg, kT, v_all, mask, bands, shift)  # (B, G, R*T, D); causal tiles above the diagonal skipped
     else:  # a cache for inspection, padding, a score bias, a hook or recording: the whole pattern, kept
         scores = (qg @ kT).reshape(B, H, T, S)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, H, T, S)
         if padding_mask is not None:
@@ -206,7 +207,7 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     # keys kT are kept (one such array): backward's tiles read them exactly as the forward's did.
     cache["saved"] = {"x": x, "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None,
                       "causal_mask": mask, "bands": bands, "config": config, "positional": positional,
-                      "kT": kT if bands is not None else None}
+                      "kT": kT if bands is not None else None, "shift": shift}
     return y, cache
 
 
@@ -309,7 +310,8 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
         kT = saved.get("kT")  # (B, G, D, S), the forward's
         if kT is None:
             kT = np.ascontiguousarray(k.transpose(0, 1, 3, 2))
-        dq, dk, dv = blockwise.attend_backward(qg, kT, vT, dzg, delta, saved["causal_mask"], saved["bands"])
+        dq, dk, dv = blockwise.attend_backward(qg, kT, vT, dzg, delta, saved["causal_mask"], saved["bands"],
+                                               saved.get("shift"))
         dq = dq.reshape(B, H, T, D)  # (B, G, R*T, D) -> (B, H, T, D)
     dq *= scale  # the scale was applied to q
     if rotated:  # back through the rotation of q and k
