@@ -142,7 +142,7 @@ def _band_masks(mask: Optional[np.ndarray], bands: list) -> list:
     return masks
 
 
-def _exp_scores(p: np.ndarray, band_mask: Optional[tuple], shift: bool) -> np.ndarray:
+def _exp_scores(p: np.ndarray, band_mask: Optional[tuple], shift: bool, ones: np.ndarray) -> np.ndarray:
     """Turn a tile of scores (n, R, rows, s), in base-2 units, into ``exp(scores + mask - shift)`` in place;
     return 1 / row sums (n, R, rows, 1).
 
@@ -158,7 +158,7 @@ def _exp_scores(p: np.ndarray, band_mask: Optional[tuple], shift: bool) -> np.nd
     skipped, and softmax does not change when a row is shifted, so the result is the same to
     rounding. Then the masked entries are zeroed after ``exp2`` (times the keep-mask) rather than
     set to -inf before it, because ``exp2`` is as slow as ``exp`` on -inf. ``band_mask`` is the
-    band's pair from `_band_masks`.
+    band's pair from `_band_masks`; ``ones`` is a column of at least s ones (the caller makes it once).
     """
     s = p.shape[-1]
     tile = p.reshape(-1, p.shape[-2] * s)  # (n*R, rows*s), a view
@@ -170,7 +170,7 @@ def _exp_scores(p: np.ndarray, band_mask: Optional[tuple], shift: bool) -> np.nd
     np.exp2(flat, out=flat)
     if not shift and band_mask is not None:
         tile *= band_mask[1]  # the future keys' exponentials become 0
-    sums = flat @ np.ones((s, 1), p.dtype)  # (n*R*rows, 1): the row sums, as a matmul with ones
+    sums = flat @ ones[:s]  # (n*R*rows, 1): the row sums, as a matmul with ones
     return np.divide(1.0, sums, out=sums).reshape(*p.shape[:-1], 1)
 
 
@@ -195,12 +195,13 @@ def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarr
         shift = needs_shift(q, kT)  # some score may be large: shift every tile
     q2 = np.multiply(q4, LOG2E, dtype=q4.dtype)  # the scores in base-2 units (see `_exp_scores`)
     z = np.empty((B * G, R, T, D), np.result_type(q, v))
+    ones = np.ones((S, 1), q2.dtype)  # for the tiles' row sums
     for r, a, b, s, band_mask in _tiles(B * G, R, bands, mask):
         if s == 0:  # no key is visible (a query before every key): nothing retrieved
             z[r, :, a:b] = 0.0
             continue
         p = q2[r, :, a:b] @ kT3[r, None, :, :s]  # (n, R, rows, D) @ (n, 1, D, s) -> (n, R, rows, s)
-        inv_sum = _exp_scores(p, band_mask, shift)  # p = exp(scores), unnormalised
+        inv_sum = _exp_scores(p, band_mask, shift, ones)  # p = exp(scores), unnormalised
         zb = p @ v3[r, None, :s]  # (n, R, rows, s) @ (n, 1, s, D) -> (n, R, rows, D)
         np.multiply(zb, inv_sum, out=z[r, :, a:b])  # the softmax's normalisation, applied to z
     return z.reshape(B, G, RT, D)
@@ -236,13 +237,14 @@ def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarra
     dtype = np.result_type(q, dz)
     dq = np.empty((BG, R, T, D), dtype)
     dk, dv = np.zeros((BG, S, D), dtype), np.zeros((BG, S, D), dtype)
+    ones = np.ones((S, 1), q2.dtype)  # for the tiles' row sums
     for r, a, b, s, band_mask in _tiles(BG, R, bands, mask):
         if s == 0:
             dq[r, :, a:b] = 0.0
             continue
         qb = q4[r, :, a:b]  # (n, R, rows, D)
         e = q2[r, :, a:b] @ kT3[r, None, :, :s]  # (n, R, rows, s): the scores, as `attend` computed them
-        inv_sum = _exp_scores(e, band_mask, shift)  # the exponentials E
+        inv_sum = _exp_scores(e, band_mask, shift, ones)  # the exponentials E
         dzs = dz4[r, :, a:b] * inv_sum  # dz / rowsum: (n, R, rows, D)
         dv_part = e.swapaxes(-1, -2) @ dzs  # (n, R, s, rows) @ (n, R, rows, D) -> (n, R, s, D)
         ds = dzs @ vT3[r, None, :, :s]  # (n, R, rows, D) @ (n, 1, D, s) -> (n, R, rows, s)

@@ -207,7 +207,7 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     # keys kT are kept (one such array): backward's tiles read them exactly as the forward's did.
     cache["saved"] = {"x": x, "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None,
                       "causal_mask": mask, "bands": bands, "config": config, "positional": positional,
-                      "kT": kT if bands is not None else None, "shift": shift}
+                      "kT": kT if bands is not None else None, "shift": shift, "W_qkv": W_qkv}
     return y, cache
 
 
@@ -324,7 +324,10 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     dqkv[:, :, :H] = dq.transpose(0, 2, 1, 3)
     dqkv[:, :, H:H + G] = dk.transpose(0, 2, 1, 3)
     dqkv[:, :, H + G:] = dv.transpose(0, 2, 1, 3)
-    dx, dW, db = linear_backward(dqkv.reshape(B, T, -1), x, _fused_qkv(params)[0], has_bias)
+    W_qkv = saved.get("W_qkv")  # the forward's [W_Q | W_K | W_V]
+    if W_qkv is None:
+        W_qkv = _fused_qkv(params)[0]
+    dx, dW, db = linear_backward(dqkv.reshape(B, T, -1), x, W_qkv, has_bias)
     HD, GD = H * D, G * D
     grads.update(W_Q=dW[:, :HD], W_K=dW[:, HD:HD + GD], W_V=dW[:, HD + GD:])
     if has_bias:
