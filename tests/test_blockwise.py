@@ -143,22 +143,26 @@ def test_the_whole_model_trains_as_the_reference_does():
         np.testing.assert_allclose(a[k], b[k], err_msg=k, **TIGHT)
 
 
-def test_band_masks_are_kept_only_for_read_only_masks():
-    # mha passes one read-only mask to every layer: its band masks are made once; a writable mask
-    # could change between calls, so its band masks are made anew each time
+def test_band_masks_are_the_bands_rows_of_the_mask_and_mha_makes_them_once():
+    # each band meeting the diagonal gets its rows of the mask over the keys it reads, flat, and the
+    # matching keep-mask; mha builds them with the mask once per set of positions, read-only
     T = 4 * blockwise.BAND
     pos = np.arange(T)
     mask = np.where(pos[None, :] > pos[:, None], -np.inf, 0.0).astype(np.float32)
     bands = tuple(blockwise.causal_bands(pos, pos))
-    first = blockwise._band_masks(mask, bands)
-    assert blockwise._band_masks(mask, bands) is not first  # writable: not kept
-    mask.flags.writeable = False
-    kept = blockwise._band_masks(mask, bands)
-    assert blockwise._band_masks(mask, bands) is kept
-    assert blockwise._band_masks(mask, bands[:2]) is not kept  # other bands: made anew
-    for (a, b, lo, s), pair in zip(bands, kept):
+    masks = blockwise.band_masks(mask, bands)
+    for (a, b, lo, s), pair in zip(bands, masks):
         np.testing.assert_array_equal(pair[0], mask[a:b, :s].reshape(-1))
         np.testing.assert_array_equal(pair[1], (mask[a:b, :s] == 0).reshape(-1))
+    assert blockwise.band_masks(None, bands) == [None] * len(bands)
+    keys, kept_mask, kept_bands, kept_masks = mha._causal_layout(pos.astype(np.int64).tobytes(), T, "<f4")
+    assert mha._causal_layout(pos.astype(np.int64).tobytes(), T, "<f4")[3] is kept_masks  # made once
+    np.testing.assert_array_equal(kept_mask, mask)
+    assert kept_bands == bands and not kept_mask.flags.writeable
+    for got, want in zip(kept_masks, masks):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+            assert not g.flags.writeable
 
 
 def test_shifting_or_not_gives_the_same_softmax_when_scores_are_small():

@@ -82,10 +82,10 @@ def whole(T: int, S: int) -> list[tuple[int, int, int, int]]:
     return [(0, T, S, S)]
 
 
-def _tiles(n_slabs: int, R: int, bands: list, mask: Optional[np.ndarray]) -> list:
+def _tiles(n_slabs: int, R: int, bands: list, masks: list) -> list:
     """``(slabs, a, b, s, band_mask)`` tiles: each band's rows with as many slabs as keep its scores in the L2 cache,
-    and the band's mask (`_band_masks`)."""
-    return [(r, a, b, s, m) for (a, b, lo, s), m in zip(bands, _band_masks(mask, bands))
+    and the band's mask (from ``masks``, `band_masks`)."""
+    return [(r, a, b, s, m) for (a, b, lo, s), m in zip(bands, masks)
             for r in row_blocks(n_slabs, R * (b - a) * max(s, 1))]
 
 
@@ -111,23 +111,16 @@ def needs_shift(q: np.ndarray, kT: np.ndarray) -> bool:
     return float(score_bounds(q.reshape(B * G, 1, RT, D), kT.reshape(B * G, D, -1)).max()) > SAFE_EXP
 
 
-_KEPT_BAND_MASKS: dict = {}  # id(mask) -> (mask, bands, band masks), for read-only masks (see `_band_masks`)
-
-
-def _band_masks(mask: Optional[np.ndarray], bands: list) -> list:
+def band_masks(mask: Optional[np.ndarray], bands: list) -> list:
     """Per band, its rows of ``mask`` over the keys it reads, or None where nothing is masked.
 
     Each is a pair of flat contiguous rows: the mask itself (0 and -inf) and the keep-mask (1 and 0).
     note: `_exp_scores` applies them to the tile seen as (slabs, rows * s): one long contiguous
     pass, which numpy runs 2-4x faster than one on the strided diagonal corner ``[a:b, lo:s]`` of a
     4-D view (an inner loop only s - lo values long). The extra columns add 0 or multiply by 1.
-    A read-only mask (`mha` passes one, shared by every layer) gets its band masks made once and
-    kept, with the last few others.
+    A caller that runs every layer with one mask (`mha`) makes them once and passes them to
+    `attend` and `attend_backward` as ``masks``.
     """
-    if mask is not None and not mask.flags.writeable:
-        kept = _KEPT_BAND_MASKS.get(id(mask))
-        if kept is not None and kept[0] is mask and kept[1] == bands:
-            return kept[2]
     masks = []
     for a, b, lo, s in bands:
         if mask is None or lo >= s:
@@ -135,10 +128,6 @@ def _band_masks(mask: Optional[np.ndarray], bands: list) -> list:
             continue
         flat = np.ascontiguousarray(mask[a:b, :s]).reshape(-1)  # (rows * s,)
         masks.append((flat, (flat == 0).astype(mask.dtype)))
-    if mask is not None and not mask.flags.writeable:
-        if len(_KEPT_BAND_MASKS) >= 4:
-            _KEPT_BAND_MASKS.clear()
-        _KEPT_BAND_MASKS[id(mask)] = (mask, bands, masks)
     return masks
 
 
@@ -158,7 +147,7 @@ def _exp_scores(p: np.ndarray, band_mask: Optional[tuple], shift: bool, ones: np
     skipped, and softmax does not change when a row is shifted, so the result is the same to
     rounding. Then the masked entries are zeroed after ``exp2`` (times the keep-mask) rather than
     set to -inf before it, because ``exp2`` is as slow as ``exp`` on -inf. ``band_mask`` is the
-    band's pair from `_band_masks`; ``ones`` is a column of at least s ones (the caller makes it once).
+    band's pair from `band_masks`; ``ones`` is a column of at least s ones (the caller makes it once).
     """
     s = p.shape[-1]
     tile = p.reshape(-1, p.shape[-2] * s)  # (n*R, rows*s), a view
@@ -175,10 +164,11 @@ def _exp_scores(p: np.ndarray, band_mask: Optional[tuple], shift: bool, ones: np
 
 
 def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarray], bands: list,
-           shift: Optional[bool] = None) -> np.ndarray:
+           shift: Optional[bool] = None, masks: Optional[list] = None) -> np.ndarray:
     """z = softmax(q @ kT + mask) @ v, tile by tile; q (B, G, R·T, D) -> z (B, G, R·T, D).
 
-    ``shift``: `needs_shift` of q and kT, if the caller has it (None: worked out here).
+    ``shift`` (`needs_shift` of q and kT) and ``masks`` (`band_masks` of mask and bands), if the
+    caller has them (None: worked out here).
     """
     B, G, RT, D = q.shape
     S, T = kT.shape[-1], bands[-1][1]
@@ -196,7 +186,8 @@ def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarr
     q2 = np.multiply(q4, LOG2E, dtype=q4.dtype)  # the scores in base-2 units (see `_exp_scores`)
     z = np.empty((B * G, R, T, D), np.result_type(q, v))
     ones = np.ones((S, 1), q2.dtype)  # for the tiles' row sums
-    for r, a, b, s, band_mask in _tiles(B * G, R, bands, mask):
+    masks = band_masks(mask, bands) if masks is None else masks
+    for r, a, b, s, band_mask in _tiles(B * G, R, bands, masks):
         if s == 0:  # no key is visible (a query before every key): nothing retrieved
             z[r, :, a:b] = 0.0
             continue
@@ -208,7 +199,8 @@ def attend(q: np.ndarray, kT: np.ndarray, v: np.ndarray, mask: Optional[np.ndarr
 
 
 def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarray, delta: np.ndarray,
-                    mask: Optional[np.ndarray], bands: list, shift: Optional[bool] = None):
+                    mask: Optional[np.ndarray], bands: list, shift: Optional[bool] = None,
+                    masks: Optional[list] = None):
     """Gradients of `attend` w.r.t. q, k and v: ``(dq (B, G, R·T, D), dk (B, G, S, D), dv (B, G, S, D))``.
 
     ``vT`` (B, G, D, S) is v transposed; ``dz`` (B, G, R·T, D) is the gradient of z; ``delta``
@@ -221,7 +213,7 @@ def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarra
         dq  = dscores @ k       dk += dscores^T @ q
 
     summed over the R heads of a group for dk and dv (they share those keys and values).
-    ``shift`` is as `attend` took it (None: worked out again, the same way).
+    ``shift`` and ``masks`` are as `attend` took them (None: worked out again, the same way).
     """
     B, G, RT, D = q.shape
     S, T = kT.shape[-1], bands[-1][1]
@@ -238,7 +230,8 @@ def attend_backward(q: np.ndarray, kT: np.ndarray, vT: np.ndarray, dz: np.ndarra
     dq = np.empty((BG, R, T, D), dtype)
     dk, dv = np.zeros((BG, S, D), dtype), np.zeros((BG, S, D), dtype)
     ones = np.ones((S, 1), q2.dtype)  # for the tiles' row sums
-    for r, a, b, s, band_mask in _tiles(BG, R, bands, mask):
+    masks = band_masks(mask, bands) if masks is None else masks
+    for r, a, b, s, band_mask in _tiles(BG, R, bands, masks):
         if s == 0:
             dq[r, :, a:b] = 0.0
             continue

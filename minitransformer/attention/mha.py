@@ -156,17 +156,17 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     score_bias = getattr(positional, "score_bias", None)
     mask = None  # one query at the newest position sees every key: nothing to mask
     if T > 1 or padding_mask is not None or score_bias is not None:
-        key_positions, causal_mask, causal_bands = _causal_mask(positions.astype(np.int64).tobytes(), S,
-                                                                np.dtype(x.dtype).str)
+        key_positions, causal_mask, causal_bands, causal_band_masks = _causal_layout(
+            positions.astype(np.int64).tobytes(), S, np.dtype(x.dtype).str)
         mask = causal_mask if T > 1 or padding_mask is not None else None
-    pattern, bands, shift = None, None, None
+    pattern, bands, shift, masks = None, None, None, None
     if padding_mask is None and score_bias is None and hook is None and not record and (
             lean() or not want_cache(need_cache)):
         # the common case (inference, and training inside `nn.lean_caches`): scores, softmax and z
         # block by block; the whole (B, H, T, S) pattern is never built, backward recomputes it
-        bands = blockwise.whole(T, S) if mask is None else causal_bands
+        bands, masks = (blockwise.whole(T, S), None) if mask is None else (causal_bands, causal_band_masks)
         shift = blockwise.needs_shift(qg, kT) if T > 1 else None  # (decoding's one row needs no bound)
-        z = blockwise.attend(qg, kT, v_all, mask, bands, shift)  # (B, G, R*T, D); causal tiles above the diagonal skipped
+        z = blockwise.attend(qg, kT, v_all, mask, bands, shift, masks)  # (B, G, R*T, D); causal tiles above the diagonal skipped
     else:  # a cache for inspection, padding, a score bias, a hook or recording: the whole pattern, kept
         scores = (qg @ kT).reshape(B, H, T, S)  # (B, G, R*T, D) @ (B, G, D, S) -> (B, H, T, S)
         if padding_mask is not None:
@@ -201,32 +201,40 @@ def forward(params: dict, x: np.ndarray, config, positions: np.ndarray, kv_cache
     if record:
         cache["hook_attn_scores"] = recorded
     # what only backward reads, apart from the published names
-    # note: the scaled grouped queries, the contiguous values and the fused weight are not kept:
-    # backward rebuilds them from hook_q/k/v (copies, cheap next to the matmuls), which saves
-    # (B, T, C)-sized arrays per layer while the activations wait for backward. The tiles' laid-out
-    # keys kT are kept (one such array): backward's tiles read them exactly as the forward's did.
+    # note: the scaled grouped queries and the contiguous values are not kept: backward rebuilds them
+    # from hook_q/k/v (copies, cheap next to the matmuls), which saves (B, T, C)-sized arrays per
+    # layer while the activations wait for backward. The tiles' laid-out keys kT (one such array),
+    # the shift decision, the band masks and the fused weight are kept: backward's tiles read them
+    # exactly as the forward's did, without working them out again.
     cache["saved"] = {"x": x, "positions": np.asarray(positions), "uses_kv_cache": kv_cache is not None,
                       "causal_mask": mask, "bands": bands, "config": config, "positional": positional,
-                      "kT": kT if bands is not None else None, "shift": shift, "W_qkv": W_qkv}
+                      "kT": kT if bands is not None else None, "shift": shift, "band_masks": masks,
+                      "W_qkv": W_qkv}
     return y, cache
 
 
 @functools.lru_cache(maxsize=4)
-def _causal_mask(positions: bytes, S: int, dtype: str):
-    """``(key_positions (S,), mask (T, S), bands)`` for queries at ``positions`` (int64 bytes) and S keys.
+def _causal_layout(positions: bytes, S: int, dtype: str):
+    """``(key_positions (S,), mask (T, S), bands, band masks)`` for queries at ``positions`` (int64 bytes) and S keys.
 
     The keys are the S consecutive positions ending at the last query's; ``mask`` is 0 where a
     query may read a key and -inf where the key is in its future; ``bands`` are
-    `blockwise.causal_bands`. note: every layer of a forward asks for the same three, so they are
-    built once and kept (read-only) for the next calls with the same positions; the last 4 sets
-    are kept (training repeats one), at most a few (T, S) masks of memory.
+    `blockwise.causal_bands` and the band masks `blockwise.band_masks`. note: every layer of a
+    forward asks for the same four, so they are built once and kept (read-only) for the next
+    calls with the same positions; the last 4 sets are kept (training repeats one), at most a
+    few (T, S) masks of memory.
     """
     positions = np.frombuffer(positions, dtype=np.int64)  # (T,)
     key_positions = np.arange(S) + (positions[-1] + 1 - S)  # (S,)
     future = key_positions[None, :] > positions[:, None]  # (T, S) bool
     mask = np.where(future, -np.inf, 0.0).astype(dtype)
     key_positions.flags.writeable = mask.flags.writeable = False
-    return key_positions, mask, tuple(blockwise.causal_bands(positions, key_positions))
+    bands = tuple(blockwise.causal_bands(positions, key_positions))
+    masks = blockwise.band_masks(mask, bands)
+    for pair in filter(None, masks):
+        for array in pair:
+            array.flags.writeable = False
+    return key_positions, mask, bands, masks
 
 
 def _fused_qkv(params: dict, kv_cache=None, layer: int = 0):
@@ -307,11 +315,8 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
         dq = (dscores @ k).reshape(B, H, T, D)  # (B, G, R*T, S) @ (B, G, S, D) -> (B, H, T, D)
         dk = dscores.transpose(0, 1, 3, 2) @ qg  # (B, G, S, R*T) @ (B, G, R*T, D) -> (B, G, S, D)
     else:  # the same, tile by tile, each tile's pattern recomputed as the forward computed it
-        kT = saved.get("kT")  # (B, G, D, S), the forward's
-        if kT is None:
-            kT = np.ascontiguousarray(k.transpose(0, 1, 3, 2))
-        dq, dk, dv = blockwise.attend_backward(qg, kT, vT, dzg, delta, saved["causal_mask"], saved["bands"],
-                                               saved.get("shift"))
+        dq, dk, dv = blockwise.attend_backward(qg, saved["kT"], vT, dzg, delta, saved["causal_mask"],
+                                               saved["bands"], saved["shift"], saved["band_masks"])
         dq = dq.reshape(B, H, T, D)  # (B, G, R*T, D) -> (B, H, T, D)
     dq *= scale  # the scale was applied to q
     if rotated:  # back through the rotation of q and k
@@ -324,10 +329,7 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
     dqkv[:, :, :H] = dq.transpose(0, 2, 1, 3)
     dqkv[:, :, H:H + G] = dk.transpose(0, 2, 1, 3)
     dqkv[:, :, H + G:] = dv.transpose(0, 2, 1, 3)
-    W_qkv = saved.get("W_qkv")  # the forward's [W_Q | W_K | W_V]
-    if W_qkv is None:
-        W_qkv = _fused_qkv(params)[0]
-    dx, dW, db = linear_backward(dqkv.reshape(B, T, -1), x, W_qkv, has_bias)
+    dx, dW, db = linear_backward(dqkv.reshape(B, T, -1), x, saved["W_qkv"], has_bias)  # the forward's [W_Q | W_K | W_V]
     HD, GD = H * D, G * D
     grads.update(W_Q=dW[:, :HD], W_K=dW[:, HD:HD + GD], W_V=dW[:, HD + GD:])
     if has_bias:
