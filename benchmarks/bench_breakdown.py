@@ -4,7 +4,7 @@ A step of the default variants (learned positions, LayerNorm, MHA, GELU MLP, tie
 runs as `GPT.loss`/`GPT.backward` run it: the batch is cut into one shard per core, each
 shard's forward and backward runs in its own thread with BLAS held to one thread
 (`core/cores.py`), then the shards' gradients are summed and AdamW updates the weights.
-Three views:
+Four views:
 
 1. ``core_breakdown``: the step split into the parallel part (loss + backward of all
    shards side by side), and the serial tail (gather, then AdamW); and one shard's
@@ -19,8 +19,15 @@ Three views:
    at the shard's shapes on one thread: every matmul (the same products, the same operand
    layouts), attention's tiles (`attention.blockwise`, forward and backward) split into
    their softmax and the rest of the tile (the tiles timed again with the softmax swapped for a
-   no-op: what remains is their matmuls and the products around them), LayerNorm, GELU, cross-entropy; what is left of the shard's time is memory
-   traffic (copies, the fused q|k|v gather, residual adds, fresh arrays) and Python overhead.
+   no-op: what remains is their matmuls and the products around them), LayerNorm, GELU,
+   cross-entropy; what is left of the shard's time is memory traffic (copies, the fused q|k|v
+   gather, residual adds, fresh arrays, and the cost to every kind of running among the others)
+   and Python overhead.
+4. ``in_place_breakdown``: the same kinds timed where they run, inside the shard's own loss
+   and backward (the library's functions wrapped with a timer): each kind then carries what
+   the rest of the shard does to it (operands no longer in cache, outputs written to memory
+   that is not), and what is left is the copies, residual adds and Python between them. The
+   two views side by side show how much slower each kind runs in place than alone.
 
 Medians of ``repeats`` runs after a warmup; milliseconds.
 """
@@ -29,7 +36,10 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
+
+from typing import Optional
 
 import numpy as np
 
@@ -251,8 +261,72 @@ def _kinds(cfg, B: int, shard_ms: float, r: int) -> dict:
     return out
 
 
-def render(name: str, cores_ms: dict, stages: dict, kinds: dict, step_ms: float, peak: float) -> list[str]:
-    """Text lines: the cores, the stage table and the kind table of one config."""
+# the kinds of work timed in place: each is a set of the library's functions, wrapped with a timer while
+# one shard runs as `GPT.loss`/`GPT.backward` run it (the modules that imported a function by name get
+# the wrapper too); what is not inside any of them is the shard's copies, residual adds and Python
+IN_PLACE = {
+    "dense matmuls (with bias)": (nn, ("linear_forward", "linear_backward")),
+    "attention tiles (with softmax)": (blockwise, ("attend", "attend_backward")),
+    "LayerNorm": (nn, ("layernorm_forward", "layernorm_backward")),
+    "GELU": (nn, ("gelu_forward_with_grad",)),
+    "cross-entropy": (nn, ("cross_entropy_forward", "cross_entropy_backward")),
+}
+
+
+def in_place_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
+    """ms of one shard (one thread, its own loss + backward) by kind of work, each timed where it runs.
+
+    Unlike `kind_breakdown`, which times each kind alone on fresh inputs, this times the same
+    calls inside the real shard, so what the shard's other work does to them (operands that
+    are no longer in cache, outputs written to memory that is not) is counted with them.
+    """
+    model = GPT(cfg, seed=0, threads=1)
+    sl = cores.shard_slices(len(x), cores.available())[0]
+    spent: dict = {}
+    clock = time.perf_counter
+
+    def timed(kind, fn):
+        def wrapper(*args, **kwargs):
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[kind] = spent.get(kind, 0.0) + clock() - t0
+        return wrapper
+
+    patched = []  # (module, name, original)
+    for kind, (home, names) in IN_PLACE.items():
+        for name in names:
+            original = getattr(home, name)
+            for module in list(sys.modules.values()):
+                if getattr(module, "__name__", "").startswith("minitransformer") and \
+                        getattr(module, name, None) is original:
+                    patched.append((module, name, original))
+                    setattr(module, name, timed(kind, original))
+    runs: dict = {}
+    try:
+        with cores.blas_threads(1):
+            for r in range(repeats + 2):
+                spent.clear()
+                t0 = clock()
+                model.loss(x[sl], y[sl])
+                model.backward()
+                total = clock() - t0
+                if r >= 2:
+                    for kind in IN_PLACE:
+                        runs.setdefault(kind, []).append(spent.get(kind, 0.0))
+                    runs.setdefault("shard", []).append(total)
+    finally:
+        for module, name, original in patched:
+            setattr(module, name, original)
+    out = {k: _median_ms(v) for k, v in runs.items()}
+    out["copies, residual adds, Python (the rest)"] = max(out["shard"] - sum(out[k] for k in IN_PLACE), 0.0)
+    return out
+
+
+def render(name: str, cores_ms: dict, stages: dict, kinds: dict, step_ms: float, peak: float,
+           in_place: Optional[dict] = None) -> list[str]:
+    """Text lines: the cores, the stage table and the kind tables (alone, and in place if given) of one config."""
     c = cores_ms
     side = c["parallel_ms"] / c["shard_alone_ms"] - 1
     lines = [f"   {name}: step {step_ms:.1f} ms = {c['threads']} shards of {c['shard_rows']} rows side by side "
@@ -272,5 +346,10 @@ def render(name: str, cores_ms: dict, stages: dict, kinds: dict, step_ms: float,
     for k, v in kinds.items():
         if k not in ("dense matmuls", "matmul_gflops"):
             parts.append(f"{k} {v:.1f} ({100 * v / shard:.0f}%)")
-    lines.append("     one shard by kind (ms, share of the shard alone): " + ", ".join(parts))
+    lines.append("     one shard by kind, each timed alone (ms, share of the shard alone): " + ", ".join(parts))
+    if in_place:
+        whole = in_place["shard"]
+        parts = [f"{k} {in_place[k]:.1f} ({100 * in_place[k] / whole:.0f}%)"
+                 for k in (*IN_PLACE, "copies, residual adds, Python (the rest)")]
+        lines.append(f"     one shard by kind, each timed in place (ms of its {whole:.1f} ms, share): " + ", ".join(parts))
     return lines

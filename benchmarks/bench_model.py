@@ -46,7 +46,10 @@ figures measured in the same run, on the same machine:
    on one thread: the dense matmuls (with their GFLOP/s), the attention tiles'
    matmuls and their softmax, LayerNorm, GELU, cross-entropy, and the rest
    (memory traffic: copies, transposes, residual adds, fresh arrays; and Python
-   overhead) = the shard's time minus their sum.
+   overhead) = the shard's time minus their sum; and the same kinds timed in
+   place, inside the shard's own loss and backward, where each carries what the
+   shard's other work does to its caches (the rest is then the copies, residual
+   adds and Python between them).
 3. A PyTorch eager reference of the SAME model (``TorchGPT`` below: pre-norm
    blocks, LayerNorm -> causal self-attention with separate q/k/v Linear layers
    with bias -> residual, LayerNorm -> MLP with GELU(tanh), 4x -> residual;
@@ -687,7 +690,8 @@ def _bench_one_config(name, cfg, r, x, y, flops, repeats, peak, peak_n) -> dict:
         stages = breakdown.stage_breakdown(cfg, x, y, repeats)
         r["breakdown"] = {"cores_ms": cores_ms, "stages_ms": stages,
                           "kinds_ms": breakdown.kind_breakdown(cfg, cores_ms["shard_rows"], cores_ms["shard_alone_ms"],
-                                                               repeats)}
+                                                               repeats),
+                          "in_place_ms": breakdown.in_place_breakdown(cfg, x, y, repeats)}
     if torch is None:
         r["torch"] = None
         return r
@@ -986,12 +990,13 @@ def render(report: dict) -> str:
     if any("breakdown" in r for r in tr.values()):
         L.append("   where the time goes: the step's parallel part and serial tail; one shard alone, each stage timed inside")
         L.append("   a walk composed as model.forward/backward compose it, and each kind of work timed alone at the shard's")
-        L.append("   shapes on one thread (the rest = the shard's time - their sum):")
+        L.append("   shapes on one thread (the rest = the shard's time - their sum), and the same kinds timed in place,")
+        L.append("   inside the shard's own loss and backward (the rest: copies, residual adds and Python between them):")
         for name, r in tr.items():
             if "breakdown" in r:
                 b = r["breakdown"]
                 L += breakdown.render(name, b["cores_ms"], b["stages_ms"], b["kinds_ms"], 1e3 * r["numpy"]["median_s"],
-                                      peak)
+                                      peak, b.get("in_place_ms"))
     L.append("")
 
     L.append(f"4. generation, batch 1, {PROMPT_LEN}-token prompt + {NEW_TOKENS} new tokens, greedy, {ge['config']}")
