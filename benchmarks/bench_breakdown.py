@@ -91,11 +91,17 @@ def core_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
             "gather_ms": _median_ms(gather), "adamw_ms": _median_ms(adamw), "shard_alone_ms": _median_ms(alone)}
 
 
+def _first_shard(x: np.ndarray, y: np.ndarray):
+    """The rows of the first shard (of one per core) that a step cuts from the batch: the shard the views time alone."""
+    sl = cores.shard_slices(len(x), cores.available())[0]
+    return x[sl], y[sl]
+
+
 def stage_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
     """Median ms per stage of one shard (the first), forward and backward, one thread, plus gather+AdamW."""
     model = GPT(cfg, seed=0, threads=1)
     opt = AdamW(model.params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
-    x, y = x[cores.shard_slices(len(x), cores.available())[0]], y[cores.shard_slices(len(y), cores.available())[0]]
+    x, y = _first_shard(x, y)
     runs: dict = {}
     losses = []
     with cores.blas_threads(1), nn.lean_caches():
@@ -281,7 +287,7 @@ def in_place_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
     are no longer in cache, outputs written to memory that is not) is counted with them.
     """
     model = GPT(cfg, seed=0, threads=1)
-    sl = cores.shard_slices(len(x), cores.available())[0]
+    x, y = _first_shard(x, y)
     spent: dict = {}
     clock = time.perf_counter
 
@@ -309,7 +315,7 @@ def in_place_breakdown(cfg, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
             for r in range(repeats + 2):
                 spent.clear()
                 t0 = clock()
-                model.loss(x[sl], y[sl])
+                model.loss(x, y)
                 model.backward()
                 total = clock() - t0
                 if r >= 2:
