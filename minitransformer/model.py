@@ -119,7 +119,7 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
         record: also keep activations only inspection needs (pre-softmax scores).
         rng, train: dropout, when ``config.dropout > 0`` and ``train`` is True.
         hook: ``hook(name, array) -> array`` is called at every hook point (names as in
-            `trace.HOOK_POINTS`, e.g. ``blocks.0.attn.hook_z``); what it returns replaces the
+            `trace.hook_table` and ``docs/hooks.md``, e.g. ``blocks.0.attn.hook_z``); what it returns replaces the
             activation. For reading and patching activations at inference (`trace.run_with_hooks`);
             a backward after a hook changed something would not match the forward.
     """

@@ -97,7 +97,7 @@ IMPLS = ("naive", "absorbed")
 def dims(config) -> tuple:
     """``(H, Dh, Dv, Dc, Dq, Dr)`` for an ``attention="mla"`` config (Dq = 0: no query compression)."""
     if config.attention != "mla":
-        raise ValueError(f"attention_mla needs a config with attention='mla', got attention={config.attention!r}")
+        raise ValueError(f"attention.mla needs a config with attention='mla', got attention={config.attention!r}")
     return config.n_heads, config.d_head, config.d_head, config.latent_dim, config.latent_q_dim, config.rope_dim
 
 
@@ -116,7 +116,7 @@ def init(config, rng: np.random.Generator) -> dict:
     ``W_QR`` (Dq, H·Dr), else ``W_Q`` (C, H·(Dh + Dr)) laid out as [all q_C | all q_R];
     RMSNorm gains ``kv_norm`` (Dc,) and ``q_norm`` (Dq,) (ones) when ``latent_norm``.
     ``W_KR`` and ``W_QR`` are absent when Dr = 0. W_O is scaled by 1/sqrt(2·n_layers)
-    as in `attention.init`.
+    as in `attention.mha.init`.
     """
     H, Dh, Dv, Dc, Dq, Dr = dims(config)
     C, std = config.d_model, config.init_std
@@ -328,10 +328,10 @@ def backward(params: dict, cache: dict, dy: np.ndarray):
                          "outside nn.no_grad()")
     saved = cache["saved"]
     if saved["uses_kv_cache"]:
-        raise ValueError("attention_mla.backward does not support a forward that used a latent cache (inference "
+        raise ValueError("attention.mla.backward does not support a forward that used a latent cache (inference "
                          "only); run the forward on the whole sequence without kv_cache to train")
     if cache["impl"] != "naive":
-        raise ValueError("attention_mla.backward differentiates the naive path only; train with impl='naive' "
+        raise ValueError("attention.mla.backward differentiates the naive path only; train with impl='naive' "
                          "(the absorbed path gives the same output and is meant for decoding)")
     config, positional = saved["config"], saved["positional"]
     H, Dh, Dv, Dc, Dq, Dr = dims(config)

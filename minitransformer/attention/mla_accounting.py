@@ -35,7 +35,7 @@ closed-form formulas rather than assumed. Three decode paths:
 - ``"naive_reproject"``: only latents cached, and all of them up-projected to keys
   and values again at every step (saves memory, wastes compute).
 
-Dimension letters: as in `attention_mla`; L layers, S cached positions.
+Dimension letters: as in `attention.mla`; L layers, S cached positions.
 
 Deliberately left out: FP8/quantised cache formats (FlashMLA's 656 B/token is
 quoted in the notebook, not modelled), the MoE feed-forward, and anything that
@@ -149,7 +149,7 @@ def kv_cache_bytes(sizes: AttentionSizes, mechanism: str, context: int, batch: i
 
 # --------------------------------------------------------------------------- parameters
 def mla_param_shapes(sizes: AttentionSizes, norms: bool = True) -> dict[str, tuple]:
-    """The MLA weights of one layer and their shapes ((in, out), as `attention_mla.init` makes them)."""
+    """The MLA weights of one layer and their shapes ((in, out), as `attention.mla.init` makes them)."""
     s = sizes
     H, Dh, Dv, Dc, Dq, Dr, C = s.n_heads, s.d_head, s.d_v, s.d_latent, s.d_latent_q, s.d_rope, s.d_model
     shapes = {}

@@ -16,7 +16,8 @@ decorator form registers a class or namespace that has the functions::
     register_positional("alibi", init=init, forward=forward, backward=backward,
                         score_bias=alibi_bias)
 
-The contract of each kind is the library stage's own (see DESIGN.md):
+The contract of each kind is the library stage's own (``docs/extending.md`` adds a
+variant end to end):
 
 - ``positional``: ``init(config, rng) -> params``; ``forward(params, x, positions,
   config, need_cache=None) -> (x, cache)``; ``backward(params, cache, dy) -> (dx,
