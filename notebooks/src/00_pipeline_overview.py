@@ -426,7 +426,7 @@ check("optional 3 (ablation)", test_ablated_loss)
 # `my_logit_lens(cache, layer)`: the id of the most likely next token after the
 # last position, read from `blocks.{layer}.hook_resid_post`. The final norm is a
 # LayerNorm with `model.params["ln_final"]["w"]`, `["b"]` and
-# `eps = model.config.norm_eps`. Compare with `trace.logit_lens`.
+# `eps = model.config.norm_eps`. Compare with `trace.lens.logit_lens`.
 
 # %%
 def my_logit_lens(cache, layer):
@@ -459,6 +459,7 @@ check("stretch 4 (logit lens)", test_logit_lens)
 # - Aston Zhang et al. *Dive into Deep Learning*, chapter 11 (d2l.ai): attention
 #   as a database lookup of queries, keys and values.
 #
-# In the package: `minitransformer/trace.py` (`run_with_cache`, `run_with_hooks`,
-# `logit_lens`, `Pipeline`), `model.py` (the forward pass above),
-# `concepts.py` (the five stages), and `docs/hooks.md` (every activation name).
+# In the package: `minitransformer/trace/` (`cache.py`: `run_with_cache` and
+# `run_with_hooks`; `lens.py`: `logit_lens`; `pipeline.py`: `Pipeline`),
+# `model.py` (the forward pass above), `concepts.py` (the five stages), and
+# `docs/hooks.md` (every activation name).

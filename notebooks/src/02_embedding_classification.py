@@ -217,7 +217,7 @@ print("hook_embed == W_E[ids], and resid_pre of block 0 == hook_embed + hook_pos
 #
 # 128 dimensions do not fit on a page. Principal component analysis (PCA)
 # projects the rows onto the two directions along which they vary most;
-# `viz.embedding_map` draws a sample of the vocabulary in grey and the
+# `figures.embedding_map` draws a sample of the vocabulary in grey and the
 # sentence's tokens on top.
 
 # %%
@@ -504,5 +504,5 @@ check("stretch 4 (my_head_grad_W_E)", test_my_head_grad_W_E)
 #   `np.add.at(a, idx, b)` is not.
 #
 # In the package: `minitransformer/embedding.py` (`forward`, `backward`,
-# `scatter_rows`, `nearest`), `feedforward.py` (`head_forward` and
-# `head_backward`, the tied head), `viz.py` (`embedding_map`).
+# `scatter_rows`, `nearest`), `feedforward/output.py` (`head_forward` and
+# `head_backward`, the tied head), `figures/stages.py` (`embedding_map`).

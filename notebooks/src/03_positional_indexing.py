@@ -162,8 +162,8 @@ for name, m in [("no positions", nopos), ("learned positions", model)]:
 #
 # The course model's $W_{pos}$ is in its cache as `hook_pos_embed` (the rows for
 # the positions used). Here is all of it, next to the fixed sinusoidal code of
-# the same shape. (`viz.positional_heatmap` draws the sinusoidal and RoPE codes;
-# the learned table is drawn here directly.)
+# the same shape. (`figures.positional_heatmap` draws the sinusoidal and RoPE
+# codes; the learned table is drawn here directly.)
 
 # %%
 _, cache = model.run_with_cache(ids)
@@ -503,5 +503,5 @@ check("stretch 4 (shift matrix)", test_shift_matrix)
 #
 # In the package: `minitransformer/positional.py` (`sinusoidal_table`,
 # `binary_positions`, `rope_angles`, `rope_apply`, the learned `W_pos`),
-# `attention.py` (where RoPE is applied to q and k), `viz.py`
+# `attention/mha.py` (where RoPE is applied to q and k), `figures/stages.py`
 # (`positional_heatmap`, `similarity_vs_distance`, `rope_rotations`).

@@ -122,7 +122,7 @@ print("retrieved (causal) =\n", causal @ V)
 # The library computes exactly this. With the two positions' inputs set to the
 # rows of the identity matrix, the projections $XW_Q$, $XW_K$, $XW_V$ are the
 # weight matrices themselves, so choosing $W_Q = Q$, $W_K = K$, $W_V = V$ (and
-# $W_O = I$) turns `attention.forward` into our hand computation.
+# $W_O = I$) turns `mha.forward` into our hand computation.
 
 # %%
 cfg2 = ModelConfig(vocab_size=4, context_length=4, d_model=2, n_layers=1, n_heads=1, bias=False)
@@ -402,7 +402,7 @@ for label, s in [("with 1/sqrt(D)", k @ q / math.sqrt(D)), ("without", k @ q)]:
 #
 # - **core 1**: causal attention for one head, checked on the course model's own cache.
 # - **core 2**: predict the size of a KV cache.
-# - **optional 3**: multi-query attention from scratch, checked against `attention.forward`.
+# - **optional 3**: multi-query attention from scratch, checked against `mha.forward`.
 # - **stretch 4**: sliding-window attention.
 
 # %%
@@ -480,10 +480,10 @@ check("core 2 (predict the cache size)", test_predict_cache)
 # %% [markdown]
 # **Optional 3.** Write multi-query attention from scratch:
 # `my_mqa(params, x, n_heads)` for `x` (B, T, C), with `params` as
-# `attention.init` makes them for `n_kv_heads=1`: `W_Q` (C, H·D), `W_K` and
+# `mha.init` makes them for `n_kv_heads=1`: `W_Q` (C, H·D), `W_K` and
 # `W_V` (C, D), `W_O` (H·D, C) and the biases `b_Q`, `b_K`, `b_V`, `b_O`. Every
 # query head uses the one key head and the one value head. Return y (B, T, C).
-# The check compares it with `attention.forward`.
+# The check compares it with `mha.forward`.
 
 # %%
 def my_mqa(params, x, n_heads):
@@ -558,6 +558,7 @@ check("stretch 4 (my_window_attention)", test_my_window_attention)
 # - Guangxuan Xiao et al. (2023). *Efficient Streaming Language Models with
 #   Attention Sinks* (arXiv:2309.17453).
 #
-# In the package: `minitransformer/attention.py` (forward, backward, the KV
-# cache, the grouping trick for GQA), `trace.py` (`run_with_cache`,
-# `run_with_hooks`) and `docs/hooks.md` (every activation name).
+# In the package: `minitransformer/attention/mha.py` (forward, backward, the
+# grouping trick for GQA), `attention/kv_cache.py` (the KV cache),
+# `trace/cache.py` (`run_with_cache`, `run_with_hooks`) and `docs/hooks.md`
+# (every activation name).

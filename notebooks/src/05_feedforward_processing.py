@@ -461,6 +461,7 @@ check("stretch 4 (my_min_p)", test_my_min_p)
 # - Ofir Press, Lior Wolf (2017). *Using the Output Embedding to Improve
 #   Language Models.* EACL. Tied embeddings (arXiv:1608.05859).
 #
-# In the package: `minitransformer/feedforward.py` (the MLP variants, the head,
-# `probabilities` and `sample`), `nn.py` (GELU, SiLU, softmax) and `trace.py`
-# (`logit_lens`).
+# In the package: `minitransformer/feedforward/mlp.py` (the MLP variants),
+# `feedforward/output.py` (the head, `probabilities` and `sample`),
+# `core/activations.py` (GELU), `core/nn.py` (SiLU, softmax) and
+# `trace/lens.py` (`logit_lens`).

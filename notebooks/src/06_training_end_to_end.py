@@ -271,7 +271,7 @@ figures.attention_patterns(patterns(model), labels, title="after 600 steps")
 # - **Judging on training text.** The training loss falls below the validation
 #   loss as a model memorises; only held-out text says what it learned.
 # - **Noisy evaluations.** `Trainer.evaluate` reads a few random batches (fixed,
-#   so comparable from one evaluation to the next); `train.evaluate_tokens`
+#   so comparable from one evaluation to the next); `training.evaluate_tokens`
 #   reads every window of the held-out text, for a figure to record.
 # - **Losses of different tokenizers do not compare.** A loss is per *token*;
 #   a tokenizer with longer tokens has fewer, harder ones. Convert to bits per
@@ -340,7 +340,7 @@ check("core 1 (predict the loss)", test_predict_loss)
 # **Core 2.** Write `my_lr(step, max_lr, warmup, total, min_lr)`: linear warmup
 # from `max_lr / warmup` at step 0 to `max_lr` at step `warmup - 1`, then a cosine
 # from `max_lr` (at step `warmup`) down to `min_lr` (at step `total`), and
-# `min_lr` after that. The check compares it with `train.lr_at`.
+# `min_lr` after that. The check compares it with `training.lr_at`.
 
 # %%
 def my_lr(step, max_lr, warmup, total, min_lr=0.0):
@@ -383,7 +383,7 @@ check("optional 3 (bits per byte)", test_bits_per_byte)
 # `my_adamw_step(w, g, m, v, t, lr, betas, eps, weight_decay)` updates `w`, `m`
 # and `v` (arrays) for step number `t` (1 for the first step), with bias
 # correction and decoupled weight decay, as in section 2. The check runs five
-# steps next to `train.AdamW` (which decays matrices, as here).
+# steps next to `training.AdamW` (which decays matrices, as here).
 
 # %%
 def my_adamw_step(w, g, m, v, t, lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
@@ -421,6 +421,7 @@ check("stretch 4 (my_adamw_step)", test_my_adamw)
 # - Andrej Karpathy (2019). *A Recipe for Training Neural Networks* (blog post):
 #   check the loss at initialisation, overfit one batch, then scale up.
 #
-# In the package: `minitransformer/train.py` (AdamW, the schedule, the loop,
-# checkpoints), `nn.py` (the cross-entropy and its backward), and
-# `minitransformer train --help` for the same training from the command line.
+# In the package: `minitransformer/training/` (`optimizer.py`: AdamW and the
+# schedule; `loop.py`: the loop; `checkpoint.py`: checkpoints), `core/nn.py`
+# (the cross-entropy and its backward), and `minitransformer train --help` for
+# the same training from the command line.

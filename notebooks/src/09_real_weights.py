@@ -491,12 +491,12 @@ check("optional 2 (read_safetensors)", test_read_safetensors)
 # - Hugging Face, `transformers/models/gpt2/modeling_gpt2.py`: the names this
 #   notebook maps, and `Conv1D` in `pytorch_utils.py`.
 # - The `safetensors` format specification (github.com/huggingface/safetensors),
-#   which `minitransformer/safetensors_io.py` implements in numpy.
+#   which `minitransformer/interop/safetensors.py` implements in numpy.
 # - Catherine Olsson et al. (2022). *In-context Learning and Induction Heads*
 #   (Transformer Circuits Thread): the heads that section 7 looks for.
 # - Andrej Karpathy, *nanoGPT* (`from_pretrained` in `model.py`): the same
 #   loading, into PyTorch `nn.Linear` layers, with the transposes.
 #
-# In the package: `minitransformer/gpt2.py` (the table, `load_gpt2`,
-# `export_gpt2`), `safetensors_io.py`, `tokenizer/hf_export.py`, and
+# In the package: `minitransformer/interop/gpt2.py` (the table, `load_gpt2`,
+# `export_gpt2`), `interop/safetensors.py`, `interop/hf_tokenizer.py`, and
 # `tests/fixtures/gpt2/make_fixture.py` (how the fixture was made).

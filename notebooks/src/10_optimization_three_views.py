@@ -587,5 +587,5 @@ check("stretch 4 (my_greedy_generate)", test_my_greedy_generate)
 #
 # In this project: `benchmarks/bench_tokenizer.py` and `benchmarks/bench_model.py`
 # (the measurements in the README, done carefully), `tokenizer/train_fast.py`,
-# `attention.py` (the KV cache, and the notes on what made it fast), and
-# `feedforward.py` (`probabilities`, `sample`).
+# `attention/kv_cache.py` (the KV cache), `attention/mha.py` (the notes on
+# what made it fast), and `feedforward/output.py` (`probabilities`, `sample`).
