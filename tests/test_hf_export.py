@@ -119,3 +119,29 @@ def test_transformers_fast_tokenizer_reads_the_file(tok, tmp_path):
     assert fast(text)["input_ids"] == tok.encode(text)
     assert fast.eos_token_id == tok.special_tokens["<|endoftext|>"]
     assert fast.decode(tok.encode(text)) == text
+
+
+def test_the_handoff_export_writes_the_tokenizer_beside_the_weights(tmp_path, capsys):
+    # one command gives transformers all it needs to generate: weights, config with eos_token_id, tokenizer
+    from minitransformer.core.config import ModelConfig
+    from minitransformer.interop.handoff import main
+    from minitransformer.model import GPT
+    from minitransformer.training import save_model
+    from minitransformer.training.data import load_corpus
+
+    tok = Tokenizer.train(load_corpus("tiny"), 299, special_tokens=["<|endoftext|>"])  # 300 ids, as the model
+    model = GPT(ModelConfig.preset("toy", vocab_size=300), seed=0)
+    save_model(tmp_path / "model.npz", model, tokenizer=tok)
+    tok.save(tmp_path / "tokenizer.json")
+    out = tmp_path / "hf"
+    assert main(["export", "--checkpoint", str(tmp_path / "model.npz"), "--tokenizer", str(tmp_path / "tokenizer.json"),
+                 "--format", "gpt2", "--out", str(out)]) == 0
+    assert "(with its tokenizer.json)" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["eos_token_id"] == tok.special_tokens["<|endoftext|>"] == 299
+    assert json.loads((out / "tokenizer.json").read_text()) == to_hf_dict(tok)
+    other = Tokenizer.train(load_corpus("multilingual"), 299, special_tokens=["<|endoftext|>"])
+    other.save(tmp_path / "other.json")
+    assert main(["export", "--checkpoint", str(tmp_path / "model.npz"), "--tokenizer", str(tmp_path / "other.json"),
+                 "--out", str(tmp_path / "hf2")]) == 2
+    assert "the tokenizer is not the one" in capsys.readouterr().err and not (tmp_path / "hf2").exists()

@@ -5,7 +5,8 @@ go to ``transformers`` in a format it knows (Llama or GPT-2, see `interop.llama`
 and `interop.gpt2`), are fine-tuned there with DistributedDataParallel under
 torchrun, and come back as a numpy `GPT` to be traced like any other:
 
-    python -m minitransformer.interop.handoff export --checkpoint runs/tiny/model.npz --format gpt2 --out tiny-hf
+    python -m minitransformer.interop.handoff export --checkpoint runs/tiny/model.npz --format gpt2 --out tiny-hf \
+        --tokenizer runs/tiny/tokenizer.json
     torchrun --standalone --nproc-per-node 2 -m minitransformer.interop.handoff finetune tiny-hf \\
         --out tiny-ft --tokenizer runs/tiny/tokenizer.json --steps 20
     python -m minitransformer.interop.handoff back tiny-ft --save tiny-ft-numpy
@@ -45,6 +46,30 @@ def export(model: GPT, fmt: str, out, eos_token_id: Optional[int] = None) -> Pat
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not known; choose one of {sorted(FORMATS)}")
     return FORMATS[fmt][0](model, out, eos_token_id=eos_token_id)
+
+
+def export_checkpoint(checkpoint, fmt: str, out, tokenizer=None) -> Path:
+    """A ``model.npz`` written as a ``transformers`` folder; with ``tokenizer`` (its tokenizer.json), that too.
+
+    The tokenizer is checked against the one the checkpoint records, written as the
+    ``tokenizer.json`` that ``PreTrainedTokenizerFast(tokenizer_file=...)`` reads, and its
+    ``<|endoftext|>`` id becomes the config's ``eos_token_id`` so that ``generate`` stops there.
+    """
+    from ..tokenizer import Tokenizer
+    from ..training.checkpoint import check_tokenizer, model_from_checkpoint, read_checkpoint
+    from .hf_tokenizer import export_hf_tokenizer
+
+    meta, arrays = read_checkpoint(checkpoint)
+    model = model_from_checkpoint(meta, arrays, checkpoint)
+    tok = None
+    if tokenizer is not None:
+        tok = Tokenizer.load(tokenizer)
+        check_tokenizer(meta, tok, checkpoint)
+    eos = None if tok is None else tok.special_tokens.get("<|endoftext|>")
+    path = export(model, fmt, out, eos_token_id=eos)
+    if tok is not None:
+        export_hf_tokenizer(tok, Path(path) / "tokenizer.json")
+    return path
 
 
 def load_back(path) -> GPT:
@@ -151,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", required=True, help="a model.npz written by `minitransformer train`")
     e.add_argument("--format", default="gpt2", choices=sorted(FORMATS))
     e.add_argument("--out", required=True)
+    e.add_argument("--tokenizer", default=None, help="its tokenizer.json: also written, as transformers reads it, "
+                   "and its <|endoftext|> id becomes eos_token_id")
     f = sub.add_parser("finetune", help="fine-tune with transformers (run under torchrun for several processes)")
     f.add_argument("model_dir")
     f.add_argument("--out", required=True)
@@ -172,9 +199,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "export":
-            from ..training import load_model
-
-            print(f"wrote {export(load_model(args.checkpoint), args.format, args.out)}")
+            path = export_checkpoint(args.checkpoint, args.format, args.out, args.tokenizer)
+            print(f"wrote {path}" + (" (with its tokenizer.json)" if args.tokenizer else ""))
         elif args.command == "finetune":
             finetune(args.model_dir, args.out, args.steps, args.batch_size, args.lr, args.seed, args.tokenizer,
                      args.corpus, args.context, args.device)
