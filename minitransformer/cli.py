@@ -13,8 +13,9 @@
 Exit codes: 0 done; 2 the input is wrong (an option, or a file that is missing,
 damaged or does not fit: the message says which and how to fix it); 1 the work
 failed while running (training diverged, a disk or permission problem, an
-unexpected error: ``--debug`` shows its traceback); 130 interrupted by Ctrl-C
-(``train`` saves a checkpoint first and prints the command that continues it).
+unexpected error: ``--debug`` shows its traceback); 130 interrupted by Ctrl-C, 143 by
+SIGTERM (``train`` finishes its step, saves a checkpoint and prints the command that
+continues it).
 
 The demo prints the pipeline's five stages with their concepts (from
 `concepts.py`), then steps through each one on the prompt with the course model
@@ -31,12 +32,13 @@ import sys
 from typing import Optional, Sequence
 
 from . import __version__
-from .cli_train import RunFailed, input_file, output_dir, train, train_for_demo
+from .cli_train import (RunFailed, check_demo_folder, count, input_file, output_dir, positive_float, train,
+                        train_for_demo)
 from .concepts import STAGES
 from .tokenizer import Tokenizer
 from .training import TrainingInterrupted, data
 
-EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 DEMO_PROMPT = "The return statement"
 COURSE_DIR = "course"  # under data/: the course model and its tokenizer
 
@@ -101,10 +103,10 @@ def demo(args: argparse.Namespace) -> int:
 
     if not args.prompt:
         raise ValueError("--prompt is empty; give at least one character to trace")
+    run = check_demo_folder(args.out) if args.train else None  # a folder that holds another run: refused first
     figures = output_dir(args.figures, "--figures")
     html = _html_path(args.html)
     if args.train:
-        run = output_dir(args.out, "--out")
         print(f"\nTraining a fresh tokenizer and `tiny` model on corpus {args.corpus!r} ({args.steps} steps)...", file=out)
         model, tok, meta = train_for_demo(args, run)
     else:
@@ -161,6 +163,9 @@ def trace_command(args: argparse.Namespace) -> int:
         if not args.tokenizer:
             raise ValueError("--checkpoint needs --tokenizer (the tokenizer.json saved next to it)")
         model, tok = _load_pair(args.checkpoint, args.tokenizer)
+    elif args.tokenizer:
+        raise ValueError("--tokenizer needs --checkpoint (the model trained with it); without both, the course "
+                         "model and its own tokenizer are used")
     else:
         model, tok, _ = load_course_model()
     figures = output_dir(args.figures, "--figures") if args.figures else None
@@ -174,8 +179,16 @@ def trace_command(args: argparse.Namespace) -> int:
 
 
 def tokenizer_train(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the path of the tokenizer's .json file")
     if args.file:
-        text = input_file(args.file, "--file").read_text(encoding="utf-8")
+        path = input_file(args.file, "--file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"--file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); convert it to "
+                             "UTF-8 first") from None
     else:
         text = data.load_corpus(args.corpus)
     tok = Tokenizer.train(
@@ -191,6 +204,11 @@ def tokenizer_train(args: argparse.Namespace) -> int:
 
 def tokenizer_encode(args: argparse.Namespace) -> int:
     tok = Tokenizer.load(input_file(args.tokenizer, "--tokenizer"))
+    if not args.allow_special:
+        found = [t for t in tok.special_tokens if t in args.text]
+        if found:
+            raise ValueError(f"the text contains the special token {found[0]!r}; add --allow-special to encode it as "
+                             "that token (its one id)")
     ids = tok.encode(args.text, allowed_special="all" if args.allow_special else ())
     print(" ".join(map(str, ids)))
     return 0
@@ -245,12 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="trace a prompt through the five stages with the course model, then generate")
     d.add_argument("--prompt", default=DEMO_PROMPT, help=f"the text to trace (default {DEMO_PROMPT!r})")
     d.add_argument("--train", action="store_true", help="train a fresh tiny model instead of loading the course model")
-    d.add_argument("--steps", type=int, default=300, help="training steps with --train (default 300)")
+    d.add_argument("--steps", type=count(1), default=300, help="training steps with --train (default 300)")
     d.add_argument("--corpus", default=data.DEFAULT_CORPUS, choices=sorted(data.CORPORA))
     d.add_argument("--figures", default="demo_figures", help="folder for the figures (default demo_figures)")
     d.add_argument("--out", default="runs/demo", help="with --train: keep the trained model here (default runs/demo)")
-    d.add_argument("--max-new-tokens", type=int, default=60)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--max-new-tokens", type=count(0), default=60)
+    d.add_argument("--seed", type=count(0), default=0)
     d.add_argument("--color", default="auto", choices=["auto", "always", "never"])
     d.add_argument("--html", default=None, metavar="PATH",
                    help="also write the step-through page: one offline HTML file (open it in a browser)")
@@ -272,27 +290,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "--preset, --vocab-size, --corpus, --batch-size and --seed may not.")
     tr.add_argument("--preset", default=None, help="model preset: toy, tiny or small (default tiny)")
     tr.add_argument("--corpus", default=None, choices=sorted(data.CORPORA), help="default pydoc")
-    tr.add_argument("--vocab-size", type=int, default=None, help="override the preset's vocabulary size")
-    tr.add_argument("--steps", type=int, default=None, help="total steps to reach (default 600; with --resume: "
+    tr.add_argument("--vocab-size", type=count(1), default=None, help="override the preset's vocabulary size")
+    tr.add_argument("--steps", type=count(1), default=None, help="total steps to reach (default 600; with --resume: "
                     "more than the checkpoint's step trains longer)")
-    tr.add_argument("--batch-size", type=int, default=None, help="default 16")
-    tr.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3)")
-    tr.add_argument("--seed", type=int, default=None, help="default 0")
-    tr.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default steps/10)")
-    tr.add_argument("--checkpoint-every", type=int, default=None, help="also save every N steps (default: only at "
+    tr.add_argument("--batch-size", type=count(1), default=None, help="default 16")
+    tr.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default 3e-3)")
+    tr.add_argument("--seed", type=count(0), default=None, help="default 0")
+    tr.add_argument("--eval-every", type=count(0), default=None,
+                    help="evaluate every N steps (default steps/10; 0: only once, at the end)")
+    tr.add_argument("--checkpoint-every", type=count(0), default=None, help="also save every N steps (default: only at "
                     "the end, and on Ctrl-C)")
     tr.add_argument("--out", default="runs/tiny", help="the run's folder: model.npz, tokenizer.json, loss.png")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--prompt", default="The ", help="prompt for the sample printed at the end")
     tr.add_argument("--export", default=None, help="also write the weights alone and the tokenizer here "
                     "(how the course model is made)")
-    tr.add_argument("--stop-at", type=int, default=None, help="stop (and save) at this step; --resume continues")
+    tr.add_argument("--stop-at", type=count(1), default=None, help="stop (and save) at this step; --resume continues")
     tr.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                     help="float64: for checking data parallelism against one process")
-    tr.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (runs torchrun)")
+    tr.add_argument("--nproc", type=count(1), default=1, help="data-parallel processes on this machine (runs torchrun)")
     tr.add_argument("--zero1", action="store_true", help="with several processes: shard the optimizer state")
-    tr.add_argument("--bucket-mb", type=float, default=25.0, help="all-reduce bucket size in MB (default 25)")
-    tr.add_argument("--dist-timeout", type=float, default=60.0,
+    tr.add_argument("--bucket-mb", type=positive_float, default=25.0, help="all-reduce bucket size in MB (default 25)")
+    tr.add_argument("--dist-timeout", type=positive_float, default=60.0,
                     help="seconds a rank waits for the others before it fails (default 60)")
     tr.set_defaults(func=train)
 
@@ -300,11 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", default="runs/tiny/model.npz")
     g.add_argument("--tokenizer", default="runs/tiny/tokenizer.json")
     g.add_argument("--prompt", default="The ")
-    g.add_argument("--max-new-tokens", type=int, default=100)
+    g.add_argument("--max-new-tokens", type=count(0), default=100)
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--top-k", type=int, default=40)
     g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=count(0), default=0)
     g.set_defaults(func=generate)
 
     t = sub.add_parser("tokenizer", parents=[common], help="train or use a BPE tokenizer")
@@ -312,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = tsub.add_parser("train", parents=[common], help="train a tokenizer and save it as JSON")
     tr.add_argument("--corpus", default=data.DEFAULT_CORPUS, choices=sorted(data.CORPORA))
     tr.add_argument("--file", help="train on this UTF-8 text file instead")
-    tr.add_argument("--vocab-size", type=int, required=True)
+    tr.add_argument("--vocab-size", type=count(1), required=True)
     tr.add_argument("--pattern", default="gpt4")
     tr.add_argument("--special", action="append", help="add a special token (repeatable)")
     tr.add_argument("--out", required=True, help="where to write the tokenizer JSON")
@@ -343,7 +362,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         saved = f"; saved {exc.checkpoint}" if isinstance(exc, TrainingInterrupted) and exc.checkpoint else \
             "; nothing was saved"
         print(f"\ninterrupted{saved}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if getattr(exc, "signal_name", None) == "SIGTERM" else EXIT_INTERRUPTED
 
 
 def _report(exc: Exception) -> int:

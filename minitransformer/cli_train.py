@@ -16,18 +16,20 @@ The model's shape (``--preset``, ``--vocab-size``), the tokenizer, ``--corpus``,
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import io
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from .core.config import ModelConfig
-from .core.fileio import atomic_write
+from .core.fileio import atomic_write, remove_stale_temporaries
 from .core.tree import to_float64
 from .model import GPT
 from .tokenizer import Tokenizer
@@ -66,6 +68,34 @@ def input_file(value, option: str) -> Path:
     return path
 
 
+def count(least: int):
+    """An argparse type: an int >= ``least`` (0: a count that may be zero; 1: positive)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is below {least}; give a whole number >= {least}")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+    return value
+
+
+positive_float.__name__ = "number"
+
+
 def model_config(preset: str, vocab_size) -> ModelConfig:
     """The preset's config, with a vocabulary a byte-level tokenizer can fill."""
     base = ModelConfig.preset(preset)
@@ -97,7 +127,8 @@ def _check_unchanged(args, meta: dict, ckpt: Path) -> None:
             same = new is None or old is None or new == old
         if not same:
             flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag} {new} differs from the run in {ckpt.parent} ({old or 'another shape'}); it cannot "
+            was = old if old is not None and name != "preset" else info.get("preset") or "another shape"
+            raise ValueError(f"{flag} {new} differs from the run in {ckpt.parent} ({was}); it cannot "
                              f"change on --resume (what can: --steps, --lr, --eval-every, --checkpoint-every). "
                              f"Drop {flag}, or start a new run with another --out")
 
@@ -108,6 +139,11 @@ def _new_run(args, out: Path, tok_path: Path, ckpt: Path, make_trainer=Trainer, 
                          "reach), or give another --out")
     opt = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS.items()}
     config = model_config(opt["preset"], args.vocab_size)
+    steps = opt["steps"]
+    eval_every = max(1, steps // 10) if args.eval_every is None else args.eval_every
+    # every setting is checked here, before the tokenizer is trained and anything is written
+    tc = TrainConfig(steps=steps, batch_size=opt["batch_size"], lr=opt["lr"], seed=opt["seed"],
+                     eval_every=eval_every, checkpoint_every=args.checkpoint_every or 0)
     tokens = data.corpus_tokens(opt["corpus"], config.vocab_size, config.context_length, verbose=True)
     tok = tokens.tokenizer
     if tok.vocab_size != config.vocab_size:
@@ -115,10 +151,8 @@ def _new_run(args, out: Path, tok_path: Path, ckpt: Path, make_trainer=Trainer, 
               f"{tok.vocab_size}")
         config = config.replace(vocab_size=tok.vocab_size)
     if is_writer:
+        output_dir(out, "--out")
         tok.save(tok_path)
-    steps = opt["steps"]
-    tc = TrainConfig(steps=steps, batch_size=opt["batch_size"], lr=opt["lr"], seed=opt["seed"],
-                     eval_every=args.eval_every or max(1, steps // 10), checkpoint_every=args.checkpoint_every or 0)
     model = GPT(config, seed=opt["seed"])
     if args.dtype == "float64":  # for checking that N ranks compute what one process does
         model.params = to_float64(model.params)
@@ -184,11 +218,30 @@ def train(args) -> int:
         distributed.shutdown()
 
 
+def _export_dir(value, out: Path):
+    """``--export``'s folder, checked before training starts (created only at the end); None if not asked for."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--export {path} is a file, not a folder; give a folder (it is created if missing)")
+    if path.resolve() == out.resolve():
+        raise ValueError(f"--export {path} is the run's own folder (--out): the weights-only export would replace "
+                         "the checkpoint that --resume continues from; give another folder")
+    return path
+
+
 def _train(args, make_trainer, is_writer: bool) -> int:
-    out = output_dir(args.out, "--out")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; give a folder (it is created if missing)")
+    export = _export_dir(args.export, out)
     tok_path, ckpt = out / "tokenizer.json", out / "model.npz"
     trainer, tokens, opt = (_resumed_run if args.resume else _new_run)(args, out, tok_path, ckpt, make_trainer,
                                                                         is_writer)
+    if is_writer:  # left by a writer that was killed mid-write (the checkpoint's own are removed when it saves)
+        for path in (tok_path, out / "loss.png"):
+            remove_stale_temporaries(path)
     tok, train_ids, val_ids = tokens.tokenizer, tokens.train, tokens.val
     if not tokens.held_out:
         print(f"note: corpus {opt['corpus']!r} is too small for a held-out set; validation uses the training text")
@@ -198,9 +251,10 @@ def _train(args, make_trainer, is_writer: bool) -> int:
     try:
         state = trainer.run(checkpoint_path=ckpt, progress=is_writer, stop_at=args.stop_at)
     except TrainingInterrupted as exc:
-        print(f"\ninterrupted at step {exc.step}; the checkpoint {ckpt} holds it. Continue with:\n  "
+        by = "" if exc.signal_name == "SIGINT" else f" by {exc.signal_name}"
+        print(f"\ninterrupted{by} at step {exc.step}; the checkpoint {ckpt} holds it. Continue with:\n  "
               f"{_resume_command(out)}", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(signal, exc.signal_name, signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM
     except TrainingDiverged as exc:
         lr = trainer.config.lr / 10
         hint = (f"continue from it with a lower learning rate:\n  {_resume_command(out)} --lr {lr:g}" if exc.checkpoint
@@ -210,16 +264,20 @@ def _train(args, make_trainer, is_writer: bool) -> int:
         print(trainer.describe())
     if not is_writer:
         return 0
-    final = state.evals[-1][1] if state.evals else trainer.evaluate()
+    fresh = state.evals and state.evals[-1][0] == state.step  # else evaluated now, not an older step's figure
+    final = state.evals[-1][1] if fresh else trainer.evaluate()
     print(f"validation loss {final:.3f} nats/token vs unigram baseline {baseline:.3f}; saved {ckpt} and {tok_path}")
+    if state.step < trainer.config.steps:
+        print(f"stopped at step {state.step} of {trainer.config.steps} (--stop-at); continue with:\n  "
+              f"{_resume_command(out)}")
     from .figures.training import loss_curves
 
     fig = loss_curves(state.losses, state.evals, baseline, title=f"{opt['preset']} on {opt['corpus']!r}")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     atomic_write(out / "loss.png", buf.getvalue())
-    if args.export:
-        export = output_dir(args.export, "--export")
+    if export is not None:
+        export = output_dir(export, "--export")
         save_model(export / "model.npz", trainer.model, tokenizer=tok, extra={
             "val_loss": final, "val_loss_all_windows": evaluate_tokens(trainer.model, val_ids),
             "unigram_baseline": baseline, "corpus": opt["corpus"], "steps": state.step,
@@ -233,22 +291,45 @@ def _train(args, make_trainer, is_writer: bool) -> int:
     return 0
 
 
+DEMO_RUN = "demo"  # recorded in the checkpoint's "extra" as "made_by": a folder demo --train may replace
+
+
+def check_demo_folder(value) -> Path:
+    """``demo --train``'s ``--out``, refused if it holds a run that `train` made (the demo replaces only its own)."""
+    out = Path(value)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; give a folder (it is created if missing)")
+    ckpt = out / "model.npz"
+    if ckpt.exists():
+        try:
+            made_by = read_metadata(ckpt).get("extra", {}).get("made_by")
+        except ValueError:
+            made_by = None
+        if made_by != DEMO_RUN:
+            raise ValueError(f"--out {out} holds a model that demo --train did not make ({ckpt.name}); the demo replaces "
+                             "only its own earlier model. Give another --out (the default is runs/demo), or delete "
+                             f"{ckpt} if it may go")
+    return out
+
+
 def train_for_demo(args, out: Path):
-    """Train a tokenizer and a tiny model for ``demo --train``; keep both in ``out``."""
+    """Train a tokenizer and a tiny model for ``demo --train``; keep both in ``out`` (see `check_demo_folder`)."""
     config = ModelConfig.preset("tiny")
+    tc = TrainConfig(steps=args.steps, eval_every=max(1, args.steps // 4), seed=args.seed)  # checked before any write
+    out = check_demo_folder(out)
     tokens = data.corpus_tokens(args.corpus, config.vocab_size, config.context_length, verbose=True)
     tok, train_ids, val_ids = tokens.tokenizer, tokens.train, tokens.val
     config = config.replace(vocab_size=tok.vocab_size)  # a small corpus may stop training before 1,024 ids
     if not tokens.held_out:
         print(f"note: corpus {args.corpus!r} is too small for a held-out set; validation uses the training text")
-    tok.save(out / "tokenizer.json")
-    trainer = Trainer(GPT(config, seed=args.seed), train_ids, val_ids,
-                      TrainConfig(steps=args.steps, eval_every=max(1, args.steps // 4), seed=args.seed))
-    trainer.tokenizer_sha256 = tokenizer_fingerprint(tok)
-    trainer.run_info = {"preset": "tiny", "corpus": args.corpus}
+    out = output_dir(out, "--out")
     ckpt = out / "model.npz"
-    if ckpt.exists():
-        ckpt.unlink()  # the demo's folder holds the last demo's model; a new one replaces it
+    if ckpt.exists():  # the last demo's model goes first, so it never sits beside the new tokenizer
+        ckpt.unlink()
+    tok.save(out / "tokenizer.json")
+    trainer = Trainer(GPT(config, seed=args.seed), train_ids, val_ids, tc)
+    trainer.tokenizer_sha256 = tokenizer_fingerprint(tok)
+    trainer.run_info = {"preset": "tiny", "corpus": args.corpus, "made_by": DEMO_RUN}
     state = trainer.run(checkpoint_path=ckpt, progress=True)
     meta = {"extra": {"val_loss": state.evals[-1][1], "unigram_baseline": unigram_loss(train_ids, val_ids,
                       config.vocab_size), "steps": state.step, "corpus": args.corpus}}

@@ -3,7 +3,10 @@ import sys
 
 import pytest
 
+from minitransformer import Tokenizer
 from minitransformer.cli import main
+from minitransformer.training import read_metadata
+from minitransformer.training.checkpoint import check_tokenizer
 
 
 def test_demo_traces_the_course_model_through_the_five_stages(tmp_path, capsys):
@@ -30,6 +33,7 @@ def test_demo_runs_as_the_installed_command(tmp_path):
 
 
 @pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
+@pytest.mark.filterwarnings("ignore:Glyph .* missing from font")  # the multilingual corpus's tokens, drawn
 def test_demo_can_train_a_fresh_model_and_keeps_it(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["demo", "--train", "--steps", "4", "--corpus", "tiny", "--figures", str(tmp_path / "f"),
@@ -37,11 +41,18 @@ def test_demo_can_train_a_fresh_model_and_keeps_it(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Training a fresh tokenizer" in out and f"kept the trained model in {run}/" in out
     assert sorted(p.name for p in run.iterdir()) == ["model.npz", "tokenizer.json"]
+    assert read_metadata(run / "model.npz")["extra"]["made_by"] == "demo"  # a later demo --train may replace it
     # what it kept is a run that `train --resume` continues, and `generate` reads
     assert main(["train", "--out", str(run), "--resume", "--steps", "6", "--batch-size", "16"]) == 0
     assert "resumed at step 4; training to step 6" in capsys.readouterr().out
     assert main(["generate", "--checkpoint", str(run / "model.npz"), "--tokenizer", str(run / "tokenizer.json"),
                  "--prompt", "", "--max-new-tokens", "3"]) == 0
+    # a second demo --train replaces its own model (on another corpus: a new tokenizer beside a new model)
+    assert main(["demo", "--train", "--steps", "2", "--corpus", "multilingual", "--figures", str(tmp_path / "f"),
+                 "--out", str(run), "--max-new-tokens", "3", "--color", "never"]) == 0
+    meta = read_metadata(run / "model.npz")
+    assert meta["state"]["step"] == 2 and meta["extra"]["corpus"] == "multilingual"
+    check_tokenizer(meta, Tokenizer.load(run / "tokenizer.json"), run / "model.npz")  # the pair belongs together
 
 
 def test_trace_command_and_missing_files(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """The command line's promises: one-line errors, documented exit codes (2 wrong input, 1 failed while
-running, 130 interrupted), Ctrl-C that saves, resume semantics, and the tokenizer check."""
+running, 130 interrupted, 143 terminated), Ctrl-C and SIGTERM that save, resume semantics, and the
+tokenizer check; bad input refused before anything is written."""
 
 import os
 import signal
@@ -123,7 +124,9 @@ def test_divergence_says_where_the_good_checkpoint_is(tmp_path, capsys):
     assert 0 < meta["state"]["step"] < 60 and all(np.isfinite(l) for _, l in meta["state"]["losses"])
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, ""), (signal.SIGTERM, 143, " by SIGTERM")])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint(tmp_path, sig, code, said):
+    # SIGTERM is what `kill`, `timeout` and job schedulers send: it saves, as Ctrl-C does
     out = tmp_path / "c"
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "minitransformer", "train", *TOY, "--steps", "100000",
@@ -132,10 +135,86 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
         if line.startswith("GPT("):
             break
     time.sleep(1.0)  # into the training loop
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert "Traceback" not in stderr and f"the checkpoint {out / 'model.npz'} holds it" in stderr
     assert f"minitransformer train --out {out} --resume" in stderr
     step = read_metadata(out / "model.npz")["state"]["step"]
-    assert 0 < step < 100000 and f"interrupted at step {step};" in stderr
+    assert 0 < step < 100000 and f"interrupted{said} at step {step};" in stderr
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--steps", "-5"), ("--steps", "0"), ("--batch-size", "0"), ("--lr", "0"), ("--lr", "-1"), ("--lr", "nan"),
+    ("--seed", "-1"), ("--eval-every", "-1"), ("--checkpoint-every", "-2"), ("--stop-at", "0"), ("--steps", "2.5"),
+])
+def test_bad_numbers_are_refused_before_anything_is_written(tmp_path, capsys, option, value):
+    out = tmp_path / "n"
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", *TOY, option, value, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"argument {option}: " in err and "Traceback" not in err, err
+    assert not out.exists()  # no folder, no tokenizer: nothing to clean up
+
+
+def test_a_run_is_checked_before_its_folder_is_made(tmp_path, run, capsys):
+    none = tmp_path / "none"
+    _one_error_line(capsys, main(["train", "--out", str(none), "--resume"]), 2, "there is no checkpoint")
+    assert not none.exists()
+    out = tmp_path / "e"
+    _one_error_line(capsys, main(["train", *TOY, "--steps", "2", "--out", str(out), "--export", str(out)]), 2,
+                    "the weights-only export would replace the checkpoint that --resume continues from")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    _one_error_line(capsys, main(["train", *TOY, "--steps", "2", "--out", str(out), "--export", str(a_file)]), 2,
+                    f"--export {a_file} is a file, not a folder")
+    assert not out.exists()  # refused before training, not after it
+
+
+def test_stop_at_says_so_and_the_final_loss_is_measured_at_the_last_step(tmp_path, capsys):
+    from minitransformer.training import resume
+    from minitransformer.training.data import corpus_tokens
+
+    out = tmp_path / "s"
+    assert main(["train", *TOY, "--steps", "12", "--eval-every", "4", "--stop-at", "6", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"stopped at step 6 of 12 (--stop-at); continue with:\n  minitransformer train --out {out} --resume" in said
+    meta = read_metadata(out / "model.npz")
+    assert meta["state"]["step"] == 6 and meta["state"]["evals"][-1][0] == 4  # the last evaluation was at step 4
+    tokens = corpus_tokens("tiny", 300, 16, tokenizer=minitransformer.Tokenizer.load(out / "tokenizer.json"))
+    fresh = resume(out / "model.npz", tokens.train, tokens.val, log=None).evaluate()
+    assert f"validation loss {fresh:.3f} nats/token" in said  # evaluated at step 6, not step 4's figure
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    assert "stopped at step" not in capsys.readouterr().out and read_metadata(out / "model.npz")["state"]["step"] == 12
+
+
+def test_the_recorded_value_is_named_even_when_it_is_zero(run, capsys):
+    code = main(["train", "--out", str(run), "--resume", "--seed", "3"])
+    _one_error_line(capsys, code, 2, f"--seed 3 differs from the run in {run} (0);")
+
+
+def test_demo_train_replaces_only_its_own_model(tmp_path, run, capsys):
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    code = main(["demo", "--train", "--steps", "2", "--corpus", "tiny", "--out", str(run), "--figures",
+                 str(tmp_path / "f"), "--max-new-tokens", "2"])
+    _one_error_line(capsys, code, 2, "holds a model that demo --train did not make (model.npz)")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # the training run is untouched
+    assert not (tmp_path / "f").exists()  # refused before the trace wrote its figures
+
+
+def test_more_mistakes_named(tmp_path, run, capsys):
+    tok = str(run / "tokenizer.json")
+    _one_error_line(capsys, main(["trace", "hi", "--tokenizer", tok]), 2, "--tokenizer needs --checkpoint")
+    code = main(["tokenizer", "encode", "--tokenizer", tok, "a <|endoftext|>"])
+    _one_error_line(capsys, code, 2, "the text contains the special token '<|endoftext|>'; add --allow-special")
+    assert main(["tokenizer", "encode", "--tokenizer", tok, "--allow-special", "<|endoftext|>"]) == 0
+    assert capsys.readouterr().out.split() == [str(minitransformer.Tokenizer.load(tok).special_tokens["<|endoftext|>"])]
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\u00e9 au lait ".encode("latin-1") * 50)
+    code = main(["tokenizer", "train", "--file", str(latin1), "--vocab-size", "260", "--out", str(tmp_path / "t.json")])
+    _one_error_line(capsys, code, 2, f"--file {latin1} is not UTF-8 text (byte 3: invalid continuation byte)")
+    code = main(["tokenizer", "train", "--corpus", "tiny", "--vocab-size", "260", "--out", str(tmp_path), "--quiet"])
+    _one_error_line(capsys, code, 2, f"--out {tmp_path} is a folder; give the path of the tokenizer's .json file")
+    with pytest.raises(SystemExit):
+        main(["generate", "--seed", "-1"])
+    assert "argument --seed: -1 is below 0" in capsys.readouterr().err

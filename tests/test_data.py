@@ -76,3 +76,23 @@ def test_corpus_tokens_trains_the_model_sized_tokenizer_and_falls_back_on_small_
     assert big.val.tolist() == big.tokenizer.encode_ordinary(val_text) and big.train.dtype.kind == "i"
     small = data.corpus_tokens("tiny", 300, context=128, tokenizer=big.tokenizer)
     assert small.tokenizer is big.tokenizer and not small.held_out and small.val is small.train
+
+
+def test_a_damaged_corpus_cache_is_rebuilt_not_trained_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINITRANSFORMER_CACHE", str(tmp_path / "cache"))
+    path = data.corpus_path("pydoc")
+    whole = path.read_bytes()
+    for damaged in (whole[:100_000], b"", whole.replace(b"statement", b"sentence", 1)):  # truncated, emptied, edited
+        path.write_bytes(damaged)
+        assert data.load_corpus("pydoc") == data.build_pydoc_corpus()
+        assert path.read_bytes() == whole
+        assert f"the corpus cache {path} differs from Python's pydoc topics; rebuilt it" in capsys.readouterr().err
+    data.load_corpus("pydoc")  # whole: nothing to say
+    assert capsys.readouterr().err == ""
+
+
+def test_a_cache_variable_that_names_a_file_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("MINITRANSFORMER_CACHE", str(tmp_path / "file"))
+    with pytest.raises(ValueError, match="the cache folder .*file is a file; set MINITRANSFORMER_CACHE to a folder"):
+        data.corpus_path("pydoc")

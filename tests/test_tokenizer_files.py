@@ -79,6 +79,12 @@ def test_missing_and_non_utf8_files(tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ValueError, match="not UTF-8"):
         Tokenizer.load(path)
+    with pytest.raises(ValueError, match="is a folder, not a tokenizer file; give the tokenizer.json inside it"):
+        Tokenizer.load(tmp_path)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="not a valid tokenizer file: its JSON is nested too deeply"):
+        Tokenizer.load(deep)
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
@@ -95,6 +101,23 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     assert os.listdir(tmp_path) == ["out.txt"]  # no temporary file left behind
     with pytest.raises(ValueError, match="does not exist; create it first"):
         atomic_write(tmp_path / "no" / "dir.txt", "x")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ValueError, match="adir: it is a folder; give the path of a file"):
+        atomic_write(tmp_path / "adir", "x")
+
+
+def test_atomic_write_errors_name_the_file_asked_for(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def read_only(prefix, suffix, dir):
+        raise OSError(errno.EROFS, "Read-only file system", os.path.join(dir, prefix + "x1y2" + suffix))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError) as err:
+        atomic_write(tmp_path / "tok.json", "x")
+    assert err.value.filename == str(tmp_path / "tok.json") and err.value.errno == errno.EROFS
+    assert "Read-only file system" in str(err.value) and ".tmp" not in str(err.value)
 
 
 def test_vocab_listing_shows_each_merge_and_its_parts(tok, tmp_path):

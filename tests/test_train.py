@@ -175,6 +175,51 @@ def test_ctrl_c_in_a_training_loop_saves_and_raises(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is removed again
 
 
+def test_sigterm_in_a_training_loop_saves_and_raises(tmp_path):
+    # what `kill` and job schedulers send: the step finishes and the checkpoint is written, as for Ctrl-C
+    import os
+    import signal
+
+    class Terminated(Trainer):
+        def train_step(self):
+            loss = super().train_step()
+            if self.state.step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return loss
+
+    before = signal.getsignal(signal.SIGTERM)
+    t = Terminated(GPT("toy", seed=0), periodic_tokens(), config=TrainConfig(steps=50, batch_size=2, eval_every=0),
+                   log=None)
+    with pytest.raises(TrainingInterrupted) as err:
+        t.run(checkpoint_path=tmp_path / "c.npz")
+    assert err.value.step == 2 and err.value.signal_name == "SIGTERM"
+    assert read_metadata(tmp_path / "c.npz")["state"]["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is removed again
+
+
+def test_a_checkpoint_with_damaged_training_settings_is_named(tmp_path, monkeypatch):
+    from minitransformer.training import loop
+
+    t = Trainer(GPT("toy"), periodic_tokens(), config=TrainConfig(steps=2, batch_size=2, eval_every=0), log=None)
+    t.run(checkpoint_path=tmp_path / "c.npz")
+    real = loop.read_checkpoint
+    for damage, words in ((lambda m: m["train_config"].update(foo=1), "unknown training settings 'foo'"),
+                          (lambda m: m.update(state="x"), "TypeError"),
+                          (lambda m: m["train_config"].update(seed=-1), "seed=-1 must be an int >= 0")):
+        def damaged(path, damage=damage):
+            meta, arrays = real(path)
+            damage(meta)
+            return meta, arrays
+
+        monkeypatch.setattr(loop, "read_checkpoint", damaged)
+        with pytest.raises(ValueError, match=f"c.npz is not a usable checkpoint: its training settings are damaged "
+                                             f"\\(.*{words}"):
+            resume(tmp_path / "c.npz", periodic_tokens(), log=None)
+    monkeypatch.setattr(loop, "read_checkpoint", real)
+    with pytest.raises(ValueError, match="lr=-1 must be > 0"):  # a bad change is the caller's, not the file's
+        resume(tmp_path / "c.npz", periodic_tokens(), log=None, lr=-1)
+
+
 def test_checkpoint_is_one_file_and_is_validated(tmp_path):
     t = Trainer(GPT("toy"), periodic_tokens(), config=TrainConfig(steps=1, batch_size=2, eval_every=0), log=None)
     t.run(checkpoint_path=tmp_path / "c.npz")
@@ -188,6 +233,10 @@ def test_checkpoint_is_one_file_and_is_validated(tmp_path):
 def test_train_config_validation():
     with pytest.raises(ValueError, match="steps=0 must be a positive int"):
         TrainConfig(steps=0)
+    for name in ("eval_every", "checkpoint_every", "warmup", "seed"):  # 0 is allowed: never, no warmup
+        assert getattr(TrainConfig(**{name: 0}), name) == 0
+        with pytest.raises(ValueError, match=f"{name}=-1 must be an int >= 0"):
+            TrainConfig(**{name: -1})
     assert math.isclose(TrainConfig().lr, 3e-3)
 
 

@@ -27,24 +27,31 @@ def atomic_write(path: PathLike, data: Union[str, bytes]) -> Path:
     """Write ``data`` (text is written as UTF-8) to ``path`` atomically; return the path.
 
     Raises:
-        ValueError: if the parent directory does not exist (named in the message).
+        ValueError: if the parent directory does not exist, or ``path`` is a folder (named in the message).
+        OSError: the disk or a permission refused the write; its ``filename`` is ``path`` (not the
+            temporary file, which the user never asked for).
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ValueError(f"cannot write {path}: directory {parent} does not exist; create it first")
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a folder; give the path of a file")
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)  # see temporary_name_pattern
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)  # see temporary_name_pattern
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes the file private (0600); give it the usual mode
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         raise
     _fsync_directory(parent)
     return path

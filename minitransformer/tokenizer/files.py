@@ -68,12 +68,16 @@ def load_tokenizer(path: PathLike, cls):
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ValueError(f"no tokenizer file at {path}; save one with Tokenizer.save(path)") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder, not a tokenizer file; give the tokenizer.json inside it") from None
     except UnicodeDecodeError:
         raise bad("it is not UTF-8 text") from None
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise bad(f"malformed JSON ({exc})") from None
+    except RecursionError:  # JSON nested thousands deep: no tokenizer file looks like that
+        raise bad("its JSON is nested too deeply to be a tokenizer file") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise bad(f'"format" must be {FORMAT!r}')
     if data.get("version") != VERSION:

@@ -3,7 +3,8 @@
 - `optimizer`: AdamW over one flat buffer, clipping, the learning-rate schedule;
 - `checkpoint`: a model (and its training state) on disk, and back;
 - `data`: the built-in corpus and the small texts;
-- `loop`: batches, evaluation, the `Trainer`, and resuming.
+- `loop`: batches, evaluation, the `Trainer`, and resuming;
+- `stop`: Ctrl-C or SIGTERM stop a run between two steps, with a checkpoint.
 """
 
 from .checkpoint import load_model, read_metadata, save_checkpoint, save_model, tokenizer_fingerprint

@@ -77,11 +77,21 @@ def corpus_path(name: str = DEFAULT_CORPUS) -> Path:
     """The file holding corpus ``name``; the pydoc corpus is built there if it is missing."""
     _check_name(name)
     if name == "pydoc":
-        path = cache_dir() / f"pydoc_topics-python{platform.python_version()}.txt"
-        if not path.exists():
+        folder = cache_dir()
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"the cache folder {folder} is a file; set MINITRANSFORMER_CACHE to a folder (or unset it)")
+        path = folder / f"pydoc_topics-python{platform.python_version()}.txt"
+        text = build_pydoc_corpus().encode("utf-8")  # a few milliseconds: the cache is checked against it
+        try:
+            whole = path.read_bytes() == text
+        except OSError:  # missing (or unreadable: then writing it says what is wrong)
+            whole = None
+        if not whole:
+            if whole is False:  # truncated, emptied or edited: a cache is rebuilt, never trained on
+                print(f"note: the corpus cache {path} differs from Python's pydoc topics; rebuilt it", file=sys.stderr)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, build_pydoc_corpus())
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, text)
             except OSError as exc:
                 raise OSError(f"cannot write the corpus cache {path} ({exc.strerror or exc}); set "
                               "MINITRANSFORMER_CACHE to a writable folder") from None

@@ -213,6 +213,10 @@ class DistributedTrainer(Trainer):
             which shows the full cost of communication in ``comm_seconds``).
     """
 
+    # Ctrl-C only: torchrun sends SIGTERM to the ranks when one of them has failed, and a rank that
+    # then finished its step would wait in an all-reduce for a peer that is gone
+    stop_signals = ("SIGINT",)
+
     def __init__(self, model, train_tokens, val_tokens=None, config=None, log=print, *, ctx: DistContext,
                  bucket_mb: float = 25.0, zero1: bool = False, overlap: bool = True):
         super().__init__(model, train_tokens, val_tokens, config, log=log if ctx.rank == 0 else None)

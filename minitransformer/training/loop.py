@@ -6,8 +6,8 @@ resumes produces bit-for-bit the losses of a run that never stopped.
 
 Nothing is lost: a checkpoint is only written from weights that are finite and
 give a finite loss, so a run that diverges stops with the last good checkpoint
-on disk (`TrainingDiverged`); Ctrl-C lets the current step finish, saves, and
-stops (`TrainingInterrupted`).
+on disk (`TrainingDiverged`); Ctrl-C or SIGTERM (what ``kill`` and job schedulers
+send) lets the current step finish, saves, and stops (`TrainingInterrupted`).
 
 Deliberately left out: mixed precision and learning-rate finders. Data-parallel
 training over several processes is `training.distributed` (a `Trainer` whose
@@ -17,11 +17,8 @@ gradients are all-reduced by torch.distributed).
 from __future__ import annotations
 
 import math
-import signal
-import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -43,12 +40,14 @@ class TrainingDiverged(FloatingPointError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training between two steps; ``checkpoint`` holds step ``step`` (None if not saved)."""
+    """Ctrl-C (or SIGTERM) stopped training between two steps; ``checkpoint`` holds step ``step``
+    (None if not saved); ``signal_name`` is ``"SIGINT"`` or ``"SIGTERM"``."""
 
-    def __init__(self, step: int, checkpoint=None):
+    def __init__(self, step: int, checkpoint=None, signal_name: Optional[str] = "SIGINT"):
         super().__init__(f"interrupted at step {step}" + (f"; saved {checkpoint}" if checkpoint else ""))
-        self.step, self.checkpoint = step, checkpoint
+        self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name or "SIGINT"
 from .optimizer import AdamW, clip_grad_norm, lr_at
+from .stop import StopOnSignal
 
 
 # --------------------------------------------------------------------------- batches
@@ -121,6 +120,10 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name}={v!r} must be a positive int")
+        for name in ("eval_every", "checkpoint_every", "warmup", "seed"):  # 0 allowed: never / no warmup
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"{name}={v!r} must be an int >= 0")
         if not (self.lr > 0 and self.min_lr >= 0):
             raise ValueError(f"lr={self.lr} must be > 0 and min_lr={self.min_lr} >= 0")
 
@@ -146,6 +149,9 @@ class Trainer:
     >>> state.step, len(state.losses)
     (3, 3)
     """
+
+    # the signals that stop training after the step in progress, with a checkpoint (see `run`)
+    stop_signals = ("SIGINT", "SIGTERM")
 
     def __init__(self, model: GPT, train_tokens: np.ndarray, val_tokens: Optional[np.ndarray] = None,
                  config: Optional[TrainConfig] = None, log: Optional[Callable[[str], None]] = print):
@@ -242,7 +248,8 @@ class Trainer:
         """Train until ``config.steps``, evaluating and checkpointing as configured.
 
         Args:
-            checkpoint_path: save here every ``checkpoint_every`` steps, at the end, and on Ctrl-C;
+            checkpoint_path: save here every ``checkpoint_every`` steps, at the end, and on Ctrl-C
+                or SIGTERM (`stop_signals`);
                 only weights that are finite and give a finite loss are ever saved (`save`).
             stop_at: stop (and save) at this step although the schedule runs to ``config.steps``;
                 `resume` continues from there as if the run had never stopped.
@@ -254,13 +261,13 @@ class Trainer:
         Raises:
             TrainingDiverged: the loss or the weights stopped being finite (a `FloatingPointError`;
                 the message names the last good checkpoint).
-            TrainingInterrupted: Ctrl-C (a `KeyboardInterrupt`), after the step in progress
-                finished and the checkpoint was saved.
+            TrainingInterrupted: Ctrl-C or SIGTERM (a `KeyboardInterrupt`), after the step in
+                progress finished and the checkpoint was saved.
         """
         c = self.config
         t0, tokens0 = time.perf_counter(), self.state.tokens_seen
         bar = _progress_bar(c.steps, self.state.step) if progress else None
-        with _StopOnCtrlC() as ctrl_c:
+        with StopOnSignal(self.stop_signals) as ctrl_c:
             try:
                 self._loop(checkpoint_path, bar, on_eval, t0, tokens0, ctrl_c, stop_at)
             finally:
@@ -269,7 +276,7 @@ class Trainer:
         if ctrl_c.requested:
             if checkpoint_path:
                 self.save(checkpoint_path)
-            raise TrainingInterrupted(self.state.step, checkpoint_path or None)
+            raise TrainingInterrupted(self.state.step, checkpoint_path or None, ctrl_c.signal_name)
         if checkpoint_path:
             self.save(checkpoint_path)
         return self.state
@@ -298,31 +305,6 @@ class Trainer:
                 self.save(checkpoint_path)
 
 
-class _StopOnCtrlC:
-    """While active (main thread only), the first Ctrl-C asks the loop to stop after the current step.
-
-    A second Ctrl-C interrupts at once, as usual.
-    """
-
-    def __init__(self):
-        self.requested, self._previous = False, None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
-        print("\nCtrl-C: stopping after this step (press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
-
-
 def _progress_bar(total: int, initial: int):
     return progress_bar(total, initial, unit="step")  # a widget in notebooks, a text bar in a terminal
 
@@ -349,17 +331,27 @@ def resume(path, train_tokens, val_tokens=None, log=print, make_trainer=None, **
         raise ValueError(f"{path} holds only model weights (saved with save_model), not a training state; "
                          "resume needs a checkpoint written during training (save_checkpoint)")
     model = model_from_checkpoint(meta, arrays, path)
-    tc = dict(meta["train_config"])
-    tc["betas"] = tuple(tc["betas"])
-    step = meta["state"]["step"]
+    try:  # a hand-edited or foreign file: fields missing, unknown, or of the wrong kind
+        tc = dict(meta["train_config"])
+        tc["betas"] = tuple(tc["betas"])
+        unknown_fields = sorted(set(tc) - {f.name for f in fields(TrainConfig)})
+        if unknown_fields:
+            raise ValueError(f"unknown training settings {', '.join(map(repr, unknown_fields))}")
+        recorded = TrainConfig(**tc)
+        step = meta["state"]["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"the step {step!r} is not a count")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a usable checkpoint: its training settings are damaged "
+                         f"({type(exc).__name__}: {exc})") from None
     changes = {k: v for k, v in changes.items() if v is not None}
     if "steps" in changes and changes["steps"] < step:
         raise ValueError(f"steps={changes['steps']} is below the step {path} has reached ({step}); steps is the "
                          f"total to reach, so pass more than {step} to train longer")
     if "lr" in changes:
-        changes["min_lr"] = tc["min_lr"] * changes["lr"] / tc["lr"]
-    tc.update(changes)
-    trainer = (make_trainer or Trainer)(model, train_tokens, val_tokens, TrainConfig(**tc), log=log)
+        changes["min_lr"] = recorded.min_lr * changes["lr"] / recorded.lr
+    config = replace(recorded, **changes)  # a bad change (lr=-1) is refused here, naming the setting
+    trainer = (make_trainer or Trainer)(model, train_tokens, val_tokens, config, log=log)
     try:
         trainer.opt.load_state_dict({"m": arrays["opt.m"], "v": arrays["opt.v"], "t": meta["opt_t"]})
         st = meta["state"]
