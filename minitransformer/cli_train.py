@@ -127,7 +127,7 @@ def _check_unchanged(args, meta: dict, ckpt: Path) -> None:
             same = new is None or old is None or new == old
         if not same:
             flag = "--" + name.replace("_", "-")
-            was = old if old is not None and name != "preset" else info.get("preset") or "another shape"
+            was = old if old is not None else "another shape"  # a recorded 0 (a seed) is named too
             raise ValueError(f"{flag} {new} differs from the run in {ckpt.parent} ({was}); it cannot "
                              f"change on --resume (what can: --steps, --lr, --eval-every, --checkpoint-every). "
                              f"Drop {flag}, or start a new run with another --out")
