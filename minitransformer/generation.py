@@ -40,8 +40,12 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
         raise ValueError(f"the prompt is empty (shape {ids.shape}): give at least one token (e.g. the "
                          "<|endoftext|> id)")
     ids = embedding.check_ids(ids, model.config.vocab_size)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+    max_new_tokens = int(max_new_tokens)
+    if not (seed is None or isinstance(seed, np.random.Generator) or
+            (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):
+        raise ValueError(f"seed must be a non-negative int, a numpy Generator or None, got {seed!r}")
     L = model.config.context_length
     if not crop and ids.shape[1] + max_new_tokens > L:
         raise ValueError(f"prompt ({ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds the context "

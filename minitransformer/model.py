@@ -29,7 +29,8 @@ from . import embedding, generation
 from .core import cores, nn, registry
 from .core.config import ModelConfig
 from .core.memory import keep_freed_memory
-from .core.tree import add_trees, flatten
+from .core.nn import norm_backward, norm_forward
+from .core.tree import add_trees, check_like, flatten
 from .feedforward import moe, output
 from .trace.cache import run_with_cache, run_with_hooks
 from .trace.names import block_hook_names
@@ -88,21 +89,11 @@ def init_params(config: ModelConfig, rng: np.random.Generator) -> dict:
     return params
 
 
-# --------------------------------------------------------------------------- norms by name
-def norm_forward(config, p, x):
-    """The configured norm (LayerNorm or RMSNorm) of ``x`` (B, T, C) with gains ``p``: ``(y, cache)``."""
-    if config.norm == "layernorm":
-        return nn.layernorm_forward(x, p["w"], p["b"], config.norm_eps)
-    return nn.rmsnorm_forward(x, p["w"], config.norm_eps)
-
-
-def norm_backward(config, cache, dy):
-    """Backward of `norm_forward`: ``(dx, {"w": dw[, "b": db]})``."""
-    if config.norm == "layernorm":
-        dx, dw, db = nn.layernorm_backward(dy, cache)
-        return dx, {"w": dw, "b": db}
-    dx, dw = nn.rmsnorm_backward(dy, cache)
-    return dx, {"w": dw}
+def check_params(params: dict, config: ModelConfig) -> None:
+    """Refuse params that do not fit ``config``, names and shapes as `init_params` makes them (the one
+    source of truth, at the cost of one throwaway set): another config's params would run and give
+    wrong answers without an error (a larger vocabulary, fewer layers)."""
+    check_like(params, init_params(config, np.random.default_rng(0)), "params", "params of another config?")
 
 
 # --------------------------------------------------------------------------- forward and backward
@@ -130,6 +121,8 @@ def forward(params: dict, config: ModelConfig, ids, positions: Optional[np.ndarr
     if T == 0:
         raise ValueError(f"ids have no tokens (shape {np.shape(ids)}): the model needs at least one token per row; "
                          "start an empty prompt from a token such as <|endoftext|>")
+    if B == 0:
+        raise ValueError(f"ids have no rows (shape {np.shape(ids)}): give a batch of at least one sequence")
     start = kv_cache.length if kv_cache is not None else 0
     if positions is None:
         positions = np.arange(start, start + T)
@@ -265,11 +258,16 @@ class GPT:
     def __init__(self, config: Union[ModelConfig, str], seed: Union[int, np.random.Generator] = 0,
                  params: Optional[dict] = None, threads: Optional[int] = None):
         self.config = ModelConfig.preset(config) if isinstance(config, str) else config
+        if not isinstance(self.config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig or a preset name, got {type(config).__name__}; for a dict "
+                            "use ModelConfig.from_dict(...)")
         # `loss`/`backward` split the batch over this many threads, one per core by default (core/cores.py);
         # threads=1 is the plain one-thread loop
         self.threads = cores.resolve(threads)
         keep_freed_memory()  # reuse freed numpy temporaries instead of fresh pages (see core/memory.py)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        if params is not None:
+            check_params(params, self.config)
         self.params = params if params is not None else init_params(self.config, rng)
         self._last = None  # (cache, loss cache) of the last `loss` call, for `backward`
         self.last_expert_load: list = []  # MoE: per block, tokens per expert in the last `loss` (None: dense)
@@ -286,7 +284,9 @@ class GPT:
         """Mean cross-entropy of ``targets`` (B, T) given ``ids`` (B, T); remembers what `backward` needs.
 
         With ``threads > 1`` the batch is cut into shards of whole sequences that run side by side
-        (`core.cores`); the loss is the same mean over every target.
+        (`core.cores`); the loss is the same mean over every target. Targets equal to ``ignore_index``
+        (padding) are left out; if every one is, the loss is 0.0 and the gradients are zero (a
+        data-parallel rank whose rows are all padding adds nothing).
         """
         targets = np.asarray(targets)
         if targets.shape != np.shape(ids):

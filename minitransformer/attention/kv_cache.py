@@ -60,6 +60,10 @@ class KVCache:
     def append(self, layer: int, k: np.ndarray, v: np.ndarray):
         """Store (B, G, T, D) new keys/values for ``layer``; return views of all stored ones (B, G, S, D)."""
         start, T = self.lengths[layer], k.shape[2]
+        if k.shape[:2] != self.k[layer].shape[:2] or k.shape[3] != self.k[layer].shape[3]:
+            B, G, _, D = self.k[layer].shape
+            raise ValueError(f"the KV cache stores (B, G, T, D) = ({B}, {G}, T, {D}); got keys {k.shape}: create it with "
+                             "KVCache.for_config(config, batch_size=...) for this batch and config")
         if start + T > self.max_len:
             raise ValueError(f"the KV cache holds {self.max_len} positions and {start} are used: {T} more do not fit; "
                              "call reset() or create a cache with a larger max_len (at most the context length)")

@@ -18,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 from dataclasses import dataclass
 from typing import Optional
+
+import numpy as np
 
 from . import registry
 
@@ -163,11 +166,11 @@ class ModelConfig:
             raise ValueError(f"RoPE rotates pairs of dimensions, so d_head={self.d_head} must be even")
         if self.positional == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"sinusoidal encoding pairs sin and cos, so d_model={self.d_model} must be even")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+        if not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout={self.dropout!r} must be a number in [0, 1)")
         for name in ("norm_eps", "init_std", "rope_base"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive number")
+            if not (_is_number(getattr(self, name)) and 0 < getattr(self, name) < math.inf):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a finite positive number")
         for name in ("tie_embeddings", "bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
@@ -345,6 +348,11 @@ MOE_FIELDS = ("n_experts", "n_shared_experts", "experts_per_token", "n_expert_gr
 def _dense_layer_config(config: ModelConfig) -> ModelConfig:
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name in MOE_FIELDS}
     return config.replace(**defaults, ffn=config.dense_ffn)
+
+
+def _is_number(value) -> bool:
+    """A real number (int, float or a numpy scalar), not a bool or a string."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _positive_int(name: str, value) -> None:

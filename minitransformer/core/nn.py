@@ -216,6 +216,23 @@ gelu, gelu_forward, gelu_backward = activations.gelu, activations.gelu_forward, 
 gelu_forward_with_grad, gelu_backward_reference = activations.gelu_forward_with_grad, activations.gelu_backward_reference
 
 
+# --------------------------------------------------------------------------- the configured norm
+def norm_forward(config, p, x):
+    """The configured norm (LayerNorm or RMSNorm) of ``x`` (B, T, C) with gains ``p``: ``(y, cache)``."""
+    if config.norm == "layernorm":
+        return layernorm_forward(x, p["w"], p["b"], config.norm_eps)
+    return rmsnorm_forward(x, p["w"], config.norm_eps)
+
+
+def norm_backward(config, cache, dy):
+    """Backward of `norm_forward`: ``(dx, {"w": dw[, "b": db]})``."""
+    if config.norm == "layernorm":
+        dx, dw, db = layernorm_backward(dy, cache)
+        return dx, {"w": dw, "b": db}
+    dx, dw = rmsnorm_backward(dy, cache)
+    return dx, {"w": dw}
+
+
 def silu_forward(x: np.ndarray):
     """SiLU / swish: ``x * sigmoid(x)`` (used by SwiGLU)."""
     s = sigmoid(x)
@@ -277,14 +294,19 @@ def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray, ignore_index:
     """Mean negative log-likelihood of ``targets`` under ``softmax(logits)``.
 
     Shapes: logits (..., V) float, targets (...) int -> scalar loss (a Python float).
-    Positions whose target is ``ignore_index`` (padding) are left out of the mean.
+    Positions whose target is ``ignore_index`` (padding) are left out of the mean; if every one
+    is, the loss is 0.0 and its gradient zero (a shard of padding adds nothing to a batch's sum).
 
     Raises:
+        TypeError: if the targets are not integer ids.
         ValueError: if a target is outside ``0..V-1`` and not ``ignore_index``.
     """
     V = logits.shape[-1]
     flat = logits.reshape(-1, V)  # (N, V)
     t = np.asarray(targets).reshape(-1)  # (N,)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"targets must be integer token ids, got dtype {t.dtype}; pass an int array (ids shifted "
+                        "by one position)")
     if flat.shape[0] != t.shape[0]:
         raise ValueError(f"targets have shape {np.shape(targets)}, logits {logits.shape}: they must match on all but the last axis")
     keep = t != ignore_index

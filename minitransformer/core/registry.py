@@ -42,6 +42,7 @@ raises an error that says so.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -115,6 +116,13 @@ def register(kind: str, name: str, *, init: Optional[Callable] = None, forward: 
                          "and forward(...) with the stage's signature (see minitransformer.core.registry)")
     if backward is not None and not callable(backward):
         raise ValueError(f"{kind} variant {name!r}: backward must be a function, got {type(backward).__name__}")
+    unknown = sorted(set(extras) - set(EXTRAS))
+    if unknown:  # a misspelled extra would be ignored without a word
+        raise ValueError(f"{kind} variant {name!r}: unknown option(s) {', '.join(map(repr, unknown))}; a variant may "
+                         f"offer {', '.join(EXTRAS)}")
+    for key, value in extras.items():
+        if key != "reference" and value is not None and not callable(value):
+            raise ValueError(f"{kind} variant {name!r}: {key}= must be a function, got {type(value).__name__}")
     reference = extras.get("reference")
     if reference is not None and not callable(getattr(reference, "forward", None)):
         raise ValueError(f"{kind} variant {name!r}: reference= must be an object with forward (and backward) "
@@ -135,6 +143,7 @@ def _registrar(kind: str):
     def reg(name: str, init=None, forward=None, backward=None, replace: bool = False, **extras):
         if init is None and forward is None:  # used as a decorator on a class or namespace
             def decorate(obj):
+                _refuse_instance_methods(obj, kind, name)
                 register(kind, name, init=getattr(obj, "init", None), forward=getattr(obj, "forward", None),
                          backward=getattr(obj, "backward", None), replace=replace,
                          **{k: getattr(obj, k) for k in EXTRAS if hasattr(obj, k)}, **extras)
@@ -145,6 +154,17 @@ def _registrar(kind: str):
     reg.__doc__ = f"Register a {kind} variant: ``register_{kind}(name, init=..., forward=..., backward=...)``, " \
                   f"or ``@register_{kind}(name)`` on a class/namespace with those functions."
     return reg
+
+
+def _refuse_instance_methods(obj, kind: str, name: str) -> None:
+    """A decorated class is used as a namespace: its functions are called without an instance."""
+    if not isinstance(obj, type):
+        return
+    for attr in ("init", "forward", "backward") + EXTRAS:
+        f = inspect.getattr_static(obj, attr, None)
+        if inspect.isfunction(f) and next(iter(inspect.signature(f).parameters), None) == "self":
+            raise ValueError(f"{kind} variant {name!r}: {obj.__name__}.{attr} takes self, but the class is used as a "
+                             "namespace and never instantiated; drop self (or mark it @staticmethod)")
 
 
 register_positional = _registrar("positional")

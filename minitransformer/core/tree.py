@@ -71,3 +71,22 @@ def add_trees(trees: list):
     for t in rest[1:]:
         total += t
     return total
+
+
+def check_like(given, expected, what: str, hint: str) -> None:
+    """Refuse ``given`` unless it is a tree with ``expected``'s names, shapes and a float dtype.
+
+    The message names the first difference (missing or unknown names, or an array's shape)
+    and ends with ``hint``.
+    """
+    if not isinstance(given, dict):
+        raise TypeError(f"{what} must be a nested dict of arrays, got {type(given).__name__}")
+    want, have = flatten(expected), flatten(given)
+    missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    if missing or extra:
+        raise ValueError(f"{what} do not fit: missing {missing[:3] or 'nothing'}, unknown {extra[:3] or 'nothing'} ({hint})")
+    for name, w in want.items():
+        a = have[name]
+        if not isinstance(a, np.ndarray) or a.shape != w.shape or a.dtype.kind != "f":
+            got = f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+            raise ValueError(f"{what}[{name!r}] is a {got}; expected a float array of shape {w.shape} ({hint})")
