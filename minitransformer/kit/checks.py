@@ -40,7 +40,7 @@ class Setting:
     def __post_init__(self):
         rng = self.rng(0)
         self.x32 = rng.normal(size=(2, len(self.positions), self.config.d_model)).astype(np.float32)  # (B, T, C)
-        self.params32 = self.stage.init(self.config, np.random.default_rng(self.seed))
+        self.params32 = check_params(self.stage.init(self.config, np.random.default_rng(self.seed)))
 
     def rng(self, salt: int) -> np.random.Generator:
         """A generator of its own for each use, so checks do not depend on each other's order."""
@@ -64,6 +64,22 @@ class Setting:
         return {k: v.astype(np.float64) + rng.normal(0, 0.1, v.shape) for k, v in self.params32.items()}
 
 
+class ContractError(ValueError):
+    """A stage breaks the contract before any check can run (the kit reports its message alone)."""
+
+
+def check_params(params) -> dict:
+    """``params`` if it is what every check reads, a flat dict name -> numpy array; else a `ContractError`."""
+    if not isinstance(params, dict):
+        raise ContractError(f"init must return a flat dict of arrays (name -> array; {{}} for none), "
+                            f"got {type(params).__name__}")
+    for name, a in params.items():
+        if not isinstance(a, np.ndarray):
+            raise ContractError(f"init must return a flat dict of arrays; {name!r} is a {type(a).__name__} "
+                                "(give every array its own name at the top level)")
+    return params
+
+
 def _has_backward(s: Setting) -> bool:
     return callable(getattr(s.stage, "backward", None))
 
@@ -74,7 +90,7 @@ NO_BACKWARD = "backward is missing: write backward(params, cache, dy) -> (dx, gr
 # --------------------------------------------------------------------------- every kind
 def shapes(s: Setting):
     y, _ = s.forward(s.params32, s.x32)
-    ok = y.shape == s.x32.shape and all(isinstance(a, np.ndarray) for a in s.params32.values())
+    ok = y.shape == s.x32.shape  # (the params were checked when the setting was made: `check_params`)
     detail = f"x {s.x32.shape} -> y {y.shape}"
     bias = getattr(s.stage, "score_bias", None)
     if s.kind == "positional" and bias is not None:  # 2 queries against 6 keys: T and S differ on purpose

@@ -26,6 +26,8 @@ from ..model import GPT
 from ..training import data
 from ..training.loop import TrainConfig, Trainer, unigram_loss
 
+MIN_VOCAB = 257  # the tokenizer trained for the comparison: 256 byte ids, <|endoftext|>, then merges
+
 
 @dataclass
 class Run:
@@ -81,18 +83,23 @@ def compare(configs: dict, steps: int = 200, batch_size: int = 8, corpus: str = 
             seed: int = 0, lr: float = 3e-3, eval_every: int | None = None) -> CompareResult:
     """Train one model per named config on the same tokens; return their curves and speed.
 
+    Every run reads the same windows of ``context_length`` tokens in the same order, so the
+    configs must share ``context_length``: configs that differ in it are refused rather than
+    trained on windows of another length than they say (which would hide the difference)
+    or on different tokens per step (which would make the curves incomparable).
+
     Args:
-        configs: ``{name: ModelConfig}``; they must share ``vocab_size`` (one tokenizer serves all).
+        configs: ``{name: ModelConfig}``; they must share ``vocab_size`` (one tokenizer serves all,
+            trained here: at least 257 ids, the 256 bytes and ``<|endoftext|>``) and ``context_length``.
         steps, batch_size, lr: training of every run (same seed and data order for all).
         corpus: which built-in corpus (``data.CORPORA``).
+
+    Raises:
+        TypeError: if ``configs`` is not a dict of name -> `ModelConfig`.
+        ValueError: if it is empty, or its configs differ in ``vocab_size`` or ``context_length``,
+            or their ``vocab_size`` is below 257.
     """
-    if not configs:
-        raise ValueError("give at least one configuration: compare({'name': ModelConfig(...)})")
-    vocab = {c.vocab_size for c in configs.values()}
-    if len(vocab) != 1:
-        raise ValueError(f"all configs must share vocab_size (one tokenizer for all), got {sorted(vocab)}")
-    V = vocab.pop()
-    context = min(c.context_length for c in configs.values())
+    V, context = _shared_sizes(configs)
     tokens = data.corpus_tokens(corpus, V, context)  # a tiny corpus validates on the training tokens
     train_ids, val_ids = tokens.train, tokens.val
     result = CompareResult(baseline=unigram_loss(train_ids, val_ids, V))
@@ -106,3 +113,31 @@ def compare(configs: dict, steps: int = 200, batch_size: int = 8, corpus: str = 
         seconds = time.perf_counter() - t0
         result.runs[name] = Run(cfg, state.losses, state.evals, state.tokens_seen / seconds, trainer.model.num_params)
     return result
+
+
+def _shared_sizes(configs) -> tuple[int, int]:
+    """The ``vocab_size`` and ``context_length`` every config shares, or an error that says what differs."""
+    if not isinstance(configs, dict):
+        raise TypeError(f"configs must be a dict of name -> ModelConfig, got {type(configs).__name__}: "
+                        "compare({'learned': cfg, 'rope': cfg.replace(positional='rope')})")
+    if not configs:
+        raise ValueError("give at least one configuration: compare({'name': ModelConfig(...)})")
+    bad = {name: type(c).__name__ for name, c in configs.items() if not isinstance(c, ModelConfig)}
+    if bad:
+        raise TypeError(f"configs must map names to ModelConfig, got {bad}: build each with ModelConfig(...) "
+                        "or ModelConfig.preset(...)")
+
+    def each(attr: str) -> str:
+        return ", ".join(f"{name!r}: {getattr(c, attr)}" for name, c in configs.items())
+
+    if len({c.vocab_size for c in configs.values()}) != 1:
+        raise ValueError(f"all configs must share vocab_size (one tokenizer for all), got {{{each('vocab_size')}}}")
+    if len({c.context_length for c in configs.values()}) != 1:
+        raise ValueError(f"all configs must share context_length (every run reads the same windows of tokens), "
+                         f"got {{{each('context_length')}}}: give them one, e.g. cfg.replace(context_length=...)")
+    cfg = next(iter(configs.values()))
+    if cfg.vocab_size < MIN_VOCAB:
+        raise ValueError(f"the configs have vocab_size={cfg.vocab_size}, but compare trains a byte-level tokenizer "
+                         f"for them, which needs at least {MIN_VOCAB} ids (256 bytes and <|endoftext|>): build them "
+                         f"with e.g. ModelConfig.preset('toy', vocab_size=300)")
+    return cfg.vocab_size, cfg.context_length

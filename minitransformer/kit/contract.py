@@ -113,9 +113,22 @@ def as_variant(kind: str, variant) -> registry.Variant:
     if missing:
         raise ValueError(f"the {kind} variant is missing {missing}: give init(config, rng) and "
                          "forward(...) (and backward(params, cache, dy) to train with it)")
-    name = getattr(fns, "__name__", None) or type(fns).__name__
     extras = {k: getattr(fns, k) for k in registry.EXTRAS if callable(getattr(fns, k, None))}
+    registered = _registered_as(kind, fns.init, fns.forward, getattr(fns, "backward", None), extras)
+    if registered is not None:  # the same functions as a registered variant: that variant, by its name
+        return registered
+    name = getattr(fns, "__name__", None) or f"a {type(variant).__name__} of functions"
     return registry.Variant(kind, name, fns.init, fns.forward, getattr(fns, "backward", None), extras)
+
+
+def _registered_as(kind: str, init, forward, backward, extras: dict) -> Optional[registry.Variant]:
+    """The registered variant of ``kind`` made of exactly these functions, if there is one."""
+    for name in registry.names(kind):
+        v = registry.get(kind, name)
+        theirs = {k: f for k, f in v.extras.items() if callable(f)}
+        if (v.init, v.forward, v.backward) == (init, forward, backward) and theirs == extras:
+            return v
+    return None
 
 
 def _reference_variant(kind: str, reference) -> registry.Variant:
@@ -134,10 +147,11 @@ def check_stage(kind: str, variant, config=None, seed: int = 0, tol: float = 1e-
         kind: ``"positional"``, ``"attention"`` or ``"ffn"``, the kinds of `core.registry.KINDS`
             (``"feedforward"``, the stage's module name, is accepted for ``"ffn"``).
         variant: a registered name (``"rope"``, ``"mha"``, ``"mla"``, ``"swiglu"``, or one you
-            registered), or your stage: a module, object or dict with ``init(config, rng)``,
-            ``forward(...)`` and ``backward(params, cache, dy)`` with the signatures of the library's
-            stage, and the extras of its kind (``rotate``/``rotate_backward``/``score_bias`` for
-            positions, ``make_cache`` for attention).
+            registered), or your stage: a module, object or dict with ``init(config, rng)`` (returning
+            a flat dict name -> array), ``forward(...)`` and ``backward(params, cache, dy)`` with the
+            signatures of the library's stage, and the extras of its kind (``rotate``/``rotate_backward``/
+            ``score_bias`` for positions, ``make_cache`` for attention). Functions that are a registered
+            variant's are reported under its name.
         config: a `ModelConfig` or a list of them to run under instead of the default matrix
             (`kit.matrix.default_configs`: for attention learned and rotary positions × 4, 2
             and 1 key/value heads, MLA with and without query compression; positions at the start
@@ -212,6 +226,8 @@ def _run(name: str, fn, setting) -> Check:
 
 
 def _crash(exc: Exception) -> str:
+    if isinstance(exc, C.ContractError):  # the kit's own finding: its message is the reason
+        return str(exc)
     detail = f"raised {type(exc).__name__}: {exc}"
     if isinstance(exc, TypeError) and "positional" in str(exc):
         detail += " (attention's forward takes positional=, the chosen positional variant)"

@@ -25,6 +25,7 @@ can offer ``model.run_with_cache`` by calling these functions.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 from typing import Callable, Union
@@ -93,12 +94,43 @@ class ActivationCache:
         return f"ActivationCache({len(self)} activations: " + ", ".join(self._arrays) + ")"
 
 
-def _name_filter(names_filter: NamesFilter) -> Callable[[str], bool]:
+def check_names(config, names, hookable: bool = False) -> None:
+    """Refuse a name that ``config``'s model does not publish (`hook_table`): a typo would match nothing.
+
+    With ``hookable``, only the names a hook may change are accepted. A name with a layer
+    must name a layer that publishes it (a mixture of experts' names skip its dense first blocks).
+    """
+    table = hook_table(config)
+    published = {r["name"] for r in table}
+    layers = {r["name"]: r["layers"] for r in table if r["hookable"] or not hookable}
+    what = "hook point" if hookable else "published activation"
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"names must be strings such as 'blocks.0.attn.hook_pattern', got {name!r}")
+        layer = re.match(r"^blocks\.(0|[1-9]\d*)\.", name)  # as the model writes them: 'blocks.01.' is no layer
+        generic = re.sub(r"^blocks\.(0|[1-9]\d*)\.", "blocks.{i}.", name)
+        if generic not in layers:
+            if generic in published:  # hookable only: a name the cache holds but no hook may change
+                hint = "it is published (read it with run_with_cache) but a hook cannot change it; "
+            else:
+                close = difflib.get_close_matches(generic, list(layers), n=1)
+                hint = f"did you mean {close[0].replace('{i}', layer.group(1) if layer else '0')!r}? " if close else ""
+            raise ValueError(f"{name!r} is not a {what} of this model; {hint}{what}s are {sorted(layers)} "
+                             f"with {{i}} in 0..{config.n_layers - 1}")
+        if layer and int(layer.group(1)) not in layers[generic]:
+            where = layers[generic]
+            raise ValueError(f"{name!r} is not a {what} of this model: layer {layer.group(1)} does not publish "
+                             f"{generic!r} (layers {where.start}..{where.stop - 1} do)")
+
+
+def _name_filter(config, names_filter: NamesFilter) -> Callable[[str], bool]:
     if names_filter is None:
         return lambda name: True
     if isinstance(names_filter, str):
+        check_names(config, [names_filter])
         return lambda name: name == names_filter
     if isinstance(names_filter, (list, tuple, set)):
+        check_names(config, names_filter)
         wanted = set(names_filter)
         return lambda name: name in wanted
     if callable(names_filter):
@@ -150,9 +182,10 @@ def scale_and_normalized(norm_cache) -> tuple[np.ndarray, np.ndarray]:
 def run_with_cache(model, ids, names_filter: NamesFilter = None):
     """Run ``model`` on ids (B, T); return ``(logits, ActivationCache)`` of the names that pass the filter.
 
-    ``names_filter`` is a name, a list of names, or a function ``name -> bool``.
+    ``names_filter`` is a name, a list of names (each must be a published name of this model,
+    `hook_table`, so a typo is an error rather than an empty cache), or a function ``name -> bool``.
     """
-    keep = _name_filter(names_filter)
+    keep = _name_filter(model.config, names_filter)
     logits, cache = model.run_forward(ids, need_cache=True, record=True)
     arrays = {n: a for n, a in collect(model, cache, logits).items() if keep(n)}
     return logits, ActivationCache(arrays)
@@ -188,13 +221,7 @@ def run_with_hooks(model, ids, hooks: dict[str, Callable]) -> np.ndarray:
     >>> logits.shape
     (1, 3, 64)
     """
-    hookable = {r["name"] for r in hook_table(model.config) if r["hookable"]}
-    for name in hooks:
-        generic = re.sub(r"^blocks\.\d+\.", "blocks.{i}.", name)
-        layer = re.match(r"^blocks\.(\d+)\.", name)
-        if generic not in hookable or (layer and int(layer.group(1)) >= model.config.n_layers):
-            raise ValueError(f"{name!r} is not a hook point of this model; hook points are "
-                             f"{sorted(hookable)} with {{i}} in 0..{model.config.n_layers - 1}")
+    check_names(model.config, hooks, hookable=True)
     wants_name = {name: _takes_two_arguments(name, fn) for name, fn in hooks.items()}
 
     def hook(name: str, array: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from ..feedforward.output import probabilities
 from ..model import GPT
 from . import page, perf
 from .cache import run_with_cache
+from .inputs import check_text, check_top_k
 from .lens import logit_lens
 
 
@@ -73,23 +74,42 @@ class Pipeline:
         self.tokenizer, self.model = tokenizer, model
 
     def steps(self, text: str, temperature: float = 1.0, top_k: int = 10) -> Iterator[Step]:
-        """The steps of the pipeline on ``text``, one at a time, in the order the data flows."""
+        """The steps of the pipeline on ``text``, one at a time, in the order the data flows.
+
+        A text longer than the model's context is cropped to its last ``context_length``
+        tokens, as the HTML page does: step 1's ``tokenize.hook_ids`` holds every id of the
+        text and its description says how many were cropped; every later step sees only
+        the last ``context_length``. ``top_k`` is how many likely next tokens the last step's
+        figure shows.
+
+        Raises:
+            TypeError: if ``text`` is not a str.
+            ValueError: for empty text, or ``top_k`` not an int in 1..vocab_size.
+        """
+        check_text(text, "trace")
+        check_top_k(top_k, self.model.config.vocab_size)
+        return self._steps(text, temperature, top_k)
+
+    def _steps(self, text: str, temperature: float, top_k: int) -> Iterator[Step]:
         tok, model, cfg = self.tokenizer, self.model, self.model.config
         work = tok.show_work(text)
-        ids = np.array([work.ids[-cfg.context_length:]])
-        if ids.shape[1] == 0:
-            raise ValueError("the text is empty: give at least one character to trace")
+        first = max(0, len(work.ids) - cfg.context_length)  # how many leading tokens are cropped
+        ids = np.array([work.ids[first:]])
         labels = [tok.decode([i]) for i in ids[0].tolist()]
         n_tok = tok.vocab_size  # the model may have more rows than the tokenizer has ids (never produced)
 
         def name(i: int) -> str:
             return tok.decode([i]) if i < n_tok else f"<unused {i}>"
 
+        work_lines = work.describe(tok, max_steps=8).split("\n")
+        if first:  # worded as the page words it
+            work_lines.insert(1, f"the first {first} of {len(work.ids)} tokens are cropped to fit the context of "
+                                 f"{cfg.context_length}: only the last {ids.shape[1]} go on through the model")
         yield Step(concepts.stage("tokenization"), "text -> chunks -> bytes -> merges -> ids",
                    concepts.stage("tokenization").summary,
                    {"tokenize.hook_chunks": work.chunks, "tokenize.hook_bytes": work.chunk_bytes,
                     "tokenize.hook_merges": work.merges, "tokenize.hook_ids": work.ids},
-                   text=work.describe(tok, max_steps=8),
+                   text="\n".join(work_lines),
                    figure=lambda: figures.token_boundaries(labels, ids[0].tolist()))
 
         logits, cache = run_with_cache(model, ids)
@@ -139,7 +159,9 @@ class Pipeline:
         return list(self.steps(text, **kwargs))
 
     def performance(self, text: str, repeats: int = 5) -> list:
-        """FLOPs and wall time of each stage's forward on ``text`` (see `trace.perf.stage_costs`)."""
+        """FLOPs and wall time of each stage's forward on ``text`` (see `trace.perf.stage_costs`),
+        cropped to its last ``context_length`` tokens as in `steps`."""
+        check_text(text, "measure")
         ids = np.array([self.tokenizer.encode(text)[-self.model.config.context_length:]])
         return perf.stage_costs(self.model, ids, repeats=repeats)
 

@@ -41,6 +41,7 @@ from ...core.fileio import atomic_write
 from ...model import new_kv_cache
 from ...tokenizer.files import render_token
 from ...tokenizer.show import merge_tree
+from ..inputs import check_text, check_top_k
 from ..lens import logit_lens
 
 ASSETS = Path(__file__).with_name("assets")
@@ -199,17 +200,18 @@ def page_data(tokenizer, model, text: str, max_new_tokens: int = 24, seed: int =
     continuation is ``model.generate`` with ``temperature``, ``top_k`` and ``seed``.
 
     Raises:
-        ValueError: for empty text, or a tokenizer with more ids than the model has rows.
+        TypeError: if ``text`` is not a str.
+        ValueError: for empty text, ``top_k`` neither None nor an int in 1..vocab_size, or a
+            tokenizer with more ids than the model has rows.
     """
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    check_text(text, "show")
     cfg = model.config
+    check_top_k(top_k, cfg.vocab_size, allow_none=True)
+    top_k = None if top_k is None else int(top_k)  # a numpy int is not JSON
     if tokenizer.vocab_size > cfg.vocab_size:
         raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only {cfg.vocab_size}; "
                          "use the tokenizer the model was trained with")
     work = tokenizer.show_work(text)
-    if not work.ids:
-        raise ValueError("the text is empty: give at least one character to show")
     first = max(0, len(work.ids) - cfg.context_length)
     ids = work.ids[first:]  # the last context_length tokens, as the trace crops them
     T = len(ids)
