@@ -217,3 +217,36 @@ def test_adamw_split_over_the_cores_updates_exactly_as_one_call(monkeypatch):
         np.testing.assert_array_equal(opt.m, m)
         np.testing.assert_array_equal(opt.v, v)
 
+
+
+def test_modes_belong_to_their_thread_and_reach_the_shards():
+    import threading
+
+    from minitransformer.core import nn
+
+    entered, left = threading.Event(), threading.Event()
+    seen = {}
+
+    def other():  # enters lean_caches first and leaves it while the main thread is still inside its own
+        with nn.lean_caches():
+            entered.set()
+            left.wait(5)
+        seen["other after"] = nn.lean()
+
+    t = threading.Thread(target=other)
+    t.start()
+    entered.wait(5)
+    with nn.lean_caches():
+        left.set()
+        t.join(5)
+        seen["main inside"] = nn.lean()  # with one global flag, the other thread's exit switched it off here
+    seen["main after"] = nn.lean()  # ... and the main thread's exit would have left it on for good
+    assert seen == {"other after": False, "main inside": True, "main after": False}
+
+    model = GPT("toy", threads=2)  # the shard threads see the caller's lean mode: their caches drop the pattern
+    x = np.random.default_rng(0).integers(0, 64, (4, 16))
+    model.loss(x, x)
+    assert len(model._last) == 2
+    assert all("hook_pattern" not in cache["blocks"][0]["attn"] for cache, _, _ in model._last)
+    _, full = model.run_forward(x[:2], need_cache=True)
+    assert "hook_pattern" in full["blocks"][0]["attn"] and not nn.lean()

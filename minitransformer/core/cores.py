@@ -23,6 +23,7 @@ plain one-thread loop, the reference this is tested against.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -105,8 +106,8 @@ def run(fn: Callable, items: Sequence, threads: int) -> list:
         pool = _pool.get(n)
         if pool is None:
             pool = _pool[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="minitransformer-shard")
-        with ctl.limit(limits=1):
-            futures = [pool.submit(fn, item) for item in items]
+        with ctl.limit(limits=1):  # each item in a copy of the caller's context: its modes (`nn.no_grad`, ...)
+            futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
             errors = [f.exception() for f in futures]  # waits for all of them
         for e in errors:
             if e is not None:

@@ -30,6 +30,7 @@ function at a time, which is the point.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from typing import Optional
 
 import numpy as np
@@ -38,16 +39,20 @@ from . import activations
 from .blocks import row_blocks
 
 # --------------------------------------------------------------------------- inference and training modes
-_GRAD = {"enabled": True, "lean": False}
+# note: context variables, not module globals: each thread has its own modes, so a thread that
+# generates under no_grad while another trains cannot leave its mode behind in the other's, and
+# `core.cores.run` hands the caller's modes to the shard threads it starts.
+_GRAD = {"enabled": contextvars.ContextVar("grad_enabled", default=True),
+         "lean": contextvars.ContextVar("lean_caches", default=False)}
 
 
 @contextlib.contextmanager
 def _mode(key: str, value: bool):
-    previous, _GRAD[key] = _GRAD[key], value
+    token = _GRAD[key].set(value)
     try:
         yield
     finally:
-        _GRAD[key] = previous
+        _GRAD[key].reset(token)
 
 
 def no_grad():
@@ -67,11 +72,11 @@ def lean_caches():
 
 
 def grad_enabled() -> bool:
-    return _GRAD["enabled"]
+    return _GRAD["enabled"].get()
 
 
 def lean() -> bool:  # inside `lean_caches`?
-    return _GRAD["lean"]
+    return _GRAD["lean"].get()
 
 
 def require_cache(cache) -> None:
