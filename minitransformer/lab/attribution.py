@@ -25,6 +25,7 @@ import numpy as np
 from ..model import backward as model_backward
 from ..model import forward as model_forward
 from ..trace.cache import collect, run_with_cache
+from .inputs import check_ids, check_pair
 from .patching import RESIDUAL
 
 
@@ -37,6 +38,7 @@ def activation_gradients(model, ids, metric) -> tuple[float, dict, dict]:
     if not callable(getattr(metric, "grad", None)):
         raise ValueError("attribution patching needs the metric's gradient: give an object with "
                          "__call__(logits) and grad(logits) (see minitransformer.lab.patching.LogitDiff)")
+    ids = check_ids(ids)
     logits, cache = model_forward(model.params, model.config, ids, need_cache=True)
     grads: dict[str, np.ndarray] = {}
 
@@ -55,9 +57,7 @@ def attribution_patching(model, clean_ids, corrupted_ids, metric) -> dict:
     (L, H) (one head's ``hook_z`` at all positions) and ``heads_by_position`` (L, T, H).
     Compare with ``patching.patch_residual(model, clean_ids, corrupted_cache, metric) - clean``.
     """
-    clean_ids, corrupted_ids = np.asarray(clean_ids), np.asarray(corrupted_ids)
-    if clean_ids.shape != corrupted_ids.shape:
-        raise ValueError(f"clean ids {clean_ids.shape} and corrupted ids {corrupted_ids.shape} must have the same shape")
+    clean_ids, corrupted_ids = check_pair(clean_ids, corrupted_ids)
     value, clean, grads = activation_gradients(model, clean_ids, metric)
     _, corrupted = run_with_cache(model, corrupted_ids)
     L = model.config.n_layers

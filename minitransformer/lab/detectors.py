@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 
 from ..trace import run_with_cache
+from .inputs import check_ids
 
 
 def _check(pattern: np.ndarray, ids: Optional[np.ndarray] = None):
@@ -36,7 +37,7 @@ def _check(pattern: np.ndarray, ids: Optional[np.ndarray] = None):
     if pattern.ndim != 4 or pattern.shape[-1] != pattern.shape[-2]:
         raise ValueError(f"pattern must be (B, H, T, T), one layer's hook_pattern; got shape {pattern.shape}")
     if ids is not None:
-        ids = np.asarray(ids)
+        ids = check_ids(ids)
         if ids.shape != (pattern.shape[0], pattern.shape[-1]):
             raise ValueError(f"ids must be (B, T) = {(pattern.shape[0], pattern.shape[-1])}, got {ids.shape}")
     return pattern, ids
@@ -64,7 +65,7 @@ def previous_token_targets(B: int, T: int) -> np.ndarray:
 
 def duplicate_token_targets(ids: np.ndarray) -> np.ndarray:
     """(B, T, T) bool: query t targets earlier keys s < t with the same token."""
-    ids = np.asarray(ids)
+    ids = check_ids(ids)
     same = ids[:, :, None] == ids[:, None, :]  # (B, T, S)
     return same & np.tri(ids.shape[1], k=-1, dtype=bool)  # strictly earlier keys
 
@@ -129,6 +130,7 @@ def head_scores(model, ids) -> dict:
     Names: ``previous_token``, ``duplicate_token``, ``induction``, ``attention_sink``. Run it on
     `repeated_random_tokens` to find induction heads.
     """
+    ids = check_ids(ids)
     _, cache = run_with_cache(model, ids, names_filter=lambda n: n.endswith("hook_pattern"))
     out: dict = {k: [] for k in ("previous_token", "duplicate_token", "induction", "attention_sink")}
     for layer in range(model.config.n_layers):

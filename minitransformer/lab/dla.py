@@ -33,6 +33,7 @@ from typing import Optional
 import numpy as np
 
 from ..trace import run_with_cache
+from .inputs import check_ids, check_position, check_token_ids
 
 
 @dataclass
@@ -100,11 +101,14 @@ def direct_logit_attribution(model, ids, token_ids=None, center: bool = True) ->
     """Split the logits of ``ids`` (B, T) into per-component contributions, the final norm's scale frozen.
 
     Args:
-        token_ids: the logits to attribute (K ids); None for all V.
+        token_ids: the logits to attribute (K ids in 0..V-1); None for all V.
         center: center each component on its own (default), or keep the centering as one
             contribution ``ln_final centering`` (LayerNorm only).
     Returns: an `Attribution` whose values sum over components to the logits.
     """
+    ids = check_ids(ids)
+    if token_ids is not None:
+        token_ids = check_token_ids(token_ids, "token_ids", model.config.vocab_size).reshape(-1)
     _, cache = run_with_cache(model, ids)
     labels, arrays = components(model, cache)
     ln = model.params["ln_final"]
@@ -112,7 +116,6 @@ def direct_logit_attribution(model, ids, token_ids=None, center: bool = True) ->
     layernorm = model.config.norm == "layernorm"
     W_U = unembedding(model)  # (C, V)
     if token_ids is not None:
-        token_ids = np.asarray(token_ids).reshape(-1)
         W_U = W_U[:, token_ids]  # (C, K)
     stack = np.stack(arrays).astype(np.float64, copy=False)  # (N, B, T, C)
     if layernorm and not center:
@@ -131,6 +134,10 @@ def direct_logit_attribution(model, ids, token_ids=None, center: bool = True) ->
 
 def logit_diff_attribution(model, ids, correct: int, incorrect: int, position: int = -1) -> Attribution:
     """Each component's direct contribution to ``logit[correct] - logit[incorrect]`` at ``position``: values (N, B)."""
+    ids = check_ids(ids)
+    check_token_ids(correct, "correct", model.config.vocab_size, one=True)
+    check_token_ids(incorrect, "incorrect", model.config.vocab_size, one=True)
+    check_position(position, ids.shape[1])
     att = direct_logit_attribution(model, ids, token_ids=[correct, incorrect])
     diff = att.values[:, :, position, 0] - att.values[:, :, position, 1]  # (N, B)
     return Attribution(att.labels, diff, np.array([correct, incorrect]))

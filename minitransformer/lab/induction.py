@@ -18,6 +18,7 @@ Dimension letters: B batch, T positions (2 * half), V vocabulary, L layers, H he
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..core.config import ModelConfig
 from ..model import GPT
 from ..training.optimizer import AdamW, clip_grad_norm
 from .detectors import head_scores, repeated_random_tokens
+from .inputs import check_ids
 
 
 def attention_only_config(vocab: int = 32, half: int = 10, d_model: int = 64, n_heads: int = 4,
@@ -39,7 +41,7 @@ def attention_only_config(vocab: int = 32, half: int = 10, d_model: int = 64, n_
 # --------------------------------------------------------------------------- training and recording
 @dataclass
 class InductionRun:
-    """What `train_induction` recorded, every ``eval_every`` steps."""
+    """What `train_induction` recorded, every ``eval_every`` steps and at the end."""
 
     steps: list = field(default_factory=list)
     induction: list = field(default_factory=list)  # best induction score among the last layer's heads
@@ -66,6 +68,7 @@ def in_context_losses(model: GPT, ids: np.ndarray) -> tuple[float, float]:
     ``ids`` (B, 2·half); target t is ids[t + 1]. Targets 1..half-1 are random (loss near log V at
     best); targets half..2·half-1 repeat the first half and can be predicted in context.
     """
+    ids = check_ids(ids)
     half = ids.shape[1] // 2
     with nn.no_grad():
         logits = model.forward(ids[:, :-1])  # (B, T-1, V)
@@ -99,9 +102,22 @@ def train_induction(steps: int = 600, batch: int = 64, lr: float = 1e-3, eval_ev
     """Train an attention-only model on repeated random sequences; record scores and losses.
 
     Each training sequence ends with h random tokens repeated once, after random filler
-    (`training_batch`); the loss is next-token cross-entropy on the repeat's second copy. Every ``eval_every`` steps the
-    model is scored on fixed held-out sequences (same seed, same run).
+    (`training_batch`); the loss is next-token cross-entropy on the repeat's second copy. Every ``eval_every`` steps,
+    and after the last, the model is scored on fixed held-out sequences (same seed, same run); ``eval_every=0``
+    scores it only once, at the end.
+
+    Raises:
+        ValueError: unless ``steps``, ``batch`` and ``eval_batch`` are positive ints, ``eval_every`` an int >= 0
+            and ``lr`` a finite number > 0; or for a ``config`` that is not attention-only.
     """
+    for name, value, least in (("steps", steps, 1), ("batch", batch, 1), ("eval_batch", eval_batch, 1),
+                               ("eval_every", eval_every, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            what = "a positive int" if least else "an int >= 0 (0: score only at the end)"
+            raise ValueError(f"{name}={value!r} must be {what}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
+            or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr={lr!r} must be a finite number > 0, e.g. 1e-3")
     config = config or attention_only_config()
     if config.ffn != "none":
         raise ValueError(f"train_induction wants an attention-only model (ffn='none'), got ffn={config.ffn!r}")
@@ -124,7 +140,7 @@ def train_induction(steps: int = 600, batch: int = 64, lr: float = 1e-3, eval_ev
         run.scores = scores
 
     for step in range(steps):
-        if step % eval_every == 0:
+        if eval_every and step % eval_every == 0:
             record(step)
         ids, targets = training_batch(rng, batch, config.context_length, config.vocab_size)  # (B, T) each
         model.loss(ids, targets)

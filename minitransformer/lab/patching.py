@@ -31,6 +31,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..trace import ActivationCache, run_with_cache, run_with_hooks
+from .inputs import check_ids, check_pair, check_position, check_same_shape, check_token_ids
 
 Metric = Callable[[np.ndarray], float]
 
@@ -41,6 +42,8 @@ class LogitDiff:
     """``logits[:, position, correct] - logits[:, position, incorrect]``, mean over the batch.
 
     ``correct`` and ``incorrect`` are token ids: one int for every row, or one per row (B,).
+    Negative ids are refused at construction; ids the logits' vocabulary does not have, a
+    ``position`` outside the prompt, or a per-row list of the wrong length, when applied.
 
     >>> m = LogitDiff(correct=2, incorrect=0)
     >>> m(np.array([[[1.0, 0.0, 3.0]]]))
@@ -48,13 +51,26 @@ class LogitDiff:
     """
 
     def __init__(self, correct, incorrect, position: int = -1):
-        self.correct, self.incorrect, self.position = correct, incorrect, position
+        check_token_ids(correct, "correct")  # the vocabulary's size is checked when applied
+        check_token_ids(incorrect, "incorrect")
+        if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
+            raise ValueError(f"position={position!r} must be an int (-1 is the last position)")
+        self.correct, self.incorrect, self.position = correct, incorrect, int(position)
 
     def _rows(self, logits: np.ndarray):
-        B = logits.shape[0]
-        c = np.broadcast_to(np.asarray(self.correct), (B,))
-        w = np.broadcast_to(np.asarray(self.incorrect), (B,))
-        return np.arange(B), c, w
+        logits = np.asarray(logits)
+        if logits.ndim != 3:
+            raise ValueError(f"logits must be (batch, time, vocabulary), got shape {logits.shape}")
+        B, T, V = logits.shape
+        check_position(self.position, T)
+        ids = []
+        for name, value in (("correct", self.correct), ("incorrect", self.incorrect)):
+            array = check_token_ids(value, name, V)
+            if array.ndim == 1 and len(array) != B:
+                raise ValueError(f"{name} has {len(array)} ids but the logits {B} rows: give one id for every "
+                                 "row, or exactly one per row")
+            ids.append(np.broadcast_to(array, (B,)))
+        return np.arange(B), ids[0], ids[1]
 
     def __call__(self, logits: np.ndarray) -> float:
         b, c, w = self._rows(logits)
@@ -78,11 +94,9 @@ def normalized(result: np.ndarray, clean_value: float, corrupted_value: float) -
 
 
 def _check_pair(model, base_ids, source_cache: ActivationCache) -> np.ndarray:
-    base_ids = np.asarray(base_ids)
-    source = source_cache["hook_embed"] if "hook_embed" in source_cache else None
-    if source is not None and source.shape[:2] != base_ids.shape:
-        raise ValueError(f"the source run has shape {source.shape[:2]} but base_ids {base_ids.shape}; clean and "
-                         "corrupted prompts must have the same number of tokens (pad or pick a same-length corruption)")
+    base_ids = check_ids(base_ids, "base_ids")
+    if "hook_embed" in source_cache:
+        check_same_shape(source_cache["hook_embed"].shape[:2], base_ids.shape, "the source run", "base_ids")
     return base_ids
 
 
@@ -123,8 +137,9 @@ def patch_residual(model, base_ids, source_cache: ActivationCache, metric: Metri
 
     ``kind`` is one of ``resid_pre``, ``resid_mid``, ``resid_post``, ``attn_out``, ``mlp_out``.
     """
+    base_ids = _check_pair(model, base_ids, source_cache)
     L = model.config.n_layers
-    T = np.asarray(base_ids).shape[1]
+    T = base_ids.shape[1]
     positions = list(range(T)) if positions is None else list(positions)
     out = np.zeros((L, len(positions)))
     for layer in range(L):
@@ -136,6 +151,7 @@ def patch_residual(model, base_ids, source_cache: ActivationCache, metric: Metri
 
 def patch_heads(model, base_ids, source_cache: ActivationCache, metric: Metric) -> np.ndarray:
     """Metric after patching one head's output ``hook_z`` at every position: (L, H)."""
+    base_ids = _check_pair(model, base_ids, source_cache)
     L, H = model.config.n_layers, model.config.n_heads
     out = np.zeros((L, H))
     for layer in range(L):
@@ -147,8 +163,9 @@ def patch_heads(model, base_ids, source_cache: ActivationCache, metric: Metric) 
 
 def patch_heads_by_position(model, base_ids, source_cache: ActivationCache, metric: Metric) -> np.ndarray:
     """Metric after patching one head at one position: (L, T, H)."""
+    base_ids = _check_pair(model, base_ids, source_cache)
     L, H = model.config.n_layers, model.config.n_heads
-    T = np.asarray(base_ids).shape[1]
+    T = base_ids.shape[1]
     out = np.zeros((L, T, H))
     for layer in range(L):
         for t in range(T):
@@ -164,6 +181,7 @@ def patching_experiment(model, clean_ids, corrupted_ids, metric: Metric) -> dict
     Returns ``{"clean", "corrupted"}`` metric values and normalised (0 = corrupted, 1 = clean)
     arrays ``resid_pre``, ``attn_out``, ``mlp_out`` (L, T) and ``heads`` (L, H).
     """
+    clean_ids, corrupted_ids = check_pair(clean_ids, corrupted_ids)
     clean_logits, clean_cache = run_with_cache(model, clean_ids)
     corrupted_logits = run_with_hooks(model, corrupted_ids, {})
     clean, corrupted = metric(clean_logits), metric(corrupted_logits)

@@ -41,6 +41,7 @@ import numpy as np
 from ..core import registry
 from ..model import norm_forward
 from ..trace import run_with_cache, run_with_hooks
+from .inputs import check_ids, check_pair, check_same_shape
 from .patching import Metric
 
 
@@ -53,8 +54,30 @@ def _check_mha(model) -> None:
                          "share a latent): use activation patching instead")
 
 
+def _check_head(model, pair, what: str, alternative: str = "") -> tuple[int, int]:
+    """Return ``pair`` as (layer, head) if it names a head of ``model``, else refuse it.
+
+    Negative indices are refused: numpy would read them from the end (or, in a slice of W_O, as nothing).
+    """
+    L, H = model.config.n_layers, model.config.n_heads
+
+    def index(i, n: int) -> bool:
+        return isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < n
+
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and index(pair[0], L) and index(pair[1], H)):
+        raise ValueError(f"{what} is (layer, head){alternative} with layer in 0..{L - 1} and head in 0..{H - 1} "
+                         f"(no negative indices), got {pair!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _check_inputs(inputs: str) -> None:
+    if not isinstance(inputs, str) or not inputs or set(inputs) - set("qkv"):
+        raise ValueError(f"inputs={inputs!r}: use a non-empty combination of 'q', 'k' and 'v', e.g. 'qkv' or 'q'")
+
+
 def head_output(model, layer: int, head: int, z_head: np.ndarray) -> np.ndarray:
     """What head ``head`` writes into the stream: z_head (B, T, D) @ its slice of W_O -> (B, T, C)."""
+    _check_head(model, (layer, head), "the head")
     D = model.config.d_head
     W_O = model.params["blocks"][layer]["attn"]["W_O"]  # (H*D, C)
     return z_head @ W_O[head * D:(head + 1) * D]  # (B, T, D) @ (D, C) -> (B, T, C)
@@ -66,6 +89,7 @@ def head_z(model, layer: int, head: int, x_q: np.ndarray, x_k: np.ndarray, x_v: 
     With all three the layer's clean ``hook_resid_pre`` it equals the model's ``hook_z[:, :, head]``.
     """
     _check_mha(model)
+    _check_head(model, (layer, head), "the head")
     c, p = model.config, model.params["blocks"][layer]
     D, R = c.d_head, c.n_heads // c.kv_heads
     g = head // R  # the key/value head this query head reads (grouped-query attention)
@@ -99,11 +123,7 @@ def _parse_receivers(model, receivers) -> tuple[list, bool]:
         if isinstance(r, str) and r == "logits":
             to_logits = True
             continue
-        if not (isinstance(r, tuple) and len(r) == 2 and 0 <= r[0] < model.config.n_layers
-                and 0 <= r[1] < model.config.n_heads):
-            raise ValueError(f"a receiver is (layer, head) or 'logits', got {r!r} "
-                             f"(layers 0..{model.config.n_layers - 1}, heads 0..{model.config.n_heads - 1})")
-        heads.append((int(r[0]), int(r[1])))
+        heads.append(_check_head(model, r, "a receiver", " or 'logits'"))
     if not heads and not to_logits:
         raise ValueError("give at least one receiver: (layer, head) pairs and/or 'logits'")
     return heads, to_logits
@@ -113,19 +133,26 @@ def path_patch(model, clean_cache, corrupted_cache, clean_ids, sender: tuple, re
     """Logits of the clean run in which only the paths sender -> receivers carry the corrupted sender.
 
     Args:
+        clean_cache, corrupted_cache: `run_with_cache` of the clean prompt (``clean_ids``, (B, T)) and of
+            the corrupted one, which must have the same shape.
         sender: (layer, head).
         receivers: a list of (layer, head) and/or ``"logits"`` (see the module docstring).
         inputs: which inputs of receiver heads take the patched stream, any of ``"q"``, ``"k"``, ``"v"``.
     """
     _check_mha(model)
-    if not inputs or set(inputs) - set("qkv"):
-        raise ValueError(f"inputs={inputs!r}: use a non-empty combination of 'q', 'k' and 'v', e.g. 'qkv' or 'q'")
+    _check_inputs(inputs)
     heads, to_logits = _parse_receivers(model, receivers)
-    ls, hs = sender
+    ls, hs = _check_head(model, sender, "the sender")
     if any(lr <= ls for lr, _ in heads):
         raise ValueError(f"every receiver head must be in a later layer than the sender (layer {ls}), got {heads}")
+    clean_ids = check_ids(clean_ids, "clean_ids")
     z_name = f"blocks.{ls}.attn.hook_z"
-    delta = head_output(model, ls, hs, corrupted_cache[z_name][:, :, hs] - clean_cache[z_name][:, :, hs])  # (B, T, C)
+    z_clean, z_corrupted = clean_cache[z_name], corrupted_cache[z_name]  # (B, T, H, D)
+    check_same_shape(z_clean.shape[:2], z_corrupted.shape[:2], "the clean run", "the corrupted run")
+    if z_clean.shape[:2] != clean_ids.shape:
+        raise ValueError(f"clean_ids has shape {clean_ids.shape} but clean_cache is of a run of shape "
+                         f"{z_clean.shape[:2]}: give the cache of run_with_cache(model, clean_ids)")
+    delta = head_output(model, ls, hs, z_corrupted[:, :, hs] - z_clean[:, :, hs])  # (B, T, C)
 
     new_z: dict[int, dict[int, np.ndarray]] = {}
     for lr, hr in heads:
@@ -148,9 +175,14 @@ def path_patch(model, clean_cache, corrupted_cache, clean_ids, sender: tuple, re
 
 
 def path_patch_senders(model, clean_ids, corrupted_ids, receivers, metric: Metric, inputs: str = "qkv") -> np.ndarray:
-    """The metric for every sender head, along the paths into ``receivers``: (L, H), NaN where not upstream."""
+    """The metric for every sender head, along the paths into ``receivers``: (L, H), NaN where not upstream.
+
+    ``clean_ids`` and ``corrupted_ids`` are (B, T), of the same shape.
+    """
     _check_mha(model)
+    _check_inputs(inputs)
     heads, _ = _parse_receivers(model, receivers)
+    clean_ids, corrupted_ids = check_pair(clean_ids, corrupted_ids)
     _, clean_cache = run_with_cache(model, clean_ids)
     _, corrupted_cache = run_with_cache(model, corrupted_ids)
     first = min((lr for lr, _ in heads), default=model.config.n_layers)
@@ -170,5 +202,10 @@ def direct_effects(model, clean_ids, corrupted_ids, metric: Metric) -> np.ndarra
 
 def senders_by_input(model, clean_ids, corrupted_ids, receiver: tuple, metric: Metric,
                      inputs: Optional[str] = None) -> dict:
-    """``{"q": (L, H), "k": (L, H), "v": (L, H)}``: senders' effect via each input of one receiver head."""
-    return {k: path_patch_senders(model, clean_ids, corrupted_ids, [receiver], metric, k) for k in (inputs or "qkv")}
+    """``{"q": (L, H), "k": (L, H), "v": (L, H)}``: senders' effect via each input of one receiver head.
+
+    ``inputs`` picks some of them (e.g. ``"q"``); None, the default, all three.
+    """
+    inputs = "qkv" if inputs is None else inputs
+    _check_inputs(inputs)
+    return {k: path_patch_senders(model, clean_ids, corrupted_ids, [receiver], metric, k) for k in inputs}
