@@ -239,9 +239,9 @@ def browser():
         b.close()
 
 
-def open_page(browser, path: Path, hash_: str = "", wait: bool = True):
-    """A 1280x720 page on ``path``, recording console errors, page errors and every request."""
-    page = browser.new_page(viewport={"width": 1280, "height": 720})
+def open_page(browser, path: Path, hash_: str = "", wait: bool = True, width: int = 1280, height: int = 720):
+    """A ``width``x``height`` page (1280x720 by default) on ``path``, recording console errors, page errors and every request."""
+    page = browser.new_page(viewport={"width": width, "height": height})
     log = {"errors": [], "requests": []}
     page.on("console", lambda m: log["errors"].append(m.text) if m.type in ("error", "warning") else None)
     page.on("pageerror", lambda e: log["errors"].append(str(e)))
@@ -353,6 +353,71 @@ def test_browser_temperature_gives_the_library_probabilities(browser, course_pag
         assert np.abs(np.array(got) - output.probabilities(np.array(page_logits), temperature, top_k or None, top_p)).max() < 1e-9
     page.close()
 
+
+
+def box(page, sel: str) -> dict:
+    return page.eval_on_selector(sel, "e => { const r = e.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; }")
+
+
+@pytest.mark.parametrize("width", [400, 768, 1280])
+def test_browser_narrow_screen_keeps_every_control_reachable(browser, course_page, width):
+    """A phone or half a laptop screen: no sideways scroll, every stage button and arrow takes a real click
+    (Playwright's click fails when another element covers the button); below 900px the concept stacks above."""
+    path = course_page[0]
+    page, log = open_page(browser, path, width=width, height=800)
+    for step in range(1, 6):
+        page.click(f'#stagebar [data-go="{step}"]', timeout=5000)
+        assert page.get_attribute("#view", "data-step") == str(step)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"the page scrolls sideways on stage {step}"
+        for sel in ("#stagebar", "#prev", "#next", "#view"):
+            b = box(page, sel)
+            assert b["left"] >= 0 and b["right"] <= width, f"{sel} sticks out of the window on stage {step}"
+        concept, view = box(page, "#concept"), box(page, "#view")
+        if width < 900:
+            assert concept["bottom"] <= view["top"] + 1  # stacked: the text above the figures
+        else:
+            assert concept["right"] <= view["left"] + 1 and concept["top"] == view["top"]  # side by side
+    for button, want in [("#prev", "4"), ("#prev", "3"), ("#next", "4"), ("#next", "5")]:
+        page.click(button, timeout=5000)
+        assert page.get_attribute("#view", "data-step") == want
+    assert log["errors"] == []
+    page.close()
+
+
+def test_browser_focus_stays_on_an_arrow(browser, course_page):
+    """Stepping never drops keyboard focus to <body>: at the last stage -> is disabled, so focus moves to <-."""
+    path = course_page[0]
+    page, _ = open_page(browser, path, "#step=1")
+    active = "document.activeElement.id || document.activeElement.tagName"
+    page.focus("#next")
+    for step in range(2, 6):
+        page.keyboard.press("Enter")
+        assert page.get_attribute("#view", "data-step") == str(step)
+        assert page.evaluate(active) == ("prev" if step == 5 else "next")
+    page.keyboard.press("Enter")  # the focused <- goes back, and keeps focus
+    assert page.get_attribute("#view", "data-step") == "4" and page.evaluate(active) == "prev"
+    page.click("#next")  # with the mouse too
+    assert page.get_attribute("#view", "data-step") == "5" and page.evaluate(active) == "prev"
+    for _ in range(4):
+        page.keyboard.press(" ")
+    assert page.get_attribute("#view", "data-step") == "1" and page.evaluate(active) == "next"
+    page.focus('.tok[data-tok="3"]')  # a token is redrawn by the arrow key: focus goes to the arrow, not <body>
+    page.keyboard.press("ArrowRight")
+    assert page.get_attribute("#view", "data-step") == "2" and page.evaluate(active) == "next"
+    page.close()
+
+
+def test_browser_query_outline_marks_one_token_without_hiding_it(browser, small_tok, tmp_path):
+    """With one token a thumbnail row is the whole thumbnail: its outline stays a thin frame."""
+    path = tmp_path / "page.html"
+    to_html(small_tok, tiny_model(), "t", path=path)
+    page, log = open_page(browser, path, "#step=4")
+    assert len(data_in(path.read_text(encoding="utf-8"))["ids"]) == 1
+    for row in page.locator("rect.qrow").all():
+        side = float(row.get_attribute("width"))
+        assert float(row.get_attribute("stroke-width")) <= side / 16
+    assert log["errors"] == []
+    page.close()
 
 def test_browser_inside_a_notebook_iframe(browser, small_tok, tmp_path):
     """What Jupyter shows: the `show` iframe (srcdoc, scripts sandboxed) draws and steps without errors."""

@@ -90,7 +90,16 @@
     if (!fromHash) {
       try { history.replaceState(null, "", "#step=" + S.step); } catch (e) { try { location.hash = "step=" + S.step; } catch (e2) { /* sandboxed */ } }
     }
+    var had = document.activeElement && document.activeElement !== document.body;  // something had focus
     render();
+    keepFocus(had);
+  }
+  // a step change may disable the focused arrow or redraw the focused token: focus drops to <body>, so
+  // keyboard users would Tab again from the top. Keep it on the arrow that still steps (-> at the end: <-).
+  function keepFocus(had) {
+    var a = document.activeElement;
+    if (!had || (a && a !== document.body && !a.disabled && document.contains(a))) return;
+    ($("#next").disabled ? $("#prev") : $("#next")).focus();
   }
   function render() {
     var st = D.stages[S.step - 1];
@@ -212,11 +221,11 @@
       : (x.variant === "learned" ? "Learned positions: row t of W_pos is added to the token at position t" : "Sinusoidal positions: fast to slow sine/cosine clocks added to each token");
     var s = Math.max(2, Math.min(14, Math.floor(Math.min(300, 1200 - cols * w - 320) / T)));
     view.innerHTML = "<h2>" + esc(title) + "</h2>" + chips("pos", S.pos) +
-      '<div class="cols" style="grid-template-columns:' + Math.max(cols * w + 24, 300) + 'px minmax(0,1fr)"><div class="panel"><svg id="pos-map" width="' + cols * w + '" height="' + T * h + '" role="img" aria-label="position heatmap">' +
+      '<div class="cols pos-cols" style="--left:' + Math.max(cols * w + 24, 300) + 'px"><div class="panel"><svg id="pos-map" class="fit" width="' + cols * w + '" height="' + T * h + '" viewBox="0 0 ' + cols * w + " " + T * h + '" role="img" aria-label="position heatmap">' +
       heatmap(rows, CIVIDIS, lo, hi, w, h, ' class="pcell"') + '<rect id="pos-row" x="0" y="-100" width="' + cols * w + '" height="' + h + '" fill="none" stroke="#e07a00" stroke-width="2"></rect></svg>' +
       legend(CIVIDIS, lo.toFixed(2), hi.toFixed(2), x.kind === "angles" ? "angle (rad):" : "value:") +
       '<p class="readout mono" id="pos-read">rows: positions 0..' + (T - 1) + "; columns: " + (x.kind === "angles" ? "rotated pairs" : "dimensions of the vector") + ". Hover a cell for its value.</p></div>" +
-      '<div class="panel"><h3>Addresses that look alike</h3><svg width="' + T * s + '" height="' + T * s + '">' + heatmap(sim, VIRIDIS, -1, 1, s, s) + "</svg>" +
+      '<div class="panel"><h3>Addresses that look alike</h3><svg class="fit" width="' + T * s + '" height="' + T * s + '" viewBox="0 0 ' + T * s + " " + T * s + '">' + heatmap(sim, VIRIDIS, -1, 1, s, s) + "</svg>" +
       legend(VIRIDIS, "\u22121", "1", x.kind === "angles" ? "mean cos(\u0394angle):" : "cosine:") + '<p class="small">' +
       (x.kind === "angles" ? "Mean cosine of the angle differences of two positions, position against position (what a rotated query\u00b7key keeps of them): " : "Cosine similarity of the rows on the left, position against position: ") +
       (x.kind === "angles" ? "the codes of nearby positions are alike, so attention can tell near from far." : "if nearby positions get similar vectors, attention can tell near from far.") + "</p></div></div>";
@@ -237,17 +246,17 @@
   // ---------------------------------------------------------------- 4. retrieval: attention patterns and the cache
   function retrieval() {
     var r = D.retrieval, L = r.patterns.length, H = r.n_heads, mini = Math.max(1, Math.floor(Math.min(440 / H, 480 / L - 24) / T));
-    var grid = "";
+    var grid = "", outline = Math.max(1, Math.min(mini / 2, T * mini / 16));  // half a row, at most 1/16 of the thumbnail
     r.patterns.forEach(function (layer, l) {
       layer.forEach(function (pat, h) {
         grid += '<button type="button" class="head' + (l === S.layer && h === S.head ? " sel" : "") + '" data-head="' + (l * H + h) + '" aria-label="layer ' + l + " head " + h + '">' +
-          '<svg width="' + T * mini + '" height="' + T * mini + '">' + heatmap(pat, VIRIDIS, 0, 1, mini, mini) +
-          '<rect class="qrow" x="0" y="' + S.query * mini + '" width="' + T * mini + '" height="' + mini + '" fill="none" stroke="#e07a00" stroke-width="' + Math.max(1, mini / 2) + '"></rect></svg><span>L' + l + " H" + h + "</span></button>";
+          '<svg width="' + T * mini + '" height="' + T * mini + '" viewBox="0 0 ' + T * mini + " " + T * mini + '">' + heatmap(pat, VIRIDIS, 0, 1, mini, mini) +
+          '<rect class="qrow" x="0" y="' + S.query * mini + '" width="' + T * mini + '" height="' + mini + '" fill="none" stroke="#e07a00" stroke-width="' + outline + '"></rect></svg><span>L' + l + " H" + h + "</span></button>";
       });
     });
     view.innerHTML = "<h2>Each query (row) retrieves a weighted mix of earlier keys (columns): " + L + " layers \u00d7 " + H + " heads" +
       (r.attention === "mla" ? " (MLA)" : r.kv_heads < H ? " (" + r.kv_heads + " key/value heads, GQA)" : "") + "</h2>" + chips("query", S.query) +
-      '<div class="cols" style="grid-template-columns:auto minmax(0,1fr)"><div class="grid-heads" style="grid-template-columns:repeat(' + H + ',auto)">' + grid + "</div>" +
+      '<div class="cols heads-cols"><div class="grid-heads" style="--heads:' + H + '">' + grid + "</div>" +
       '<div><div class="panel" id="head-big"></div><div class="panel" style="margin-top:8px" id="kv"></div></div></div>';
     showHead(); showCache();
   }
@@ -258,7 +267,7 @@
     $("#head-big").innerHTML = "<h3>Layer " + S.layer + ", head " + S.head + ": where " + esc(q(ids[S.query])) + " (position " + S.query + ") attends</h3>" +
       '<div id="weights" class="weights" data-layer="' + S.layer + '" data-head="' + S.head + '" data-query="' + S.query + '">' + w.map(function (v, j) {
         return '<span class="w" data-j="' + j + '" style="background:' + colour(VIRIDIS, v) + ";color:" + ink(v) + '">' + esc(lab(ids[j])) + ' <b class="num">' + v.toFixed(3) + "</b></span>";
-      }).join("") + '</div><svg id="big" width="' + (pad + T * big) + '" height="' + (T * big) + '" style="margin-top:6px">' + labels + '<g transform="translate(' + pad + ',0)">' +
+      }).join("") + '</div><svg id="big" class="fit" width="' + (pad + T * big) + '" height="' + (T * big) + '" viewBox="0 0 ' + (pad + T * big) + " " + (T * big) + '" style="margin-top:6px">' + labels + '<g transform="translate(' + pad + ',0)">' +
       heatmap(pat, VIRIDIS, 0, 1, big, big, ' class="acell"') + '<rect x="0" y="' + S.query * big + '" width="' + T * big + '" height="' + big + '" fill="none" stroke="#e07a00" stroke-width="2"></rect></g></svg>' +
       legend(VIRIDIS, "0", "1", "weight:") + '<p class="readout mono" id="att-read">Hover a cell: query row, key column, weight.</p>';
     $("#big").addEventListener("mousemove", function (e) {
@@ -299,7 +308,7 @@
       '<div class="panel continuation">' + esc(D.generation.prompt_text) + '<span class="gen">' + esc(D.generation.text) + "</span></div></div>" +
       '<div><h2>Layer by layer: the logit lens at one position</h2>' + chips("lens", S.lens) + '<div id="lens"></div>' +
       "<h3>MLP activations: mean |hook_post| per layer (rows) and position (columns), " + p.d_ff + " units, " + esc(p.ffn) + "</h3>" +
-      '<svg id="mlp" width="' + (T * cw) + '" height="' + (L * 18) + '">' + heatmap(mm, VIRIDIS, mr[0], mr[1], cw, 18, ' class="mcell"') + "</svg>" +
+      '<svg id="mlp" class="fit" width="' + (T * cw) + '" height="' + (L * 18) + '" viewBox="0 0 ' + (T * cw) + " " + (L * 18) + '">' + heatmap(mm, VIRIDIS, mr[0], mr[1], cw, 18, ' class="mcell"') + "</svg>" +
       legend(VIRIDIS, mr[0], mr[1], "mean |activation|:") + '<p class="readout mono" id="mlp-read">Hover a cell: the most active units there.</p></div></div>';
     var upd = function () {
       S.temperature = +$("#temp").value; S.topP = +$("#topp").value; S.topK = Math.max(0, Math.min(vocab.length, Math.round(+$("#topk").value) || 0));
