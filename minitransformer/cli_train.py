@@ -186,6 +186,53 @@ def _resumed_run(args, out: Path, tok_path: Path, ckpt: Path, make_trainer=Train
     return trainer, tokens, opt
 
 
+def launch_ranks(nproc: int, argv: list[str]) -> int:
+    """Run ``python -m minitransformer <argv>`` as ``nproc`` ranks under torchrun; its exit code.
+
+    Ctrl-C or SIGTERM sent to this launcher alone is passed on to torchrun as SIGINT, which hands it
+    to every rank: they finish their step, rank 0 saves and says where, and the launcher waits for
+    them (exit 130, or 143 for SIGTERM) instead of leaving the ranks running without it.
+    """
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "minitransformer", *argv]
+    print("launching: torchrun " + " ".join(cmd[3:]), flush=True)
+    stopped = []
+
+    def pass_on(signum, frame):
+        stopped.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # torchrun gives it to the ranks: a step finishes, rank 0 saves
+
+    proc = subprocess.Popen(cmd)
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 + stopped[0] if stopped else code
+
+
+def _check_ranks(args) -> None:
+    """Before launching ``--nproc`` ranks: PyTorch is there, and the batch splits over them."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise ValueError("--nproc needs PyTorch for the communication between ranks: pip install torch (the CPU "
+                         "build is enough)")
+    ckpt = Path(args.out) / "model.npz"
+    batch = args.batch_size or DEFAULTS["batch_size"]
+    if args.resume and ckpt.exists():
+        batch = read_metadata(ckpt)["train_config"]["batch_size"]
+    if batch % args.nproc:
+        fits = [n for n in range(1, batch + 1) if batch % n == 0 and n <= 2 * args.nproc]
+        raise ValueError(f"the batch of {batch} rows does not split over {args.nproc} ranks: use --nproc "
+                         f"{' or '.join(map(str, fits[-2:]))}" + ("" if args.resume else ", or a --batch-size that "
+                                                                   f"is a multiple of {args.nproc}"))
+
+
 def train(args) -> int:
     """Train (or continue) a run in ``--out``; exit 130 with a saved checkpoint on Ctrl-C.
 
@@ -194,11 +241,10 @@ def train(args) -> int:
     relaunches the command as N such processes.
     """
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # become N processes under torchrun
-        from .training import distributed
-
+        _check_ranks(args)
         argv = args.argv
         rest = [a for i, a in enumerate(argv) if not (a.startswith("--nproc") or argv[i - 1:i] == ["--nproc"])]
-        return distributed.launch(args.nproc, rest)
+        return launch_ranks(args.nproc, rest)
     if "WORLD_SIZE" not in os.environ:
         if args.zero1:
             raise ValueError("--zero1 shards the optimizer over several processes: launch with torchrun "
@@ -252,8 +298,9 @@ def _train(args, make_trainer, is_writer: bool) -> int:
         state = trainer.run(checkpoint_path=ckpt, progress=is_writer, stop_at=args.stop_at)
     except TrainingInterrupted as exc:
         by = "" if exc.signal_name == "SIGINT" else f" by {exc.signal_name}"
-        print(f"\ninterrupted{by} at step {exc.step}; the checkpoint {ckpt} holds it. Continue with:\n  "
-              f"{_resume_command(out)}", file=sys.stderr)
+        if is_writer:  # one rank says it, not every one
+            print(f"\ninterrupted{by} at step {exc.step}; the checkpoint {ckpt} holds it. Continue with:\n  "
+                  f"{_resume_command(out)}", file=sys.stderr)
         return 128 + int(getattr(signal, exc.signal_name, signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM
     except TrainingDiverged as exc:
         lr = trainer.config.lr / 10

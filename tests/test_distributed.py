@@ -83,6 +83,56 @@ def GPT_init(key):
     return flatten(GPT(config, seed=0).params)[key[len("params."):]]
 
 
+MOE_SCRIPT = """
+import sys
+import numpy as np
+from minitransformer.core.config import ModelConfig
+from minitransformer.core.tree import flatten, to_float64
+from minitransformer.model import GPT
+from minitransformer.training import TrainConfig
+from minitransformer.training.distributed import DistributedTrainer, init_from_env, shutdown
+
+cfg = ModelConfig.preset("toy", ffn="moe", n_experts=8, experts_per_token=2, d_expert=8, balance_speed=0.01)
+model = GPT(cfg, seed=0)
+model.params = to_float64(model.params)
+tokens = np.random.default_rng(1).integers(0, cfg.vocab_size, 4000)
+ctx = init_from_env()
+trainer = DistributedTrainer(model, tokens, config=TrainConfig(steps=4, batch_size=8, eval_every=0, warmup=1), ctx=ctx,
+                             log=None)
+trainer.run()
+if ctx.rank == 0:
+    np.savez(sys.argv[1], **flatten(model.params))
+shutdown()
+"""
+
+
+@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
+def test_two_ranks_balance_a_mixture_of_experts_as_one_process_does(tmp_path):
+    # the router biases move by the whole batch's expert loads: each rank's counts are summed first
+    pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
+    from minitransformer.core.tree import to_float64
+    from minitransformer.training import Trainer
+
+    script = tmp_path / "moe_ranks.py"
+    script.write_text(MOE_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script),
+           str(tmp_path / "two.npz")]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    two = np.load(tmp_path / "two.npz")
+    cfg = ModelConfig.preset("toy", ffn="moe", n_experts=8, experts_per_token=2, d_expert=8, balance_speed=0.01)
+    model = GPT(cfg, seed=0)
+    model.params = to_float64(model.params)
+    tokens = np.random.default_rng(1).integers(0, cfg.vocab_size, 4000)
+    Trainer(model, tokens, config=TrainConfig(steps=4, batch_size=8, eval_every=0, warmup=1), log=None).run()
+    one = flatten(model.params)
+    assert sorted(one) == sorted(two.files)
+    biases = [k for k in one if k.endswith("b_router")]
+    assert biases and max(float(np.abs(one[k]).max()) for k in biases) > 0  # the balancing did move them
+    for k in one:
+        np.testing.assert_allclose(two[k], one[k], rtol=0, atol=1e-10, err_msg=k)
+
+
 # --------------------------------------------------------------------------- faults
 @pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
 def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
@@ -119,6 +169,46 @@ def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
     meta, arrays = read_checkpoint(out / "model.npz")  # intact: it loads, and is one consistent unit
     assert meta["state"]["step"] % 5 == 0 and meta["state"]["step"] > 0
     assert arrays["opt.m"].size == sum(a.size for k, a in arrays.items() if k.startswith("params."))
+
+
+@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_launcher_alone_stops_every_rank_with_a_checkpoint(tmp_path, sig, code):
+    pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "minitransformer", "train", *RUN[:6], "--steps", "100000", "--batch-size", "8",
+           "--nproc", "2", "--out", str(out)]
+    log, errors = tmp_path / "out.txt", tmp_path / "err.txt"  # files, not pipes: a full pipe would stall the ranks
+    with open(log, "w") as stdout, open(errors, "w") as stderr:
+        proc = subprocess.Popen(cmd, env=_env(PYTHONUNBUFFERED="1"), stdout=stdout, stderr=stderr,
+                                start_new_session=True)  # its own group: the signal reaches the launcher alone
+    try:
+        t0 = time.monotonic()
+        while "GPT(" not in log.read_text():  # rank 0 prints the model's summary just before training starts
+            assert time.monotonic() - t0 < 60 and proc.poll() is None, errors.read_text()[-2000:]
+            time.sleep(0.1)
+        time.sleep(1.5)  # into the training loop
+        proc.send_signal(sig)
+        proc.wait(timeout=90)
+        ranks = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    err = errors.read_text()
+    assert proc.returncode == code, err[-2000:]
+    assert ranks == [], "ranks were left running"
+    step = read_metadata(out / "model.npz")["state"]["step"]
+    assert step > 0 and f"interrupted at step {step}; the checkpoint {out / 'model.npz'} holds it" in err
+    assert err.count("interrupted at step") == 1 and "nothing was saved" not in err  # rank 0 alone says it
+
+
+def test_a_batch_that_does_not_split_is_refused_before_launching(tmp_path, capsys):
+    pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
+    code = main(["train", *RUN[:6], "--batch-size", "3", "--nproc", "2", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and "the batch of 3 rows does not split over 2 ranks: use --nproc 1 or 3" in err, err
+    assert not (tmp_path / "x").exists()  # no tokenizer trained, no folder: nothing launched
 
 
 # --------------------------------------------------------------------------- the pieces, in numpy alone

@@ -56,6 +56,7 @@ import numpy as np
 
 from ..core import cores
 from ..core.tree import flatten
+from ..feedforward import moe
 from .checkpoint import save_checkpoint
 from .loop import Trainer, get_batch
 from .optimizer import AdamW, ShardedAdamW, clip_to_norm, lr_at
@@ -104,17 +105,6 @@ def init_from_env(timeout: float = 60.0) -> Optional[DistContext]:
     if not dist.is_initialized():
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout))
     return DistContext(dist.get_rank(), dist.get_world_size(), timeout)
-
-
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run ``python -m minitransformer <argv>`` as ``nproc`` ranks under torchrun; its exit code."""
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "minitransformer", *argv]
-    print("launching: torchrun " + " ".join(cmd[3:]), flush=True)
-    return subprocess.run(cmd).returncode
 
 
 def shutdown() -> None:
@@ -264,10 +254,11 @@ class DistributedTrainer(Trainer):
     def train_step(self) -> float:
         c, model, N, r = self.config, self.model, self.ctx.world_size, self.ctx.rank
         b = c.batch_size // N
-        rng, total, waited = self._dropout_rng(), 0.0, 0.0
+        rng, total, waited, loads = self._dropout_rng(), 0.0, 0.0, None
         for micro in range(c.accum_steps):
             x, y = get_batch(self.train_tokens, c.batch_size, self.context, self.batch_rng)  # the global batch
             total += model.loss(x[r * b:(r + 1) * b], y[r * b:(r + 1) * b], rng=rng, train=True)  # (b, T): mine
+            loads = moe.add_loads(loads, model.last_expert_load)
             if self.zero1:  # the whole local gradient, in the optimizer's order (padded to N slices)
                 n = self.opt.buffer.size
                 if micro == 0:
@@ -301,11 +292,27 @@ class DistributedTrainer(Trainer):
         else:
             clip_to_norm(self._grad, float(np.sqrt(np.dot(self._grad, self._grad))), c.grad_clip)
             self.opt.step(self._grad, lr=lr)
+        waited += self._balance_routers(loads)
         self.comm_bytes.append(sent)
         self.comm_seconds.append(waited)
         self.state.step += 1
         self.state.tokens_seen += c.accum_steps * c.batch_size * self.context
         return loss
+
+    def _balance_routers(self, loads) -> float:
+        """MoE: move the router biases by the whole batch's expert loads, as one process does after its
+        step (`moe.balance_routers`): each rank counted its own rows, so the counts are summed over the
+        ranks first. Returns the seconds spent in the all-reduce (0 for a dense model)."""
+        mine = [load for load in loads or [] if load is not None]
+        if not mine or not getattr(self.model.config, "balance_speed", 0) > 0:
+            return 0.0
+        counts = np.concatenate([np.asarray(load, np.float64) for load in mine])  # exact: whole numbers
+        t0 = time.perf_counter()
+        self._collective("all-reduce of the expert loads", lambda: self.dist.all_reduce(_tensor(counts)))
+        summed = iter(np.split(counts, np.cumsum([load.size for load in mine])[:-1]))
+        moe.balance_routers(self.model.params, [None if load is None else next(summed) for load in loads],
+                            self.model.config)
+        return time.perf_counter() - t0
 
     def _zero1_update(self, lr: float) -> float:
         """Clip by the global norm, update my slice, all-gather the parameters; returns seconds in collectives."""
