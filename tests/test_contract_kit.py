@@ -384,3 +384,19 @@ def test_a_registered_name_as_reference_means_its_readable_path():
     assert ref.forward is mha_reference.forward and ref.backward is mha_reference.backward
     report = check_stage("attention", "mla", reference="mla")
     assert report.ok, str(report)
+
+
+def test_the_worst_array_is_the_largest_relative_error_unless_its_gradient_is_zero():
+    from minitransformer.kit.gradcheck import GradCheck, GradReport
+
+    def check(name, analytic, numeric):
+        a, n = np.array(analytic), np.array(numeric)
+        rel = float(np.linalg.norm(a - n) / max(np.linalg.norm(a), np.linalg.norm(n), 1e-12))
+        return GradCheck(name, rel, float(np.abs(a - n).max()), len(a), a, n, tol=1e-6)
+
+    small = check("x", [1.0, 2.0], [1.0 + 1e-10, 2.0])  # both pass, and differ by less than atol:
+    larger = check("W_in", [0.5, 0.1], [0.5 + 5e-10, 0.1])  # before, both counted 0 and the first was named
+    zero = check("b_K", [1e-12, -2e-12], [3e-11, 0.0])  # a zero gradient: a relative error of ~1 is noise
+    report = GradReport([small, larger, zero])
+    assert report.ok and zero.negligible and not larger.negligible
+    assert report.worst is larger and str(report).endswith("worst: W_in rel error 9.81e-10 -> OK")
