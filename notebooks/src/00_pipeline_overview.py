@@ -144,7 +144,8 @@ step.show()
 # %% [markdown]
 # **Step 3, positional encoding (indexing).** The course model learned one
 # vector per position ($W_{pos}$), added to the token's vector. The figure
-# shows the sinusoidal code as a reference point; notebook 03 compares the two.
+# shows those learned rows of $W_{pos}$, one per position of the sentence;
+# notebook 03 compares them with the sinusoidal code.
 
 # %%
 step = next(steps)
@@ -240,8 +241,8 @@ figures.attention_patterns(patterns, labels, title="the course model's attention
 # %% [markdown]
 # The pipeline ends where it started, in text: the next id is sampled from the
 # probabilities, appended, and the whole pipeline runs again (with a KV cache
-# storing the keys and values already computed, see notebook 05). The seed
-# makes the sample reproducible.
+# storing the keys and values already computed, see notebook 04, section 8).
+# The seed makes the sample reproducible.
 
 # %%
 for temperature in (0.0, 0.8):

@@ -437,7 +437,7 @@ check("core 2 (my_sinusoidal)", test_my_sinusoidal)
 # (your `alibi_bias`) applied. Masked entries are 0 in the pattern and must stay
 # 0. (Hint: `np.log(0)` is `-inf` with a warning; `np.errstate(divide="ignore")`
 # silences it.) The check then shows the position-free model telling the
-# shuffled sentence apart at layer 0.
+# shuffled sentence apart in its logits at the last position.
 
 # %%
 def alibi_hook(pattern):

@@ -169,11 +169,11 @@ for i in range(c.n_layers):
 figures.mlp_histograms(vcache["pre", 0], vcache["post", 0], layer=0)
 
 # %% [markdown]
-# Geva et al. (2021) read an MLP as a memory: each row of $W_{in}$ is a key that
-# a pattern in the stream can match, and the matching row of $W_{out}$ is the
-# value written back. Which texts make a unit fire? For three units of the last
-# layer, the held-out positions where they are most active (the token in
-# brackets, with the tokens before it):
+# Geva et al. (2021) read an MLP as a memory: each hidden unit has a key, its
+# column of $W_{in}$ (C, F), that a pattern in the stream can match, and a
+# value, its row of $W_{out}$ (F, C), written back. Which texts make a unit
+# fire? For three units of the last layer, the held-out positions where they are
+# most active (the token in brackets, with the tokens before it):
 
 # %%
 L = c.n_layers - 1

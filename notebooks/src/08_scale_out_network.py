@@ -192,15 +192,18 @@ plots.grouped_bars(ratios, ylabel="completion time / best", reference=1.0,
                    title="routing policies on collective and stress traffic")
 
 # %% [markdown]
-# On the ring, every leaf sends 8 equal flows up to 8 spines. Adaptive and
-# static routing give each its own uplink; ECMP's hash puts several on one, and
-# the ring waits for the slowest. With 32 flows on 32 uplinks the expected
-# worst uplink carries about 3.5 flows: a 3.5× slowdown for the whole ring from
-# bad luck alone. Static routing is as good as AR on the fixed collective but
-# bad on a permutation it was not designed for; flow-level AR beats ECMP but not
-# packet spraying, because two leaves can still pick the same spine toward one
-# destination leaf. On the near-uniform all-to-all and MoE traffic every policy
-# but ECMP is limited by the NICs, not the spines: many small flows average out.
+# On the ring, each of the 128 leaves sends 8 equal flows up to its 8 spines.
+# Adaptive and static routing give each flow its own uplink; ECMP's hash puts
+# several on one, and the ring waits for the slowest. Hashing 8 flows onto 8
+# uplinks puts about 2.6 on the busiest one on average, but the ring waits for
+# the worst of all 128 leaves: here 11 uplinks carry 4 flows each, a 4×
+# slowdown for the whole ring from bad luck alone, while a third of the uplinks
+# carry none (the profile below). Static routing is as good as AR on the fixed
+# collective but bad on a permutation it was not designed for; flow-level AR
+# beats ECMP but not packet spraying, because two leaves can still pick the
+# same spine toward one destination leaf. On the near-uniform all-to-all and
+# MoE traffic every policy but ECMP is limited by the NICs, not the spines:
+# many small flows average out.
 
 # %%
 plots.uplink_profiles(profiles, title="ring all-reduce: uplink loads, busiest first")
@@ -212,7 +215,7 @@ plots.uplink_profiles(profiles, title="ring all-reduce: uplink loads, busiest fi
 # plane. MPFT sends them over NVLink first (NCCL's PXN), MRFT through the shared
 # spines, and the ideal multi-port NIC sprays each flow over all planes. The
 # paper measured MPFT and MRFT all-to-all as nearly identical (Figs. 5–6). The
-# simulator says why: NVLink (160 GB/s) is ~4× faster than the NIC (50 GB/s), so
+# simulator says why: NVLink (160 GB/s) is ~3× faster than the NIC (50 GB/s), so
 # the forward hop is never the bottleneck. Slow NVLink down to 10 GB/s and MPFT
 # falls behind.
 

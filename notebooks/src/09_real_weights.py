@@ -97,7 +97,8 @@ print(f"  ... {len(tensors)} tensors")
 #   four weights when they load GPT-2.
 # - **One fused projection.** `c_attn` computes queries, keys and values in one
 #   matmul: its (C, 3C) weight is `[W_Q | W_K | W_V]` side by side. We keep three
-#   named matrices (and fuse them again inside `attention.forward`, for speed).
+#   named matrices (and fuse them again inside `attention.mha.forward`, for
+#   speed).
 #
 # There is no row for the output head: GPT-2 ties it to the token embedding, as
 # our `tie_embeddings=True` does.
@@ -171,7 +172,10 @@ step("feedforward", "logits", logits)
 # %% [markdown]
 # The cache is the computation, not a copy of it: the last residual stream,
 # normalised and read by the tied head `W_E`, gives back the logits, and the
-# pattern is the softmax of the recorded scores.
+# pattern is the softmax of the recorded scores. One shape differs from the
+# table in `docs/hooks.md`: this raw cache keeps `hook_z` as (B, T, H·D), the
+# heads side by side as `W_O` reads them, here (1, 16, 32) for 2 heads of 16;
+# `model.run_with_cache` hands it out as (B, T, H, D).
 
 # %%
 p = model.params
@@ -262,12 +266,16 @@ for name, pat in (("fixture (random)", patterns(random_cache)), (label, patterns
 
 # %% [markdown]
 # Read the two tables side by side. In the random model each head's weights
-# depend on which random ids happen to meet, so its numbers carry no plan; in
-# the trained one, look for heads that put most of their weight on the previous
-# token or on the first token whatever the words are: those are lookups by
-# **position**, which only training can write into `W_Q`, `W_K` and `W_pos`.
-# Section 7 computes the same statistics on the real GPT-2, together with a test
-# for *induction heads*, the heads that interpretability papers describe.
+# depend on which random ids happen to meet, so its numbers carry no plan.
+# (Spread evenly over the keys it may see, a head would put about a sixth on the
+# previous token and a sixth on the first.) On this sentence the course model
+# has no clear previous-token head: its best, L0H3 at 0.23, is barely above the
+# random fixture's 0.21. Its clearest lookup by **position** is L1H0, which puts
+# 0.52 of its weight, on average over the queries, on the first token (L2H0 and
+# L2H2 about a third); only training can write such a lookup into `W_Q`, `W_K`
+# and `W_pos`. Section 7 computes the same statistics on the real GPT-2,
+# together with a test for *induction heads*, the heads that interpretability
+# papers describe.
 
 # %% [markdown]
 # ## 6. Out to the ecosystem

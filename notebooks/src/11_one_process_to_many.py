@@ -376,9 +376,11 @@ if HAVE_TORCH:
 # over: export the weights in a format `transformers` knows, fine-tune there with
 # DistributedDataParallel under `torchrun` (NCCL between GPUs), and load the result
 # back into numpy to trace it. The same commands run on CPU processes, which is
-# how they are tested:
+# how they are tested. The first trains the tiny model whose checkpoint
+# (`runs/tiny/model.npz`, with `runs/tiny/tokenizer.json`) the others read:
 #
 # ```bash
+# minitransformer train --preset tiny --out runs/tiny
 # python3 -m minitransformer.interop.handoff export --checkpoint runs/tiny/model.npz --format gpt2 --out tiny-gpt2
 # torchrun --standalone --nproc-per-node 2 -m minitransformer.interop.handoff finetune tiny-gpt2 \
 #     --out tiny-gpt2-ft --tokenizer runs/tiny/tokenizer.json --steps 20

@@ -104,9 +104,9 @@ print("induction score:     ", detectors.induction_score(toy_pattern, toy_ids))
 print("attention sink:      ", detectors.attention_sink_score(toy_pattern))
 
 # %% [markdown]
-# And direct logit attribution on a small random model in float64: the
-# contributions of the embeddings, every head, every bias and every MLP sum to
-# the logits to rounding error.
+# And direct logit attribution on a small random model (float32 weights; the
+# attribution sums in float64): the contributions of the embeddings, every head,
+# every bias and every MLP sum to the logits up to float32 rounding.
 
 # %%
 toy = GPT(ModelConfig.preset("toy"), seed=0)
@@ -204,13 +204,17 @@ print(f"... through the inputs of L{receiver[0]}H{receiver[1]} only (NaN: not up
 # ## 6. Watch induction heads form
 #
 # The course model is small and briefly trained; its heads are not clean textbook
-# heads. Induction heads (the circuit `[A][B] ... [A] -> [B]`) form reliably in a two-layer **attention-only** model trained on
-# sequences whose end repeats an earlier stretch (Olsson et al., 2022). Layer 0
-# learns to look at the previous token, layer 1 uses that to find what followed
-# the earlier copy, and both happen suddenly: a phase change. The loss counts only
-# the repeated stretch (the rest is unpredictable), so the loss on the first half
-# of a test sequence is never trained: it *rises* as the model grows confident in
-# copying, which is no help where there is nothing yet to copy. About ten seconds:
+# heads. Induction heads (the circuit `[A][B] ... [A] -> [B]`) form reliably in a
+# two-layer **attention-only** model trained on sequences whose end repeats an
+# earlier stretch (Olsson et al., 2022). Layer 0 learns to look at the previous
+# token, layer 1 uses that to find what followed the earlier copy. Olsson et al.
+# saw this happen abruptly, a *phase change*; in this small run both scores
+# climb steadily over a few hundred steps instead, and `run.phase_change()` marks
+# the step where the induction score passes half-way to its best. The loss counts
+# only the repeated stretch (the rest is unpredictable), so the loss on the first
+# half of a test sequence is never trained: it *rises* as the model grows
+# confident in copying, which is no help where there is nothing yet to copy.
+# About ten seconds:
 
 # %%
 run = induction.train_induction(steps=600, seed=0)

@@ -13,7 +13,7 @@
 # This notebook builds DeepSeek-V3's MoE layer from `minitransformer.feedforward.moe`:
 # the router's equations on hand-sized arrays, then a small model trained on real
 # text, where we watch the router collapse onto a few experts, and watch the
-# loss-free bias update prevent it. We compare a dense model and a MoE model of
+# loss-free bias update undo it. We compare a dense model and a MoE model of
 # equal active size, by steps and by compute, and finally send the model's own
 # routing decisions over the simulated network of notebook 08.
 #
@@ -136,7 +136,7 @@ for e, g in zip(cache["hook_expert_ids"][0, 0], cache["hook_gates"][0, 0]):
 print("max |layer - equation| for token 0:", float(np.abs(y[0, 0] - by_hand).max()))
 
 # %% [markdown]
-# ## 4. A small MoE model on real text: the router collapses, the bias prevents it
+# ## 4. A small MoE model on real text: the router collapses, the bias undoes it
 #
 # The model: 2 layers of width 64, and in each MoE layer 32 routed experts in 8
 # groups, $K = 8$ per token within at most $M = 4$ groups, plus one shared expert,
@@ -145,6 +145,10 @@ print("max |layer - equation| for token 0:", float(np.abs(y[0, 0] - by_hand).max
 # the load of the busiest expert against the mean (1 is even; $E/K = 4$ means every
 # token went to the same $K$ experts). DeepSeek-V3 uses $\gamma = 0.001$ over
 # trillions of tokens; a run of a few hundred steps needs a faster nudge, 0.01.
+# Both runs collapse within the first 20 steps (every token on the same $K$
+# experts, a load of 4), before the bias has had time to build up. Without the
+# update the load stays near collapse (3.57 over the last 50 steps); with it,
+# the load leaves 4 after about 55 steps and comes down to 1.71 (last 50 steps).
 
 # %%
 tokens = corpus_tokens("pydoc", 512, 64)
@@ -178,7 +182,10 @@ _, acts = balanced.run_with_cache(ids)
 moe_figures.routing_map(acts["expert_ids", 1][0], acts["gates", 1][0], labels, 32, title="layer 1: token x expert")
 
 # %% [markdown]
-# The trace shows the same choice in words, in its processing step.
+# The trace describes the same kind of choice in words, in its processing step:
+# for each token, the experts it went to and their gates. It traces a shorter
+# text, `return radius`, and its first lines show layer 0, so its experts are
+# not the ones in the map above (layer 1).
 
 # %%
 final = Pipeline(tokens.tokenizer, balanced).trace("return radius")[-1]
