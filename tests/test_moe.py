@@ -212,8 +212,10 @@ def test_update_bias_signs_and_errors():
     (dict(ffn="moe", dense_ffn="moe"), "dense_ffn='moe' is not valid"),
     (dict(ffn="moe", moe_impl="gpu"), "moe_impl='gpu' is not valid"),
     (dict(ffn="moe", first_dense_layers=3), "first_dense_layers=3 exceeds n_layers=2"),
-    (dict(ffn="moe", routed_scaling=0.0), "routed_scaling=0.0 must be a number > 0"),
-    (dict(ffn="moe", balance_speed=-1e-3), "balance_speed=-0.001 must be a number >= 0"),
+    (dict(ffn="moe", routed_scaling=0.0), "routed_scaling=0.0 must be a finite number > 0"),
+    (dict(ffn="moe", routed_scaling=float("inf")), "routed_scaling=inf must be a finite number > 0"),
+    (dict(ffn="moe", balance_speed=-1e-3), "balance_speed=-0.001 must be a finite number >= 0"),
+    (dict(ffn="moe", balance_loss=float("nan")), "balance_loss=nan must be a finite number >= 0"),
 ])
 def test_invalid_moe_configs_say_what_to_do(kw, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

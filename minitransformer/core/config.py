@@ -246,8 +246,8 @@ class ModelConfig:
             raise ValueError(f"normalize_gates={self.normalize_gates!r} must be True or False")
         for name in ("routed_scaling", "balance_speed", "balance_loss"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or (name == "routed_scaling" and v == 0):
-                raise ValueError(f"{name}={v!r} must be a number " + ("> 0" if name == "routed_scaling" else ">= 0"))
+            if not _is_number(v) or not 0 <= v < math.inf or (name == "routed_scaling" and v == 0):
+                raise ValueError(f"{name}={v!r} must be a finite number " + ("> 0" if name == "routed_scaling" else ">= 0"))
 
     def dense_layer_config(self) -> "ModelConfig":
         """The config of the dense blocks of a MoE model (``ffn=dense_ffn``, expert fields at their defaults)."""

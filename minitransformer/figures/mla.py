@@ -1,6 +1,6 @@
 """Figures for Multi-Head Latent Attention: cache size, decode time, training curves, the latent index.
 
-Like `viz`, every function takes numbers already computed (by `mla_accounting`,
+Like the other figure modules (`figures.stages`), every function takes numbers already computed (by `mla_accounting`,
 a benchmark, a `Trainer`, a forward cache) and returns a
 `matplotlib.figure.Figure` built without ``pyplot``; a notebook shows it when it
 is the value of a cell.
