@@ -108,10 +108,15 @@ def test_hooks_read_and_change_activations():
 
 def test_hook_errors():
     m = GPT("toy")
-    with pytest.raises(ValueError, match="not a hook point"):
+    with pytest.raises(ValueError, match="not a hook point.*published .* but a hook cannot change it"):
         m.run_with_hooks(IDS, {"blocks.0.attn.hook_q": lambda a: a})
+    with pytest.raises(ValueError, match="not a hook point.*did you mean 'blocks.0.attn.hook_pattern'"):
+        m.run_with_hooks(IDS, {"blocks.0.attn.hook_patern": lambda a: a})
     with pytest.raises(ValueError, match="not a hook point"):
         m.run_with_hooks(IDS, {"blocks.7.hook_resid_pre": lambda a: a})
+    # a layer written with a leading zero is not a name the model publishes: it would never fire
+    with pytest.raises(ValueError, match="'blocks.01.hook_resid_pre' is not a hook point of this model"):
+        m.run_with_hooks(IDS, {"blocks.01.hook_resid_pre": lambda a: a * 0})
     with pytest.raises(ValueError, match="must keep"):
         m.run_with_hooks(IDS, {"hook_logits": lambda a: a[:, :2]})
 

@@ -87,14 +87,3 @@ def test_names_are_checked_against_the_layers_that_publish_them():
     assert list(cache.keys()) == ["blocks.1.mlp.hook_expert_ids"]
     # a function is the caller's own test of each name: it may match nothing
     assert len(GPT("toy").run_with_cache(IDS, names_filter=lambda n: n == "hook_patern")[1]) == 0
-
-
-def test_run_with_hooks_uses_the_same_check():
-    m = GPT("toy")
-    with pytest.raises(ValueError, match="not a hook point.*did you mean 'blocks.0.attn.hook_pattern'"):
-        m.run_with_hooks(IDS, {"blocks.0.attn.hook_patern": lambda a: a})
-    with pytest.raises(ValueError, match="published .* but a hook cannot change it"):
-        m.run_with_hooks(IDS, {"blocks.0.attn.hook_q": lambda a: a})
-    # a layer written with a leading zero is not a name the model publishes: it would never fire
-    with pytest.raises(ValueError, match="'blocks.01.hook_resid_pre' is not a hook point of this model"):
-        m.run_with_hooks(IDS, {"blocks.01.hook_resid_pre": lambda a: a * 0})
