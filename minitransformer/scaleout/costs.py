@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minitransformer.scaleout.topology import PRICE_LINK, PRICE_SWITCH, check_k, ft2, mpft
+from minitransformer.scaleout.topology import PRICE_LINK, PRICE_SWITCH, check_k, check_positive, ft2, mpft
 
 
 def ft3(k: int = 64) -> dict:
@@ -90,7 +90,7 @@ def slimfly(q: int = 28, p: int | None = None) -> dict:
     if isinstance(q, bool) or not isinstance(q, int) or q < 2 or q % 4:
         raise ValueError(f"q={q!r} must be an int multiple of 4 (δ = 0 Slim Fly: q = 4w)")
     routers, net = 2 * q * q, 3 * q // 2
-    p = -(-net // 2) if p is None else p
+    p = -(-net // 2) if p is None else check_positive("p", p)  # endpoints per router
     links = routers * net // 2
     cost = routers * PRICE_SWITCH + links * PRICE_LINK
     return dict(endpoints=routers * p, switches=routers, links=links, radix=net + p, cost_usd=cost,
@@ -107,10 +107,8 @@ def dragonfly(a: int = 32, p: int = 16, h: int = 16, g: int | None = None) -> di
         >>> c["endpoints"], c["switches"], c["links"]
         (261632, 16352, 384272)
     """
-    for name, v in (("a", a), ("p", p), ("h", h)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}={v!r} must be a positive int")
-    g = a * h + 1 if g is None else g
+    a, p, h = check_positive("a", a), check_positive("p", p), check_positive("h", h)
+    g = a * h + 1 if g is None else check_positive("g", g)
     if g > a * h + 1:
         raise ValueError(f"g={g} groups need more global links than a·h + 1 = {a * h + 1} allows")
     routers = a * g

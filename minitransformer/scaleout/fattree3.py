@@ -56,8 +56,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minitransformer.scaleout.routing import Routed, check_request, ecmp_hash
-from minitransformer.scaleout.topology import IB_GBPS, KINDS, PRICE_LINK, PRICE_SWITCH, check_k
+from minitransformer.scaleout.routing import ROUTE_BYTES_PER_ROW, Routed, check_request, ecmp_hash
+from minitransformer.scaleout.topology import (IB_GBPS, KINDS, PRICE_LINK, PRICE_SWITCH, check_gbps, check_k,
+                                               check_memory)
 
 NIC, EDGE_AGG, AGG_CORE = (KINDS.index(k) for k in ("nic", "edge_agg", "agg_core"))
 
@@ -153,9 +154,7 @@ def ft3_topology(k: int = 64, nic_gbps: float = IB_GBPS, link_gbps: float = IB_G
         (16, 20, 16, 24)
     """
     k = check_k(k)
-    if not (nic_gbps > 0 and link_gbps > 0):
-        raise ValueError(f"nic_gbps={nic_gbps!r} and link_gbps={link_gbps!r} must be positive GB/s "
-                         "(400 Gb/s InfiniBand is 50)")
+    check_gbps(nic_gbps=nic_gbps, link_gbps=link_gbps)
     h = k // 2
     n = k * h * h
     x = np.arange(n)  # (n,) endpoints; also indexes the (edge, j) and (agg, m) blocks
@@ -226,7 +225,10 @@ def route_ft3(topo: FT3Topology, traffic, policy: str = "ecmp", seed: int = 0, r
     if not isinstance(topo, FT3Topology):
         raise ValueError(f"route_ft3 needs an ft3_topology(k), got {type(topo).__name__}; "
                          "use routing.route for two-layer fabrics")
-    x, y, w, _ = check_request(topo, traffic, policy, "pxn_src")
+    x, y, w, _ = check_request(topo, traffic, policy, "pxn_src", seed)
+    rows = len(x) * (topo.h ** 2 if policy == "spray" and return_paths else 1)  # spray lists every path
+    check_memory(ROUTE_BYTES_PER_ROW * rows, f"routing {len(x):,} flows on {topo.name}",
+                 "route fewer flows" + (", or pass return_paths=False" if return_paths else ""))
     fid = getattr(traffic, "flow_id", None)
     flow_id = np.zeros(len(x), np.int64) if fid is None else np.asarray(fid, np.int64)
     if flow_id.shape != x.shape:

@@ -173,8 +173,12 @@ def failure_experiment(topo: Topology, traffic, plane: int = 0, spine: int = 0, 
     """Route ``traffic`` before and after failing one spine; report which planes' links changed.
 
     Returns ``planes_changed`` (sorted planes with a link whose load changed; NVLink is
-    plane -1), the completion times, and the two routings.
+    plane -1), the completion times, and the two routings. ``topo`` is a two-layer fabric
+    (``ft2``, ``mpft``, ``mrft``, ``ideal_mpft``): the three-layer tree has no failed links.
     """
+    if not isinstance(topo, Topology):
+        raise ValueError(f"failure_experiment fails a spine of a two-layer Topology (ft2, mpft, mrft or ideal_mpft), "
+                         f"got {type(topo).__name__}; failed links are not modelled on ft3_topology")
     before = route(topo, traffic, policy, cross_plane, seed)
     failed = topo.fail_spine(plane, spine)
     after = route(failed, traffic, policy, cross_plane, seed)

@@ -39,7 +39,7 @@ from minitransformer.core.config import ModelConfig
 from minitransformer.costs import count_params as model_count_params
 from minitransformer.scaleout.metrics import completion_time
 from minitransformer.scaleout.routing import route
-from minitransformer.scaleout.topology import IB_GBPS, mpft
+from minitransformer.scaleout.topology import IB_GBPS, check_number, check_positive, mpft
 from minitransformer.scaleout.traffic import Traffic, hierarchical_allreduce, moe_dispatch
 
 DEEPSEEK_V3 = dict(name="DeepSeek-V3", params=671e9, activated=37e9, layers=61, moe_layers=58, hidden=7168,
@@ -138,7 +138,7 @@ def allreduce_seconds(n_gpus: int, nbytes: float, k: int = 64, policy: str = "ad
 
     One node's GPUs use a ring over NVLink; more nodes use the hierarchical all-reduce.
     """
-    if n_gpus <= 1:
+    if check_positive("n_gpus", n_gpus) == 1:
         return 0.0
     G = 8
     if n_gpus <= G:
@@ -167,8 +167,13 @@ def speedup_curve(device_counts, step_flops: float, grad_bytes_total: float, dev
         >>> float(c["scale_out"][0]), bool(c["scale_out"][1] > 7), float(c["legacy"][1])
         (1.0, True, 2.0)
     """
-    n = np.asarray(device_counts, dtype=int)
-    T1 = step_flops / device_flops
+    n = np.asarray(device_counts)
+    if n.ndim != 1 or not len(n) or n.dtype.kind not in "iu" or n.min() < 1:
+        raise ValueError(f"device_counts={device_counts!r} must be a list of positive ints (GPU counts: 1..8 or "
+                         "multiples of 8)")
+    T1 = check_number("step_flops", step_flops) / check_number("device_flops", device_flops, " (achieved FLOP/s)")
+    check_number("grad_bytes_total", grad_bytes_total, zero=True)
+    check_number("legacy_factor", legacy_factor)
     comm = np.array([allreduce_seconds(int(x), grad_bytes_total, k) for x in n])
     compute = T1 / n
     total = np.maximum(compute, comm) if overlap else compute + comm

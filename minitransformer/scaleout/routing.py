@@ -50,10 +50,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minitransformer.scaleout.topology import Topology
+from minitransformer.scaleout.topology import Topology, check_memory, is_int
 
 POLICIES = ("ecmp", "static", "adaptive", "spray")
 CROSS_PLANE = ("pxn_src", "fwd_dst", "multiport")
+ROUTE_BYTES_PER_ROW = 300  # peak memory per sub-flow while routing (tracemalloc: 170-260 B; rounded up)
 _NCOL = 8  # path columns: NVLink out, in (forward before), NIC up, leaf->spine, spine->leaf, NIC down, NVLink out, in (after)
 
 def splitmix64(x) -> np.ndarray:
@@ -73,7 +74,7 @@ def splitmix64(x) -> np.ndarray:
 
 def ecmp_hash(seed: int, *keys) -> np.ndarray:
     """Hash integer arrays (e.g. source port, destination port, flow id) into uint64, mixed with ``seed``."""
-    h = splitmix64(np.uint64(seed & 0xFFFFFFFFFFFFFFFF))
+    h = splitmix64(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF))  # int(): a numpy seed would overflow the mask
     for key in keys:
         h = splitmix64(h ^ np.asarray(key).astype(np.uint64))
     return h
@@ -105,7 +106,9 @@ class Routed:
     path_bytes: np.ndarray | None = None
 
 
-def check_request(topo: Topology, traffic, policy, cross_plane):
+def check_request(topo: Topology, traffic, policy, cross_plane, seed=0):
+    if not is_int(seed):
+        raise ValueError(f"seed={seed!r} must be an int (it seeds the ECMP hash)")
     if policy not in POLICIES:
         raise ValueError(f"policy={policy!r} is not valid; choose one of {', '.join(map(repr, POLICIES))}")
     if cross_plane is None:
@@ -115,6 +118,9 @@ def check_request(topo: Topology, traffic, policy, cross_plane):
     if (cross_plane == "multiport") != (topo.ports_per_gpu > 1):
         raise ValueError("cross_plane='multiport' needs NICs with one port per plane: build the topology with "
                          "ideal_mpft, and use 'pxn_src' or 'fwd_dst' on the others")
+    if not all(hasattr(traffic, a) for a in ("src", "dst", "bytes")):
+        raise ValueError(f"traffic must be a Traffic (src, dst and bytes arrays), got {type(traffic).__name__}; "
+                         "route the phases of a list one at a time: [route(topo, t) for t in phases]")
     src, dst = np.asarray(traffic.src, np.int64), np.asarray(traffic.dst, np.int64)
     w = np.asarray(traffic.bytes, np.float64)
     if not (src.shape == dst.shape == w.shape) or src.ndim != 1:
@@ -213,8 +219,17 @@ def route(topo: Topology, traffic, policy: str = "ecmp", cross_plane: str | None
             an ``ideal_mpft``, ``"pxn_src"`` elsewhere).
         seed: the ECMP hash seed.
         return_paths: keep the (R, 8) path matrix (``spray`` then lists one row per spine).
+
+    ``topo`` is a two-layer fabric (``ft2``, ``mpft``, ``mrft``, ``ideal_mpft``); the
+    three-layer ``ft3_topology`` routes with ``fattree3.route_ft3``.
     """
-    src, dst, w, cross_plane = check_request(topo, traffic, policy, cross_plane)
+    if not isinstance(topo, Topology):
+        raise ValueError(f"route needs a two-layer Topology (ft2, mpft, mrft or ideal_mpft), got "
+                         f"{type(topo).__name__}; route an ft3_topology(k) with fattree3.route_ft3")
+    src, dst, w, cross_plane = check_request(topo, traffic, policy, cross_plane, seed)
+    rows = len(src) * topo.ports_per_gpu * (topo.n_spines if policy == "spray" and return_paths else 1)
+    check_memory(ROUTE_BYTES_PER_ROW * rows, f"routing {len(src):,} flows on {topo.name}",
+                 "route fewer flows" + (", or pass return_paths=False" if return_paths else ""))
     fid = getattr(traffic, "flow_id", None)
     flow_id = np.zeros(len(src), np.int64) if fid is None else np.asarray(fid, np.int64)
     if flow_id.shape != src.shape:

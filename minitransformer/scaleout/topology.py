@@ -57,10 +57,49 @@ PRICE_SWITCH = 85e6 / 1024  # $ per switch (~83.0 k$)
 PRICE_LINK = (9e6 - 96 * PRICE_SWITCH) / 2048  # $ per switch-to-switch link (~503.5 $)
 
 
+MEMORY_LIMIT_GIB = 4.0  # work whose arrays would need more is refused up front (raise it on a bigger machine)
+
+
+def is_int(v) -> bool:
+    """True for Python and numpy ints (not bools, not floats such as 2.0)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
 def check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2 or k % 2:
+    if not is_int(k) or k < 2 or k % 2:
         raise ValueError(f"k={k!r} must be an even int >= 2: a fat-tree switch gives half its ports down, half up")
     return int(k)
+
+
+def check_positive(name: str, v) -> int:
+    if not is_int(v) or v < 1:
+        raise ValueError(f"{name}={v!r} must be a positive int")
+    return int(v)
+
+
+def check_number(name: str, v, hint: str = "", zero: bool = False) -> float:
+    """``v`` as a float if it is a finite number > 0 (>= 0 with ``zero``); else a ValueError naming it."""
+    number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    if not (number and np.isfinite(v) and (v >= 0 if zero else v > 0)):
+        must = "a finite number >= 0" if zero else "a positive, finite number"
+        raise ValueError(f"{name}={v!r} must be {must}{hint}")
+    return float(v)
+
+
+def check_gbps(**rates) -> None:
+    for name, v in rates.items():
+        check_number(name, v, " of GB/s per direction (400 Gb/s InfiniBand is 50)")
+
+
+def memory_limit_bytes() -> float:
+    return MEMORY_LIMIT_GIB * 2 ** 30
+
+
+def check_memory(nbytes: float, what: str, fix: str) -> None:
+    """Refuse, before allocating, work whose arrays would need more than ``MEMORY_LIMIT_GIB``."""
+    if nbytes > memory_limit_bytes():
+        raise ValueError(f"{what} would need about {nbytes / 2 ** 30:,.1f} GiB of memory, more than the "
+                         f"{MEMORY_LIMIT_GIB:g} GiB limit (topology.MEMORY_LIMIT_GIB); {fix}")
 
 
 @dataclass(frozen=True)
@@ -154,8 +193,8 @@ class Topology:
         Routing then avoids it; every other plane is untouched, which is the paper's
         fault-isolation argument (ISCA §5.1.1).
         """
-        if not (0 <= plane < self.planes and 0 <= spine < self.n_spines):
-            raise ValueError(f"no spine {spine} in plane {plane}: planes are 0..{self.planes - 1}, "
+        if not (is_int(plane) and is_int(spine) and 0 <= plane < self.planes and 0 <= spine < self.n_spines):
+            raise ValueError(f"no spine {spine!r} in plane {plane!r}: planes are the ints 0..{self.planes - 1}, "
                              f"spines 0..{self.n_spines - 1}")
         alive = self.spine_alive.copy()
         alive[plane, spine] = False
@@ -198,10 +237,10 @@ def _build(name, k, planes, nodes, G, port_gpu, port_leaf, port_pos, port_plane,
 def _nodes(nodes, per_plane_max, what) -> int:
     if nodes is None:
         return per_plane_max
-    if isinstance(nodes, bool) or not isinstance(nodes, (int, np.integer)) or nodes < 1:
+    if not is_int(nodes) or nodes < 1:
         raise ValueError(f"nodes={nodes!r} must be a positive int (or None for the largest two-layer size)")
     if nodes > per_plane_max:
-        raise ValueError(f"{nodes} nodes need more ports than {what} has ({per_plane_max} per plane); "
+        raise ValueError(f"{nodes} nodes need more ports than {what} has (at most {per_plane_max} nodes); "
                          "use fewer nodes or larger switches (a larger k)")
     return int(nodes)
 
@@ -217,7 +256,8 @@ def mpft(k: int = 64, planes: int = 8, gpus_per_node: int | None = None, nodes: 
         >>> t.n_gpus, t.n_leaves, t.gpu_plane().tolist()[:4]
         (12, 4, [0, 1, 0, 1])
     """
-    k = check_k(k)
+    k, planes = check_k(k), check_positive("planes", planes)
+    check_gbps(nic_gbps=nic_gbps, nvlink_gbps=nvlink_gbps)
     G = planes if gpus_per_node is None else gpus_per_node
     if G != planes:
         raise ValueError(f"an MPFT pairs each GPU with a NIC on its own plane, so gpus_per_node={G} must equal "
@@ -244,7 +284,8 @@ def ideal_mpft(k: int = 64, planes: int = 8, nodes: int | None = None, nic_gbps:
         >>> t.n_ports, t.ports_per_gpu, float(t.capacity[0])
         (16, 2, 25.0)
     """
-    k = check_k(k)
+    k, planes = check_k(k), check_positive("planes", planes)
+    check_gbps(nic_gbps=nic_gbps, nvlink_gbps=nvlink_gbps)
     N = _nodes(nodes, k * k // 2, f"a two-layer fat-tree of {k}-port switches")
     half, G = k // 2, planes
     Lp = -(-N // half)
@@ -262,19 +303,24 @@ def mrft(k: int = 64, rails: int = 8, nodes: int | None = None, nic_gbps: float 
     """Multi-rail fat-tree: rail i's NICs have their own leaves, but all rails share one spine layer.
 
     Cross-rail traffic can therefore go leaf -> spine -> leaf with no NVLink hop.
-    One plane of k-port switches holds k²/2 GPUs: at k=64, 256 nodes of 8.
+    A spine's k ports reach k leaves, so each rail gets k // rails leaves of k/2 nodes;
+    ``nodes=None`` builds that largest size (k²/2 GPUs when rails divides k: at k=64,
+    256 nodes of 8).
 
         >>> t = mrft(8, rails=2)
         >>> t.n_gpus, t.counts()["switches"]
         (32, 12)
+        >>> mrft(64, rails=6).nodes  # 10 leaves of 32 nodes per rail: 4 of the spines' 64 ports stay free
+        320
     """
-    k = check_k(k)
+    k, rails = check_k(k), check_positive("rails", rails)
+    check_gbps(nic_gbps=nic_gbps, nvlink_gbps=nvlink_gbps)
+    if rails > k:
+        raise ValueError(f"rails={rails} need a leaf each, more than the {k} leaves a spine of {k} ports can reach; "
+                         f"use rails <= {k} or larger switches (a larger k)")
     half = k // 2
-    N = _nodes(nodes, k * k // 2 // rails, f"a two-layer fat-tree of {k}-port switches shared by {rails} rails")
-    Lr = -(-N // half)  # leaves per rail
-    if rails * Lr > k:
-        raise ValueError(f"{rails} rails x {Lr} leaves exceed the {k} leaves a spine of {k} ports can reach; "
-                         "use fewer nodes")
+    N = _nodes(nodes, k // rails * half, f"a two-layer fat-tree of {k}-port switches shared by {rails} rails")
+    Lr = -(-N // half)  # leaves per rail (rails·Lr <= k: every leaf reaches every spine)
     gpu = np.arange(N * rails)
     node, local = np.divmod(gpu, rails)
     return _build("mrft", k, 1, N, rails, port_gpu=gpu, port_leaf=local * Lr + node // half, port_pos=node % half,
@@ -289,6 +335,7 @@ def ft2(k: int = 64, endpoints: int | None = None, nic_gbps: float = IB_GBPS) ->
         (96, 2048, 2048)
     """
     k = check_k(k)
+    check_gbps(nic_gbps=nic_gbps)
     half = k // 2
     N = _nodes(endpoints, k * k // 2, f"a two-layer fat-tree of {k}-port switches")
     L = k if endpoints is None else -(-N // half)

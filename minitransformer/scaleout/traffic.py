@@ -38,7 +38,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from minitransformer.scaleout.topology import check_memory, check_number, check_positive, memory_limit_bytes
+
 MODES = ("dedup", "direct")
+ROUTING_BYTES = 28  # peak bytes per (token, expert) score while routing (tracemalloc: 24.5; rounded up)
 
 
 @dataclass
@@ -64,16 +67,14 @@ class Traffic:
         return Traffic(self.dst, self.src, self.bytes * scale, self.flow_id, name or f"{self.name} reversed")
 
 
-def _positive(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name}={v!r} must be a positive int")
-    return int(v)
-
-
 # ---------------------------------------------------------------------- collectives and stress patterns
 def alltoall_uniform(n_gpus: int, msg_bytes: float) -> Traffic:
     """Every GPU sends ``msg_bytes`` to every other GPU (NCCL all-to-all): n(n-1) flows."""
-    n = _positive("n_gpus", n_gpus)
+    n, msg_bytes = check_positive("n_gpus", n_gpus), check_number("msg_bytes", msg_bytes, zero=True)
+    per_pair = 48  # bytes of the n² pairs while building (tracemalloc: 41)
+    check_memory(per_pair * n * n, f"an all-to-all of {n:,} GPUs ({n * (n - 1):,} flows)",
+                 f"use n_gpus <= {int(np.sqrt(memory_limit_bytes() / per_pair)):,}, or a permutation or "
+                 "bisection, which stress the same links with n flows")
     a, b = np.divmod(np.arange(n * n), n)
     keep = a != b
     return Traffic(a[keep], b[keep], np.full(int(keep.sum()), float(msg_bytes)), name="all-to-all")
@@ -94,12 +95,13 @@ def ring_allreduce(nodes: int, gpus_per_node: int, nbytes: float, ring: str = "r
         >>> t.src.tolist(), t.dst.tolist(), float(t.bytes[0])
         ([0, 1, 2, 3, 4, 5, 6, 7], [2, 3, 4, 5, 6, 7, 0, 1], 12.0)
     """
-    N, G = _positive("nodes", nodes), _positive("gpus_per_node", gpus_per_node)
+    N, G = check_positive("nodes", nodes), check_positive("gpus_per_node", gpus_per_node)
+    nbytes = check_number("nbytes", nbytes, zero=True)
     if ring not in ("rail", "flat"):
         raise ValueError(f"ring={ring!r} is not valid; choose 'rail' or 'flat'")
     order = np.arange(N)
     if interleave is not None:
-        h = _positive("interleave", interleave)
+        h = check_positive("interleave", interleave)
         order = np.lexsort((order // h, order % h))  # nodes sorted by position in leaf, then leaf
     succ = np.empty(N, np.int64)
     succ[order] = np.roll(order, -1)  # the next node in the ring order
@@ -120,7 +122,8 @@ def hierarchical_allreduce(nodes: int, gpus_per_node: int, nbytes: float) -> lis
         >>> [len(p) for p in hierarchical_allreduce(2, 4, 8.0)]
         [24, 8, 24]
     """
-    N, G = _positive("nodes", nodes), _positive("gpus_per_node", gpus_per_node)
+    N, G = check_positive("nodes", nodes), check_positive("gpus_per_node", gpus_per_node)
+    nbytes = check_number("nbytes", nbytes, zero=True)
     gpu = np.arange(N * G)
     a, j = np.repeat(gpu, G), np.tile(np.arange(G), N * G)
     b = (a // G) * G + j
@@ -133,8 +136,13 @@ def hierarchical_allreduce(nodes: int, gpus_per_node: int, nbytes: float) -> lis
 
 
 def permutation(n_gpus: int, nbytes: float, seed: int = 0) -> Traffic:
-    """Each GPU sends ``nbytes`` to one other GPU, and each GPU receives from one (a random derangement-like map)."""
-    n = _positive("n_gpus", n_gpus)
+    """Each GPU sends ``nbytes`` to one other GPU, and each GPU receives from one (a random derangement-like map).
+
+    One random cycle through all GPUs, so it needs at least two.
+    """
+    n, nbytes = check_positive("n_gpus", n_gpus), check_number("nbytes", nbytes, zero=True)
+    if n < 2:
+        raise ValueError("a permutation needs n_gpus >= 2: a single GPU has nobody else to send to")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     dst = np.empty(n, np.int64)
@@ -144,7 +152,7 @@ def permutation(n_gpus: int, nbytes: float, seed: int = 0) -> Traffic:
 
 def bisection(n_gpus: int, nbytes: float, seed: int = 0) -> Traffic:
     """A random half of the GPUs sends ``nbytes`` to the other half, one partner each, both ways."""
-    n = _positive("n_gpus", n_gpus)
+    n, nbytes = check_positive("n_gpus", n_gpus), check_number("nbytes", nbytes, zero=True)
     if n % 2:
         raise ValueError(f"bisection needs an even number of GPUs, got {n}")
     perm = np.random.default_rng(seed).permutation(n)
@@ -165,8 +173,8 @@ def moe_routing(n_tokens: int, experts: int = 256, top_k: int = 8, groups: int =
         >>> e.shape, max(len(set(row)) for row in (e // 4).tolist())  # nodes per token (4 experts a node)
         ((5, 4), 2)
     """
-    T, E, K = _positive("n_tokens", n_tokens), _positive("experts", experts), _positive("top_k", top_k)
-    Gn, M = _positive("groups", groups), _positive("max_nodes", max_nodes)
+    T, E, K = check_positive("n_tokens", n_tokens), check_positive("experts", experts), check_positive("top_k", top_k)
+    Gn, M = check_positive("groups", groups), check_positive("max_nodes", max_nodes)
     if E % Gn:
         raise ValueError(f"experts={E} must split evenly over {Gn} nodes")
     if M > Gn:
@@ -175,6 +183,9 @@ def moe_routing(n_tokens: int, experts: int = 256, top_k: int = 8, groups: int =
     per = E // Gn
     if K > M * per:
         raise ValueError(f"top_k={K} experts do not fit on max_nodes={M} nodes of {per} experts each")
+    skew = check_number("skew", skew, " (0: all experts equally popular; larger: a steeper Zipf popularity)", zero=True)
+    check_memory(ROUTING_BYTES * T * E, f"routing {T:,} tokens over {E} experts",
+                 "route fewer tokens (moe_dispatch: pass pool= to draw decisions from a sample)")
     rng = np.random.default_rng(0) if rng is None else rng
     logits = rng.standard_normal((T, E), dtype=np.float32)  # (T, E)
     if skew:
@@ -188,13 +199,24 @@ def moe_routing(n_tokens: int, experts: int = 256, top_k: int = 8, groups: int =
     allowed = np.zeros((T, Gn), bool)
     np.put_along_axis(allowed, keep, True, axis=1)
     masked = np.where(allowed[:, :, None], by_node, -np.inf).reshape(T, E)  # (T, E)
-    return np.argpartition(-masked, K - 1, axis=1)[:, :K]  # (T, K)
+    return np.argpartition(-masked, K - 1, axis=1)[:, :K].copy()  # (T, K) note: a copy frees the (T, E) base
 
 
 def _indicator(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, count: bool = False) -> np.ndarray:
     """(n_rows, n_cols) float32 matrix: 1 where (row, col) occurs (or how often, with ``count``)."""
     m = np.bincount(rows * n_cols + cols, minlength=n_rows * n_cols).reshape(n_rows, n_cols)
     return (m if count else m > 0).astype(np.float32)
+
+
+def _dispatch_memory(Ng, D, En, G, T, experts, n_pat, pool, synthetic, mode) -> float:
+    """Peak bytes of ``moe_dispatch``'s largest arrays (per-element costs measured with tracemalloc, rounded up)."""
+    cols = D + 2 * En  # columns of the pattern matrix and of the per-source counts C
+    nbytes = n_pat * max(ROUTING_BYTES * experts * synthetic, 16 * cols)  # (n_pat, E) scores, then the patterns
+    if pool is not None:  # one chunk of sources: each token's draw, then the (sources, n_pat) counts
+        rows = min(max(1, 1024 // D), Ng) * D
+        nbytes += 4 * n_pat * cols + rows * (16 * T + 12 * n_pat)
+    flows = Ng * (D * (D - 1) if mode == "direct" else D * En + G * G * En)
+    return nbytes + 4 * Ng * D * cols + 80 * flows
 
 
 @dataclass
@@ -246,8 +268,11 @@ def moe_dispatch(nodes: int, gpus_per_node: int = 8, experts: int = 256, top_k: 
         >>> m.copies["dedup"] <= 2 * m.tokens, m.copies["per_expert"] <= 8 * m.tokens
         (True, True)
     """
-    N, G = _positive("nodes", nodes), _positive("gpus_per_node", gpus_per_node)
-    En = N if ep_nodes is None else _positive("ep_nodes", ep_nodes)
+    N, G = check_positive("nodes", nodes), check_positive("gpus_per_node", gpus_per_node)
+    En = N if ep_nodes is None else check_positive("ep_nodes", ep_nodes)
+    experts, hidden = check_positive("experts", experts), check_positive("hidden", hidden)
+    dispatch_bytes = check_number("dispatch_bytes", dispatch_bytes, " (bytes per element: 1 for FP8)")
+    combine_bytes = check_number("combine_bytes", combine_bytes, " (bytes per element: 2 for BF16)")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not valid; choose one of {', '.join(map(repr, MODES))}")
     if N % En:
@@ -255,7 +280,7 @@ def moe_dispatch(nodes: int, gpus_per_node: int = 8, experts: int = 256, top_k: 
     if routing is None and max_nodes > En:
         raise ValueError(f"max_nodes={max_nodes} is larger than the {En} nodes a token can reach; "
                          f"use max_nodes <= {En}")
-    Ng, D, T = N // En, En * G, _positive("tokens_per_gpu", tokens_per_gpu)  # groups, GPUs per group, tokens
+    Ng, D, T = N // En, En * G, check_positive("tokens_per_gpu", tokens_per_gpu)  # groups, GPUs per group, tokens
     if routing is not None:  # the model's own decisions, the same table for every group
         routing, pool = np.asarray(routing), None
         if routing.ndim != 2 or routing.dtype.kind not in "iu" or len(routing) % D or not len(routing):
@@ -269,7 +294,12 @@ def moe_dispatch(nodes: int, gpus_per_node: int = 8, experts: int = 256, top_k: 
         raise ValueError(f"experts={experts} must split evenly over the {D} GPUs of an expert-parallel group")
     per_gpu = experts // D
     rng = np.random.default_rng(seed)
-    n_pat = D * T if pool is None else _positive("pool", pool)
+    n_pat = D * T if pool is None else check_positive("pool", pool)
+    check_memory(_dispatch_memory(Ng, D, En, G, T, experts, n_pat, pool, routing is None, mode),
+                 f"an MoE dispatch of {N * G:,} GPUs x {T:,} tokens ({experts} experts, {D} GPUs per group)",
+                 ("use fewer tokens_per_gpu, a smaller pool" if pool is not None else
+                  "pass pool= (e.g. pool=4096: decisions drawn from 4,096 tokens routed exactly), fewer tokens_per_gpu")
+                 + " or smaller expert-parallel groups (ep_nodes=)")
 
     def pattern_matrix(e):  # e: (n_pat, K) expert ids -> (n_pat, D + 2En) indicators and counts
         rows = np.repeat(np.arange(len(e)), e.shape[1])
