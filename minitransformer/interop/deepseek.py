@@ -210,9 +210,9 @@ def config_to_deepseek(config: ModelConfig, eos_token_id: Optional[int] = None) 
 def config_from_deepseek(hf: dict, source: str = "config.json") -> ModelConfig:
     """Our `ModelConfig` for a DeepSeek-V3 ``config.json`` dict, or a ValueError naming the unsupported field."""
     if hf.get("model_type") != "deepseek_v3":
-        hint = {"llama": " (use llama.load_llama)", "gpt2": " (use gpt2.load_gpt2)"}
+        hint = hf_checkpoint.model_type_hint(hf, {"llama": " (use llama.load_llama)", "gpt2": " (use gpt2.load_gpt2)"})
         raise ValueError(f"{source}: model_type is {hf.get('model_type')!r}; only DeepSeek-V3 checkpoints "
-                         f"('deepseek_v3') are read here{hint.get(hf.get('model_type'), '')}")
+                         f"('deepseek_v3') are read here{hint}")
     hf_checkpoint.check_keys(hf, ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                                   "num_attention_heads"), source)
     get = {**DEFAULTS, **hf}.get
@@ -233,21 +233,22 @@ def config_from_deepseek(hf: dict, source: str = "config.json") -> ModelConfig:
     if not (isinstance(get("qk_rope_head_dim"), int) and get("qk_rope_head_dim") > 0):
         raise ValueError(f"{source}: qk_rope_head_dim={get('qk_rope_head_dim')!r} must be a positive even int "
                          "(the decoupled RoPE channel)")
-    eps = float(hf.get("rms_norm_eps", 1e-6))
+    eps = hf_checkpoint.number(hf, "rms_norm_eps", LATENT_EPS, source)
     if eps != LATENT_EPS:
         raise ValueError(f"{source}: rms_norm_eps={eps} is not supported; DeepSeek-V3's latent norms use a fixed "
                          f"{LATENT_EPS} and ours share one epsilon, so only rms_norm_eps={LATENT_EPS} is exact")
     if not isinstance(get("rope_interleave"), bool):
         raise ValueError(f"{source}: rope_interleave={get('rope_interleave')!r} must be true or false")
+    rope_base = hf_checkpoint.rope_base_of(hf, source)  # these two raise errors naming the file themselves
+    init_std = hf_checkpoint.number(hf, "initializer_range", 0.02, source)
     try:
         return ModelConfig(
             vocab_size=hf["vocab_size"], context_length=hf.get("max_position_embeddings", 4096), d_model=width,
             n_layers=n_layers, n_heads=heads, d_ff=hf["intermediate_size"], attention="mla",
             positional="rope", rope_style="interleaved" if get("rope_interleave") else "half",
-            rope_base=hf_checkpoint.rope_base_of(hf, source), d_latent=get("kv_lora_rank"),
+            rope_base=rope_base, d_latent=get("kv_lora_rank"),
             d_latent_q=get("q_lora_rank"), d_rope=get("qk_rope_head_dim"), **ffn, norm="rmsnorm",
-            tie_embeddings=hf.get("tie_word_embeddings", False), bias=False, norm_eps=eps,
-            init_std=float(hf.get("initializer_range", 0.02)))
+            tie_embeddings=hf.get("tie_word_embeddings", False), bias=False, norm_eps=eps, init_std=init_std)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: {exc}") from None
 
@@ -305,18 +306,20 @@ def load_deepseek_v3(path: PathLike) -> GPT:
     return GPT(config, params=params_from_deepseek(tensors, config, weights_path))
 
 
-def export_deepseek_v3(model: GPT, path: PathLike, eos_token_id: Optional[int] = None) -> Path:
+def export_deepseek_v3(model: GPT, path: PathLike, eos_token_id: Optional[int] = None, tokenizer=None) -> Path:
     """Write ``model`` as a DeepSeek-V3 checkpoint directory (``DeepseekV3ForCausalLM.from_pretrained`` loads it).
 
-    A new directory appears whole (built aside, then renamed); in an existing one each
-    file is replaced atomically.
+    The directory is written as one unit by `hf_checkpoint.write_dir`: a new one appears
+    whole, an existing one is replaced whole (what happens to its other files is said there).
+    ``tokenizer`` (a `Tokenizer`), if given, is written with it as ``tokenizer.json``.
 
     Raises:
-        ValueError: if the model uses a variant DeepSeek-V3 cannot express (named in the message).
+        ValueError: if the model uses a variant DeepSeek-V3 cannot express (named in the message), or
+            ``path`` cannot be a checkpoint directory (a file, a missing parent).
     """
     check_deepseek_compatible(model.config)
     if eos_token_id is not None and not (isinstance(eos_token_id, int) and 0 <= eos_token_id < model.config.vocab_size):
         raise ValueError(f"eos_token_id={eos_token_id!r} must be an id of the vocabulary "
                          f"0..{model.config.vocab_size - 1}")
     tensors = params_to_deepseek(model.params, model.config)
-    return hf_checkpoint.write_dir(path, config_to_deepseek(model.config, eos_token_id), tensors)
+    return hf_checkpoint.write_dir(path, config_to_deepseek(model.config, eos_token_id), tensors, tokenizer)

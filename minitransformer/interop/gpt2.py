@@ -40,18 +40,16 @@ Learners"; the names are those of ``transformers``' ``modeling_gpt2.py``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from ..core.config import ModelConfig
-from ..core.fileio import PathLike, atomic_write
+from ..core.fileio import PathLike
 from ..core.tree import flatten, unflatten_like
 from ..model import GPT, init_params
 from . import hf_checkpoint
-from . import safetensors as safetensors_io
 
 # --------------------------------------------------------------------------- the name table
 # One row per GPT-2 tensor: its name, its shape, our name(s) for it, and how the values map.
@@ -131,13 +129,14 @@ def config_from_gpt2(hf: dict, source: str = "config.json") -> ModelConfig:
     for key, value in unsupported.items():
         if hf.get(key, value) != value:
             raise bad(f"{key}={hf[key]!r} is not supported (only {value!r}, as in GPT-2)")
+    eps, init_std, dropout = (hf_checkpoint.number(hf, key, default, source) for key, default in
+                              (("layer_norm_epsilon", 1e-5), ("initializer_range", 0.02), ("resid_pdrop", 0.0)))
     try:
         return ModelConfig(
             vocab_size=hf["vocab_size"], context_length=hf.get("n_positions", hf.get("n_ctx", 1024)),
             d_model=hf["n_embd"], n_layers=hf["n_layer"], n_heads=hf["n_head"], d_ff=hf.get("n_inner"),
             positional="learned", norm="layernorm", ffn="gelu", attention="mha", tie_embeddings=True, bias=True,
-            norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)), init_std=float(hf.get("initializer_range", 0.02)),
-            dropout=float(hf.get("resid_pdrop", 0.0)),  # note: training only; we have no attention dropout
+            norm_eps=eps, init_std=init_std, dropout=dropout,  # note: dropout is for training; no attention dropout
         )
     except (TypeError, ValueError) as exc:  # a size of the wrong type or value, named by ModelConfig
         raise bad(str(exc)) from None
@@ -262,28 +261,26 @@ def params_to_gpt2(params: dict, config: ModelConfig) -> dict[str, np.ndarray]:
     return out
 
 
-def export_gpt2(model: GPT, path: PathLike, eos_token_id: Optional[int] = None) -> Path:
+def export_gpt2(model: GPT, path: PathLike, eos_token_id: Optional[int] = None, tokenizer=None) -> Path:
     """Write ``model`` as a GPT-2 checkpoint directory that ``transformers`` loads.
 
     ``GPT2LMHeadModel.from_pretrained(path)`` then gives the same logits and the same
-    greedy continuations as ``model``. The directory is created if needed; each file is
-    written atomically.
+    greedy continuations as ``model``. The directory is written as one unit by
+    `hf_checkpoint.write_dir`: a new one appears whole, an existing one is replaced
+    whole (what happens to its other files is said there); its parent must exist.
 
     Args:
         eos_token_id: the id of the end-of-text token (e.g. ``tok.special_tokens["<|endoftext|>"]``),
             written as ``bos_token_id``/``eos_token_id`` so that ``generate`` stops at it.
+        tokenizer: a `Tokenizer`, also written, as the ``tokenizer.json`` that ``transformers`` reads.
 
     Raises:
-        ValueError: if the model uses a variant GPT-2 cannot express (named in the message).
+        ValueError: if the model uses a variant GPT-2 cannot express (named in the message), or
+            ``path`` cannot be a checkpoint directory (a file, a missing parent).
     """
     check_gpt2_compatible(model.config)
     if eos_token_id is not None and not (isinstance(eos_token_id, int) and 0 <= eos_token_id < model.config.vocab_size):
         raise ValueError(f"eos_token_id={eos_token_id!r} must be an id of the vocabulary "
                          f"0..{model.config.vocab_size - 1}")
     tensors = params_to_gpt2(model.params, model.config)
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    # transformers refuses a safetensors file without {"format": "pt"} in its metadata
-    safetensors_io.save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
-    atomic_write(folder / "config.json", json.dumps(config_to_gpt2(model.config, eos_token_id), indent=2) + "\n")
-    return folder
+    return hf_checkpoint.write_dir(path, config_to_gpt2(model.config, eos_token_id), tensors, tokenizer)

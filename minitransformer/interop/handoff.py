@@ -26,7 +26,6 @@ never by the rest of the package.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -35,29 +34,30 @@ from typing import Optional
 import numpy as np
 
 from ..model import GPT
+from . import hf_checkpoint
 from .gpt2 import export_gpt2, load_gpt2
 from .llama import export_llama, load_llama
 
 FORMATS = {"llama": (export_llama, load_llama), "gpt2": (export_gpt2, load_gpt2)}
 
 
-def export(model: GPT, fmt: str, out, eos_token_id: Optional[int] = None) -> Path:
-    """Write ``model`` as a ``transformers`` checkpoint directory in format ``fmt`` ("llama" or "gpt2")."""
+def export(model: GPT, fmt: str, out, eos_token_id: Optional[int] = None, tokenizer=None) -> Path:
+    """Write ``model`` (and ``tokenizer``, if given) as a ``transformers`` checkpoint directory in format
+    ``fmt`` ("llama" or "gpt2"), as one unit (`hf_checkpoint.write_dir`)."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not known; choose one of {sorted(FORMATS)}")
-    return FORMATS[fmt][0](model, out, eos_token_id=eos_token_id)
+    return FORMATS[fmt][0](model, out, eos_token_id=eos_token_id, tokenizer=tokenizer)
 
 
 def export_checkpoint(checkpoint, fmt: str, out, tokenizer=None) -> Path:
     """A ``model.npz`` written as a ``transformers`` folder; with ``tokenizer`` (its tokenizer.json), that too.
 
-    The tokenizer is checked against the one the checkpoint records, written as the
-    ``tokenizer.json`` that ``PreTrainedTokenizerFast(tokenizer_file=...)`` reads, and its
-    ``<|endoftext|>`` id becomes the config's ``eos_token_id`` so that ``generate`` stops there.
+    The tokenizer is checked against the one the checkpoint records, written (in the same
+    atomic unit as the weights) as the ``tokenizer.json`` that ``PreTrainedTokenizerFast(tokenizer_file=...)``
+    reads, and its ``<|endoftext|>`` id becomes the config's ``eos_token_id`` so that ``generate`` stops there.
     """
     from ..tokenizer import Tokenizer
     from ..training.checkpoint import check_tokenizer, model_from_checkpoint, read_checkpoint
-    from .hf_tokenizer import export_hf_tokenizer
 
     meta, arrays = read_checkpoint(checkpoint)
     model = model_from_checkpoint(meta, arrays, checkpoint)
@@ -66,10 +66,7 @@ def export_checkpoint(checkpoint, fmt: str, out, tokenizer=None) -> Path:
         tok = Tokenizer.load(tokenizer)
         check_tokenizer(meta, tok, checkpoint)
     eos = None if tok is None else tok.special_tokens.get("<|endoftext|>")
-    path = export(model, fmt, out, eos_token_id=eos)
-    if tok is not None:
-        export_hf_tokenizer(tok, Path(path) / "tokenizer.json")
-    return path
+    return export(model, fmt, out, eos_token_id=eos, tokenizer=tok)
 
 
 def load_back(path) -> GPT:
@@ -77,8 +74,8 @@ def load_back(path) -> GPT:
     config_path = Path(path) / "config.json"
     if not config_path.exists():
         raise ValueError(f"no config.json in {path}: pass the folder save_pretrained wrote")
-    model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    if model_type not in FORMATS:
+    model_type = hf_checkpoint.read_config(config_path).get("model_type")
+    if not isinstance(model_type, str) or model_type not in FORMATS:
         raise ValueError(f"{config_path} has model_type {model_type!r}; numpy loads {sorted(FORMATS)}")
     return FORMATS[model_type][1](path)
 

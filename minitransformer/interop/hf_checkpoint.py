@@ -19,14 +19,22 @@ A table row is ``(hf_name, hf_shape, our_name, how)``:
   ``"same"`` (the same array) and ``"T"`` (a transpose: we store a linear layer as
   (in, out) and compute ``x @ W``; PyTorch's ``nn.Linear`` stores (out, in)).
 
-Writing: a new directory is built as a temporary sibling and renamed into place
-(one atomic unit: a kill at any instant leaves no directory or the whole one).
-An existing directory (it may hold a tokenizer too) gets each file replaced
-atomically, the weights first, then the config that describes them.
+Writing (`write_dir`): the whole directory is built as a temporary sibling
+(``.NAME.*.tmp``) and renamed into place, so the files of one export appear
+together: a new directory appears whole or not at all. An existing one is
+replaced as a unit: it is renamed aside (``.NAME.*.old``), the new one renamed
+in, and the old one removed; if the second rename fails the old one is put back.
+(A kill between the two renames leaves the old directory under its ``.old`` name.)
+The new directory keeps copies of the old one's other files (hard links where the
+filesystem allows), except the files of a ``transformers`` model that this export
+does not rewrite (`MODEL_FILES`: ``generation_config.json``, sharded or pickled
+weights, ...), which would describe the old model; the old tokenizer's files
+(`TOKENIZER_FILES`) are kept unless a tokenizer is exported with the model.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -37,9 +45,15 @@ from typing import Callable
 import numpy as np
 
 from ..core.fileio import PathLike, atomic_write, current_umask
+from . import hf_tokenizer
 from . import safetensors as safetensors_io
 
-CONFIG, WEIGHTS = "config.json", "model.safetensors"
+CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
+# the files of a transformers model and of its tokenizer (glob patterns): what an export replaces
+MODEL_FILES = (CONFIG, WEIGHTS, "generation_config.json", "model.safetensors.index.json", "model-*-of-*.safetensors",
+               "pytorch_model*.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+TOKENIZER_FILES = (TOKENIZER, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+                   "merges.txt", "tokenizer.model", "chat_template.jinja")
 Transform = tuple[Callable, Callable]  # (export: ours -> transformers, import: transformers -> ours)
 TRANSFORMS: dict[str, Transform] = {
     "same": (lambda a: a, lambda a: a),
@@ -80,13 +94,22 @@ def read_dir(path: PathLike, kind: str) -> tuple[dict, dict[str, np.ndarray], st
             hint = ""
         raise ValueError(f"no {WEIGHTS} in {folder}.{hint} Write one file with transformers first: "
                          "from_pretrained(dir).save_pretrained(dir, max_shard_size='100GB').")
+    hf_config = read_config(config_path)
+    return hf_config, safetensors_io.load_file(weights_path), str(config_path), str(weights_path)
+
+
+def read_config(config_path: Path) -> dict:
+    """The JSON object in ``config_path`` (a ``config.json``), or a ValueError naming the file and the fault."""
+    if config_path.is_dir():
+        raise ValueError(f"{config_path} is a directory, not a file; {CONFIG} must be the model's JSON config")
     try:
         hf_config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{config_path} is not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{config_path} is not valid JSON ({type(exc).__name__}: {exc}); write it again, e.g. "
+                         "with transformers' save_pretrained") from None
     if not isinstance(hf_config, dict):
         raise ValueError(f"{config_path}: must hold a JSON object, got {type(hf_config).__name__}")
-    return hf_config, safetensors_io.load_file(weights_path), str(config_path), str(weights_path)
+    return hf_config
 
 
 def check_keys(hf_config: dict, required: tuple, source: str) -> None:
@@ -94,6 +117,20 @@ def check_keys(hf_config: dict, required: tuple, source: str) -> None:
     missing = [k for k in required if k not in hf_config]
     if missing:
         raise ValueError(f"{source}: missing keys {missing}")
+
+
+def number(hf: dict, key: str, default: float, source: str) -> float:
+    """``hf[key]`` (``default`` when absent) as a float, or a ValueError if it is not a number."""
+    value = hf.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{source}: {key}={value!r} must be a number, not {type(value).__name__}")
+    return float(value)
+
+
+def model_type_hint(hf: dict, hints: dict) -> str:
+    """The hint for ``config.json``'s ``model_type`` ("" for an unknown one, or one that is not a string)."""
+    model_type = hf.get("model_type")
+    return hints.get(model_type, "") if isinstance(model_type, str) else ""
 
 
 def rope_base_of(hf: dict, source: str) -> float:
@@ -168,28 +205,85 @@ def export_tensors(table_rows, flat: dict, transforms: dict) -> dict[str, np.nda
     return out
 
 
-def write_dir(path: PathLike, hf_config: dict, tensors: dict[str, np.ndarray]) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``path`` (see the module docstring)."""
+def write_dir(path: PathLike, hf_config: dict, tensors: dict[str, np.ndarray], tokenizer=None) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and, with ``tokenizer`` (a `Tokenizer`), its
+    ``tokenizer.json`` into the directory ``path``, as one unit (see the module docstring).
+
+    Raises:
+        ValueError: if ``path`` is a file, is the current directory (or holds it), or its parent is missing.
+        OSError: the disk refused a write; the directory at ``path`` is then as it was.
+    """
     folder = Path(path)
-    config_text = json.dumps(hf_config, indent=2) + "\n"
-    # transformers refuses a safetensors file without {"format": "pt"} in its metadata
-    metadata = {"format": "pt"}
-    if folder.exists():
-        if not folder.is_dir():
-            raise ValueError(f"{folder} exists and is not a directory; choose a directory for the checkpoint")
-        safetensors_io.save_file(tensors, folder / WEIGHTS, metadata=metadata)
-        atomic_write(folder / CONFIG, config_text)
-        return folder
-    parent = folder.parent if str(folder.parent) else Path(".")
-    if not parent.is_dir():
-        raise ValueError(f"cannot write {folder}: directory {parent} does not exist; create it first")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=parent))
+    files = {  # everything is encoded (and checked) before anything is written
+        # transformers refuses a safetensors file without {"format": "pt"} in its metadata
+        WEIGHTS: safetensors_io.to_bytes(tensors, metadata={"format": "pt"}),
+        CONFIG: json.dumps(hf_config, indent=2) + "\n",
+    }
+    if tokenizer is not None:
+        files[TOKENIZER] = hf_tokenizer.tokenizer_json(tokenizer)
+    old = _existing_directory(folder)
+    target = old or folder
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        safetensors_io.save_file(tensors, tmp / WEIGHTS, metadata=metadata)
-        atomic_write(tmp / CONFIG, config_text)
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes the directory private (0700)
-        os.rename(tmp, folder)  # note: fails (and cleans up) if someone created the folder meanwhile
+        for name, data in files.items():
+            atomic_write(tmp / name, data)
+        if old is None:
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes the directory private (0700)
+            os.rename(tmp, target)  # note: fails (and cleans up) if someone created the folder meanwhile
+        else:
+            replaced = MODEL_FILES + (TOKENIZER_FILES if tokenizer is not None else ())
+            _copy_others(old, tmp, replaced)
+            shutil.copymode(old, tmp)
+            _swap(old, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _existing_directory(folder: Path):
+    """The resolved path of the existing directory ``folder``, None if there is none (and its parent exists)."""
+    if not folder.exists():
+        parent = folder.parent if str(folder.parent) else Path(".")
+        if not parent.is_dir():
+            raise ValueError(f"cannot write {folder}: directory {parent} does not exist; create it first")
+        return None
+    if not folder.is_dir():
+        raise ValueError(f"{folder} exists and is not a directory; choose a directory for the checkpoint")
+    resolved = folder.resolve()  # a symlink to a directory: the directory it points to is replaced
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+        raise ValueError(f"cannot write a checkpoint into {folder}: an export replaces the whole directory, and "
+                         "this one is (or holds) the current directory; give a subdirectory, e.g. "
+                         f"{folder / 'checkpoint'}")
+    return resolved
+
+
+def _copy_others(old: Path, new: Path, replaced: tuple) -> None:
+    """Copy into ``new`` the entries of ``old`` that match none of the patterns ``replaced``: hard links
+    where possible, so a large file costs nothing."""
+    for entry in sorted(old.iterdir()):
+        if any(fnmatch.fnmatch(entry.name, pattern) for pattern in replaced):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, new / entry.name, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, new / entry.name)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except (OSError, NotImplementedError):  # another filesystem, or one without hard links
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _swap(old: Path, new: Path) -> None:
+    """Put the directory ``new`` in the place of ``old``: ``old`` aside, ``new`` in, ``old`` removed."""
+    aside = new.with_suffix(".old")
+    os.rename(old, aside)
+    try:
+        os.rename(new, old)
+    except BaseException:
+        os.rename(aside, old)  # put the old directory back
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

@@ -120,13 +120,20 @@ def to_hf_dict(tok: Tokenizer) -> dict:
     }
 
 
+def tokenizer_json(tok: Tokenizer) -> str:
+    """The text of ``tok``'s ``tokenizer.json`` (what `export_hf_tokenizer` writes)."""
+    if not isinstance(tok, Tokenizer):
+        raise ValueError(f"a tokenizer.json export takes a Tokenizer, got {type(tok).__name__}")
+    return json.dumps(to_hf_dict(tok), ensure_ascii=False, indent=1) + "\n"
+
+
 def export_hf_tokenizer(tok: Tokenizer, path: PathLike) -> Path:
     """Write ``tok`` as a Hugging Face ``tokenizer.json`` (atomically). Returns the path.
 
     Load it with ``tokenizers.Tokenizer.from_file(path)``, or in ``transformers`` with
     ``PreTrainedTokenizerFast(tokenizer_file=path)``. Special tokens are matched
     wherever they appear in the text (as ``allowed_special="all"`` does here).
+    To write it inside a checkpoint folder, pass ``tokenizer=`` to the export
+    (`gpt2.export_gpt2`, ...): the folder then appears with it, as one unit.
     """
-    if not isinstance(tok, Tokenizer):
-        raise ValueError(f"export_hf_tokenizer takes a Tokenizer, got {type(tok).__name__}")
-    return atomic_write(path, json.dumps(to_hf_dict(tok), ensure_ascii=False, indent=1) + "\n")
+    return atomic_write(path, tokenizer_json(tok))

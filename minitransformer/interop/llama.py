@@ -176,9 +176,10 @@ def config_to_llama(config: ModelConfig, eos_token_id: Optional[int] = None) -> 
 def config_from_llama(hf: dict, source: str = "config.json", rope_style: str = "half") -> ModelConfig:
     """Our `ModelConfig` for a Llama ``config.json`` dict, or a ValueError naming the unsupported field."""
     if hf.get("model_type") != "llama":
-        hint = {"deepseek_v3": " (use deepseek.load_deepseek_v3)", "gpt2": " (use gpt2.load_gpt2)"}
+        hint = hf_checkpoint.model_type_hint(hf, {"deepseek_v3": " (use deepseek.load_deepseek_v3)",
+                                                  "gpt2": " (use gpt2.load_gpt2)"})
         raise ValueError(f"{source}: model_type is {hf.get('model_type')!r}; only Llama checkpoints ('llama') "
-                         f"are read here{hint.get(hf.get('model_type'), '')}")
+                         f"are read here{hint}")
     hf_checkpoint.check_keys(hf, ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                                   "num_attention_heads"), source)
     if rope_style not in ROPE_STYLES:
@@ -187,7 +188,8 @@ def config_from_llama(hf: dict, source: str = "config.json", rope_style: str = "
         raise ValueError(f"{source}: hidden_act={hf['hidden_act']!r} is not supported; SwiGLU here uses 'silu'")
     heads, width = hf["num_attention_heads"], hf["hidden_size"]
     head_dim = hf.get("head_dim")
-    if head_dim is not None and (not isinstance(heads, int) or heads * head_dim != width):
+    if head_dim is not None and (not isinstance(heads, int) or not isinstance(head_dim, int)
+                                 or heads * head_dim != width):
         raise ValueError(f"{source}: head_dim={head_dim} with num_attention_heads={heads} is not "
                          f"hidden_size={width}; here a head is always hidden_size / num_attention_heads wide")
     bias = hf.get("attention_bias", False)
@@ -195,15 +197,17 @@ def config_from_llama(hf: dict, source: str = "config.json", rope_style: str = "
     if hf.get("mlp_bias", False) != bias:
         raise ValueError(f"{source}: attention_bias={bias!r} and mlp_bias={hf.get('mlp_bias')!r} differ; here "
                          "one switch (bias) gives both attention and MLP biases or neither")
+    rope_base = hf_checkpoint.rope_base_of(hf, source)  # these three raise errors naming the file themselves
+    eps = hf_checkpoint.number(hf, "rms_norm_eps", 1e-6, source)
+    init_std = hf_checkpoint.number(hf, "initializer_range", 0.02, source)
     try:
         return ModelConfig(
             vocab_size=hf["vocab_size"], context_length=hf.get("max_position_embeddings", 2048), d_model=width,
             n_layers=hf["num_hidden_layers"], n_heads=heads, n_kv_heads=kv if kv != heads else None,
-            d_ff=hf["intermediate_size"], positional="rope", rope_style=rope_style,
-            rope_base=hf_checkpoint.rope_base_of(hf, source), attention="mha", ffn="swiglu", norm="rmsnorm",
+            d_ff=hf["intermediate_size"], positional="rope", rope_style=rope_style, rope_base=rope_base,
+            attention="mha", ffn="swiglu", norm="rmsnorm",
             tie_embeddings=hf.get("tie_word_embeddings", False),  # note: LlamaConfig's default is untied
-            bias=bias, norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-            init_std=float(hf.get("initializer_range", 0.02)))
+            bias=bias, norm_eps=eps, init_std=init_std)
     except (TypeError, ValueError) as exc:  # a size of the wrong type or value, named by ModelConfig
         raise ValueError(f"{source}: {exc}") from None
 
@@ -255,22 +259,24 @@ def load_llama(path: PathLike, rope_style: str = "half") -> GPT:
     return GPT(config, params=params_from_llama(tensors, config, weights_path))
 
 
-def export_llama(model: GPT, path: PathLike, eos_token_id: Optional[int] = None) -> Path:
+def export_llama(model: GPT, path: PathLike, eos_token_id: Optional[int] = None, tokenizer=None) -> Path:
     """Write ``model`` as a Llama checkpoint directory (``LlamaForCausalLM.from_pretrained`` loads it).
 
-    A new directory appears whole (built aside, then renamed); in an existing one each
-    file is replaced atomically.
+    The directory is written as one unit by `hf_checkpoint.write_dir`: a new one appears
+    whole, an existing one is replaced whole (what happens to its other files is said there).
 
     Args:
         eos_token_id: the id of the end-of-text token, written as ``bos_token_id`` and
             ``eos_token_id`` so that ``generate`` stops at it.
+        tokenizer: a `Tokenizer`, also written, as the ``tokenizer.json`` that ``transformers`` reads.
 
     Raises:
-        ValueError: if the model uses a variant Llama cannot express (named in the message).
+        ValueError: if the model uses a variant Llama cannot express (named in the message), or
+            ``path`` cannot be a checkpoint directory (a file, a missing parent).
     """
     check_llama_compatible(model.config)
     if eos_token_id is not None and not (isinstance(eos_token_id, int) and 0 <= eos_token_id < model.config.vocab_size):
         raise ValueError(f"eos_token_id={eos_token_id!r} must be an id of the vocabulary "
                          f"0..{model.config.vocab_size - 1}")
     tensors = params_to_llama(model.params, model.config)
-    return hf_checkpoint.write_dir(path, config_to_llama(model.config, eos_token_id), tensors)
+    return hf_checkpoint.write_dir(path, config_to_llama(model.config, eos_token_id), tensors, tokenizer)

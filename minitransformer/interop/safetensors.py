@@ -152,16 +152,20 @@ def _parse_header(path, raw: bytes) -> tuple[dict, dict]:
         raise _bad(path, "its header is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise _bad(path, f"its header is not valid JSON ({exc})") from None
+    except RecursionError:  # e.g. thousands of nested [ : no header is nested deeper than three levels
+        raise _bad(path, "its header is nested too deeply to be a safetensors header") from None
     if not isinstance(header, dict):
         raise _bad(path, f"its header must be a JSON object, got {type(header).__name__}")
-    metadata = header.pop("__metadata__", None) or {}
-    if not (isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
-        raise _bad(path, '"__metadata__" must map strings to strings')
+    metadata = header.pop("__metadata__", None)
+    metadata = {} if metadata is None else metadata  # null: no metadata, as the reference reader takes it
+    if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise _bad(path, f'"__metadata__" must be a JSON object that maps strings to strings (like '
+                         f'{{"format": "pt"}}), got {metadata!r:.80}')
     for name, info in header.items():
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise _bad(path, f"tensor {name!r} must have exactly the keys dtype, shape, data_offsets; got {info!r}")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in DTYPES and dtype not in READ_ONLY_DTYPES:
+        if not isinstance(dtype, str) or (dtype not in DTYPES and dtype not in READ_ONLY_DTYPES):
             raise _bad(path, f"tensor {name!r} has dtype {dtype!r}, which is not supported; supported: "
                              f"{', '.join(list(DTYPES) + list(READ_ONLY_DTYPES))}")
         if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):

@@ -182,9 +182,15 @@ def _parse_metadata(path: Path, arrays: dict) -> dict:
         raise _bad(path, f"its metadata is not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise _bad(path, f'its metadata does not say "format": {CHECKPOINT_FORMAT!r}')
-    if meta.get("version") != CHECKPOINT_VERSION:
-        raise _bad(path, f"it has checkpoint version {meta.get('version')!r}; this minitransformer reads version "
+    version = meta.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > CHECKPOINT_VERSION:
+        raise _bad(path, f"it has checkpoint version {version}, written by a newer minitransformer; this one reads "
+                         f"version {CHECKPOINT_VERSION}: upgrade minitransformer to load it")
+    if version != CHECKPOINT_VERSION:
+        raise _bad(path, f"it has checkpoint version {version!r}; this minitransformer reads version "
                          f"{CHECKPOINT_VERSION}")
+    if not isinstance(meta.get("weights_only", False), bool):
+        raise _bad(path, f"its metadata's weights_only={meta['weights_only']!r} must be true or false")
     required = ["model_config", "sha256", "weights_only"] + ([] if meta.get("weights_only") else list(TRAINING_FIELDS))
     missing = [k for k in required if k not in meta]
     if missing:
