@@ -19,6 +19,7 @@ import numpy as np
 
 from . import embedding
 from .core import cores, nn
+from .core.values import is_int
 from .feedforward import output
 
 
@@ -40,11 +41,10 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
         raise ValueError(f"the prompt is empty (shape {ids.shape}): give at least one token (e.g. the "
                          "<|endoftext|> id)")
     ids = embedding.check_ids(ids, model.config.vocab_size)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+    if not is_int(max_new_tokens) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
     max_new_tokens = int(max_new_tokens)
-    if not (seed is None or isinstance(seed, np.random.Generator) or
-            (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):
+    if not (seed is None or isinstance(seed, np.random.Generator) or (is_int(seed) and seed >= 0)):
         raise ValueError(f"seed must be a non-negative int, a numpy Generator or None, got {seed!r}")
     L = model.config.context_length
     if not crop and ids.shape[1] + max_new_tokens > L:

@@ -6,6 +6,7 @@
 - `registry`: variants of a stage by name (the config validates names through it);
 - `tree`: the parameter tree and its dotted names;
 - `fileio`: atomic writes;
+- `values`: what argument checks count as an int or a number;
 - `memory`: reuse of freed numpy temporaries.
 
 Nothing here imports a stage: dependencies point from the stages to the mechanics.

@@ -22,9 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
-
 from . import registry
+from .values import is_number
 
 ROPE_STYLES = ("half", "interleaved")
 NORM = ("layernorm", "rmsnorm")
@@ -166,10 +165,10 @@ class ModelConfig:
             raise ValueError(f"RoPE rotates pairs of dimensions, so d_head={self.d_head} must be even")
         if self.positional == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"sinusoidal encoding pairs sin and cos, so d_model={self.d_model} must be even")
-        if not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
+        if not (is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout={self.dropout!r} must be a number in [0, 1)")
         for name in ("norm_eps", "init_std", "rope_base"):
-            if not (_is_number(getattr(self, name)) and 0 < getattr(self, name) < math.inf):
+            if not (is_number(getattr(self, name)) and 0 < getattr(self, name) < math.inf):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a finite positive number")
         for name in ("tie_embeddings", "bias"):
             if not isinstance(getattr(self, name), bool):
@@ -246,7 +245,7 @@ class ModelConfig:
             raise ValueError(f"normalize_gates={self.normalize_gates!r} must be True or False")
         for name in ("routed_scaling", "balance_speed", "balance_loss"):
             v = getattr(self, name)
-            if not _is_number(v) or not 0 <= v < math.inf or (name == "routed_scaling" and v == 0):
+            if not is_number(v) or not 0 <= v < math.inf or (name == "routed_scaling" and v == 0):
                 raise ValueError(f"{name}={v!r} must be a finite number " + ("> 0" if name == "routed_scaling" else ">= 0"))
 
     def dense_layer_config(self) -> "ModelConfig":
@@ -348,11 +347,6 @@ MOE_FIELDS = ("n_experts", "n_shared_experts", "experts_per_token", "n_expert_gr
 def _dense_layer_config(config: ModelConfig) -> ModelConfig:
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name in MOE_FIELDS}
     return config.replace(**defaults, ffn=config.dense_ffn)
-
-
-def _is_number(value) -> bool:
-    """A real number (int, float or a numpy scalar), not a bool or a string."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _positive_int(name: str, value) -> None:

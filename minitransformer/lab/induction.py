@@ -25,6 +25,7 @@ import numpy as np
 
 from ..core import nn
 from ..core.config import ModelConfig
+from ..core.values import is_int, is_number
 from ..model import GPT
 from ..training.optimizer import AdamW, clip_grad_norm
 from .detectors import head_scores, repeated_random_tokens
@@ -112,11 +113,10 @@ def train_induction(steps: int = 600, batch: int = 64, lr: float = 1e-3, eval_ev
     """
     for name, value, least in (("steps", steps, 1), ("batch", batch, 1), ("eval_batch", eval_batch, 1),
                                ("eval_every", eval_every, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        if not is_int(value) or value < least:
             what = "a positive int" if least else "an int >= 0 (0: score only at the end)"
             raise ValueError(f"{name}={value!r} must be {what}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
-            or not (math.isfinite(lr) and lr > 0):
+    if not (is_number(lr) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr={lr!r} must be a finite number > 0, e.g. 1e-3")
     config = config or attention_only_config()
     if config.ffn != "none":

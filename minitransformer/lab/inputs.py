@@ -10,6 +10,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..core.values import is_int
+
 SAME_LENGTH = "clean and corrupted prompts must have the same number of tokens (pad or pick a same-length corruption)"
 
 
@@ -77,7 +79,7 @@ def check_token_ids(ids, name: str, vocab_size: Optional[int] = None, one: bool 
 
 def check_position(position, T: int) -> int:
     """Return ``position`` if it indexes one of T positions (-1 is the last), else refuse it."""
-    if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not -T <= position < T:
+    if not is_int(position) or not -T <= position < T:
         raise ValueError(f"position={position!r} must be an int in -{T}..{T - 1}: the prompt has {T} positions "
                          "(-1 is the last)")
     return int(position)

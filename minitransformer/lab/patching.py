@@ -30,6 +30,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..core.values import is_int
 from ..trace import ActivationCache, run_with_cache, run_with_hooks
 from .inputs import check_ids, check_pair, check_position, check_same_shape, check_token_ids
 
@@ -53,7 +54,7 @@ class LogitDiff:
     def __init__(self, correct, incorrect, position: int = -1):
         check_token_ids(correct, "correct")  # the vocabulary's size is checked when applied
         check_token_ids(incorrect, "incorrect")
-        if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
+        if not is_int(position):
             raise ValueError(f"position={position!r} must be an int (-1 is the last position)")
         self.correct, self.incorrect, self.position = correct, incorrect, int(position)
 

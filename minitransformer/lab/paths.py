@@ -39,6 +39,7 @@ from typing import Optional
 import numpy as np
 
 from ..core import registry
+from ..core.values import is_int
 from ..model import norm_forward
 from ..trace import run_with_cache, run_with_hooks
 from .inputs import check_ids, check_pair, check_same_shape
@@ -62,7 +63,7 @@ def _check_head(model, pair, what: str, alternative: str = "") -> tuple[int, int
     L, H = model.config.n_layers, model.config.n_heads
 
     def index(i, n: int) -> bool:
-        return isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < n
+        return is_int(i) and 0 <= i < n
 
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and index(pair[0], L) and index(pair[1], H)):
         raise ValueError(f"{what} is (layer, head){alternative} with layer in 0..{L - 1} and head in 0..{H - 1} "

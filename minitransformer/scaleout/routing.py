@@ -50,7 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minitransformer.scaleout.topology import Topology, check_memory, is_int
+from minitransformer.core.values import is_int
+from minitransformer.scaleout.topology import Topology, check_memory
 
 POLICIES = ("ecmp", "static", "adaptive", "spray")
 CROSS_PLANE = ("pxn_src", "fwd_dst", "multiport")

@@ -46,6 +46,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from minitransformer.core.values import is_int, is_number
+
 IB_GBPS = 50.0  # 400 Gb/s InfiniBand NDR, per direction (40 GB/s is what small messages achieve)
 NVLINK_GBPS = 160.0  # H800 NVLink, achievable per GPU per direction (200 nominal)
 KINDS = ("nic", "leaf_spine", "nvlink", "edge_agg", "agg_core")  # link kind codes index this tuple
@@ -58,11 +60,6 @@ PRICE_LINK = (9e6 - 96 * PRICE_SWITCH) / 2048  # $ per switch-to-switch link (~5
 
 
 MEMORY_LIMIT_GIB = 4.0  # work whose arrays would need more is refused up front (raise it on a bigger machine)
-
-
-def is_int(v) -> bool:
-    """True for Python and numpy ints (not bools, not floats such as 2.0)."""
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def check_k(k) -> int:
@@ -79,8 +76,7 @@ def check_positive(name: str, v) -> int:
 
 def check_number(name: str, v, hint: str = "", zero: bool = False) -> float:
     """``v`` as a float if it is a finite number > 0 (>= 0 with ``zero``); else a ValueError naming it."""
-    number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-    if not (number and np.isfinite(v) and (v >= 0 if zero else v > 0)):
+    if not (is_number(v) and np.isfinite(v) and (v >= 0 if zero else v > 0)):
         must = "a finite number >= 0" if zero else "a positive, finite number"
         raise ValueError(f"{name}={v!r} must be {must}{hint}")
     return float(v)

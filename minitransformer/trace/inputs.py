@@ -6,7 +6,7 @@ each refuses a bad one here, before any work, with an error that says what to gi
 
 from __future__ import annotations
 
-import numpy as np
+from ..core.values import is_int
 
 
 def check_text(text, verb: str) -> None:
@@ -30,6 +30,6 @@ def check_top_k(top_k, vocab_size: int, allow_none: bool = False) -> None:
     (numpy ints are ints); ``allow_none`` for sampling, where None keeps every token."""
     if allow_none and top_k is None:
         return
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= vocab_size:
+    if not is_int(top_k) or not 1 <= top_k <= vocab_size:
         keep_all = ", or None to keep all" if allow_none else ""
         raise ValueError(f"top_k={top_k!r} must be an int in 1..{vocab_size} (the model's vocabulary size){keep_all}")

@@ -26,6 +26,7 @@ import numpy as np
 from ..core.nn import cross_entropy_forward, no_grad
 from ..feedforward import moe
 from ..core.progress import progress_bar
+from ..core.values import is_int
 from ..model import GPT
 from .checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
 
@@ -122,7 +123,7 @@ class TrainConfig:
                 raise ValueError(f"{name}={v!r} must be a positive int")
         for name in ("eval_every", "checkpoint_every", "warmup", "seed"):  # 0 allowed: never / no warmup
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            if not is_int(v) or v < 0:
                 raise ValueError(f"{name}={v!r} must be an int >= 0")
         if not (self.lr > 0 and self.min_lr >= 0):
             raise ValueError(f"lr={self.lr} must be > 0 and min_lr={self.min_lr} >= 0")
