@@ -50,16 +50,13 @@ def _course_files():
 
 def load_course_model():
     """The course model shipped in the package and its tokenizer: ``(model, tokenizer, metadata)``."""
-    from .training.checkpoint import check_tokenizer, model_from_checkpoint, read_checkpoint
+    from .training.checkpoint import load_with_tokenizer
 
     model_path, tok_path = _course_files()
     if not model_path.exists() or not tok_path.exists():
         raise ValueError(f"the course model is missing ({model_path}); reinstall minitransformer, or run "
                          "`minitransformer demo --train` to train a fresh one")
-    meta, arrays = read_checkpoint(model_path)
-    tok = Tokenizer.load(tok_path)
-    check_tokenizer(meta, tok, model_path)
-    return model_from_checkpoint(meta, arrays, model_path), tok, meta
+    return load_with_tokenizer(model_path, tok_path)
 
 
 def _save_figure(fig, path) -> None:
@@ -230,13 +227,10 @@ def generate(args: argparse.Namespace) -> int:
 
 def _load_pair(checkpoint, tokenizer):
     """A saved model and its tokenizer, refused if the tokenizer is not the one it was trained with."""
-    from .training.checkpoint import check_tokenizer, model_from_checkpoint, read_checkpoint
+    from .training.checkpoint import load_with_tokenizer
 
-    ckpt = input_file(checkpoint, "--checkpoint")
-    meta, arrays = read_checkpoint(ckpt)
-    tok = Tokenizer.load(input_file(tokenizer, "--tokenizer"))
-    check_tokenizer(meta, tok, ckpt)
-    return model_from_checkpoint(meta, arrays, ckpt), tok
+    model, tok, _ = load_with_tokenizer(input_file(checkpoint, "--checkpoint"), input_file(tokenizer, "--tokenizer"))
+    return model, tok
 
 
 def _prompt_ids(tok, prompt: str) -> list:

@@ -56,15 +56,9 @@ def export_checkpoint(checkpoint, fmt: str, out, tokenizer=None) -> Path:
     atomic unit as the weights) as the ``tokenizer.json`` that ``PreTrainedTokenizerFast(tokenizer_file=...)``
     reads, and its ``<|endoftext|>`` id becomes the config's ``eos_token_id`` so that ``generate`` stops there.
     """
-    from ..tokenizer import Tokenizer
-    from ..training.checkpoint import check_tokenizer, model_from_checkpoint, read_checkpoint
+    from ..training.checkpoint import load_with_tokenizer
 
-    meta, arrays = read_checkpoint(checkpoint)
-    model = model_from_checkpoint(meta, arrays, checkpoint)
-    tok = None
-    if tokenizer is not None:
-        tok = Tokenizer.load(tokenizer)
-        check_tokenizer(meta, tok, checkpoint)
+    model, tok, _ = load_with_tokenizer(checkpoint, tokenizer)
     eos = None if tok is None else tok.special_tokens.get("<|endoftext|>")
     return export(model, fmt, out, eos_token_id=eos, tokenizer=tok)
 

@@ -119,6 +119,20 @@ def load_model(path) -> GPT:
     return model_from_checkpoint(meta, arrays, path)
 
 
+def load_with_tokenizer(path, tokenizer=None) -> tuple:
+    """``(model, tokenizer, metadata)`` of the checkpoint at ``path``, with the tokenizer read from the
+    file ``tokenizer`` (a ``tokenizer.json``) and refused if it is not the one the model was trained
+    with (`check_tokenizer`); without ``tokenizer`` the second is None."""
+    from ..tokenizer import Tokenizer
+
+    meta, arrays = read_checkpoint(path)
+    tok = None
+    if tokenizer is not None:
+        tok = Tokenizer.load(tokenizer)
+        check_tokenizer(meta, tok, path)
+    return model_from_checkpoint(meta, arrays, path), tok, meta
+
+
 # --------------------------------------------------------------------------- reading, with every check
 def _bad(path, what: str) -> ValueError:
     return ValueError(f"{path} is not a usable checkpoint: {what}")
