@@ -38,7 +38,7 @@ from .concepts import STAGES
 from .tokenizer import Tokenizer
 from .training import TrainingInterrupted, data
 
-EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 DEMO_PROMPT = "The return statement"
 COURSE_DIR = "course"  # under data/: the course model and its tokenizer
 
@@ -356,7 +356,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         saved = f"; saved {exc.checkpoint}" if isinstance(exc, TrainingInterrupted) and exc.checkpoint else \
             "; nothing was saved"
         print(f"\ninterrupted{saved}", file=sys.stderr)
-        return EXIT_TERMINATED if getattr(exc, "signal_name", None) == "SIGTERM" else EXIT_INTERRUPTED
+        return getattr(exc, "exit_code", EXIT_INTERRUPTED)  # a plain KeyboardInterrupt: Ctrl-C
 
 
 def _report(exc: Exception) -> int:

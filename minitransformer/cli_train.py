@@ -301,7 +301,7 @@ def _train(args, make_trainer, is_writer: bool) -> int:
         if is_writer:  # one rank says it, not every one
             print(f"\ninterrupted{by} at step {exc.step}; the checkpoint {ckpt} holds it. Continue with:\n  "
                   f"{_resume_command(out)}", file=sys.stderr)
-        return 128 + int(getattr(signal, exc.signal_name, signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM
+        return exc.exit_code  # 130 for Ctrl-C, 143 for SIGTERM
     except TrainingDiverged as exc:
         lr = trainer.config.lr / 10
         hint = (f"continue from it with a lower learning rate:\n  {_resume_command(out)} --lr {lr:g}" if exc.checkpoint

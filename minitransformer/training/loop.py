@@ -17,6 +17,7 @@ gradients are all-reduced by torch.distributed).
 from __future__ import annotations
 
 import math
+import signal
 import time
 from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Optional
@@ -47,6 +48,11 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, step: int, checkpoint=None, signal_name: Optional[str] = "SIGINT"):
         super().__init__(f"interrupted at step {step}" + (f"; saved {checkpoint}" if checkpoint else ""))
         self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name or "SIGINT"
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for a process stopped by the signal: 128 + its number (130 Ctrl-C, 143 SIGTERM)."""
+        return 128 + int(getattr(signal, self.signal_name, signal.SIGINT))
 from .optimizer import AdamW, clip_grad_norm, lr_at
 from .stop import StopOnSignal
 
