@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from .bpe import Pair, invalid_unicode_message
 
 
-def as_id_list(ids) -> list:
-    """Accept a list, tuple, or 1-D numpy array of ids; numpy ints become Python ints."""
+def as_id_list(ids, method: str = "decode") -> list:
+    """Accept a list, tuple, or 1-D numpy array of ids; numpy ints become Python ints.
+
+    A single id (or None) is a TypeError that names ``method``, the call that was given it.
+    """
+    if not isinstance(ids, Iterable) or getattr(ids, "ndim", None) == 0:  # an int, None, a numpy scalar
+        raise TypeError(f"{method} takes a list of ids, got {type(ids).__name__}; for one id use {method}([id])")
     if hasattr(ids, "tolist"):
         if getattr(ids, "ndim", 1) != 1:
             raise ValueError(f"ids must be one-dimensional, got an array of shape {ids.shape}")

@@ -268,12 +268,12 @@ class Tokenizer:
     # ------------------------------------------------------------------ decoding
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The raw bytes of a sequence of ids (may end inside a UTF-8 character)."""
-        return self._bytes_of(id_sequence(ids, "decode_bytes"))
+        return self._bytes_of(as_id_list(ids, "decode_bytes"))
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
         """Decode ids (a list, tuple or 1-D numpy array) to text. ``errors`` is Python's codec
         argument: ``"replace"`` turns a broken UTF-8 sequence into U+FFFD, ``"strict"`` raises."""
-        return self._bytes_of(id_sequence(ids, "decode")).decode("utf-8", errors=errors)
+        return self._bytes_of(as_id_list(ids, "decode")).decode("utf-8", errors=errors)
 
     def _bytes_of(self, ids: list) -> bytes:
         self._check_ids(ids)
@@ -356,13 +356,6 @@ class Tokenizer:
             f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
             f"pattern={pat!r}, special_tokens={list(self.special_tokens)})"
         )
-
-
-def id_sequence(ids, method: str) -> list:
-    """``ids`` as a list of ints (`checks.as_id_list`); a single id or None is a TypeError naming ``method``."""
-    if not isinstance(ids, Iterable) or getattr(ids, "ndim", None) == 0:  # an int, None, a numpy scalar
-        raise TypeError(f"{method} takes a list of ids, got {type(ids).__name__}; for one id use {method}([id])")
-    return as_id_list(ids)
 
 
 class StreamDecoder:
