@@ -360,10 +360,10 @@ def check_demo_folder(value) -> Path:
 
 
 def train_for_demo(args, out: Path):
-    """Train a tokenizer and a tiny model for ``demo --train``; keep both in ``out`` (see `check_demo_folder`)."""
+    """Train a tokenizer and a tiny model for ``demo --train``; keep both in ``out``, the folder
+    `check_demo_folder` accepted (the demo checks it first, before the trace writes anything)."""
     config = ModelConfig.preset("tiny")
     tc = TrainConfig(steps=args.steps, eval_every=max(1, args.steps // 4), seed=args.seed)  # checked before any write
-    out = check_demo_folder(out)
     tokens = data.corpus_tokens(args.corpus, config.vocab_size, config.context_length, verbose=True)
     tok, train_ids, val_ids = tokens.tokenizer, tokens.train, tokens.val
     config = config.replace(vocab_size=tok.vocab_size)  # a small corpus may stop training before 1,024 ids
