@@ -46,11 +46,18 @@ class RunFailed(RuntimeError):
     """A command that started well and failed while working (exit code 1)."""
 
 
-def output_dir(value, option: str) -> Path:
-    """``value`` as a folder that exists (created if needed), or a ValueError naming ``option``."""
+def folder_path(value, option: str) -> Path:
+    """``value`` as the path of a folder, which may not exist yet (nothing is created), or a ValueError
+    naming ``option`` if it is a file."""
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path} is a file, not a folder; give a folder (it is created if missing)")
+    return path
+
+
+def output_dir(value, option: str) -> Path:
+    """``value`` as a folder that exists (created if needed), or a ValueError naming ``option``."""
+    path = folder_path(value, option)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # not writable, or a file where a folder should be: the run cannot go on
@@ -268,9 +275,7 @@ def _export_dir(value, out: Path):
     """``--export``'s folder, checked before training starts (created only at the end); None if not asked for."""
     if not value:
         return None
-    path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--export {path} is a file, not a folder; give a folder (it is created if missing)")
+    path = folder_path(value, "--export")
     if path.resolve() == out.resolve():
         raise ValueError(f"--export {path} is the run's own folder (--out): the weights-only export would replace "
                          "the checkpoint that --resume continues from; give another folder")
@@ -278,9 +283,7 @@ def _export_dir(value, out: Path):
 
 
 def _train(args, make_trainer, is_writer: bool) -> int:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder; give a folder (it is created if missing)")
+    out = folder_path(args.out, "--out")  # created once the settings are checked (`_new_run`)
     export = _export_dir(args.export, out)
     tok_path, ckpt = out / "tokenizer.json", out / "model.npz"
     trainer, tokens, opt = (_resumed_run if args.resume else _new_run)(args, out, tok_path, ckpt, make_trainer,
@@ -343,9 +346,7 @@ DEMO_RUN = "demo"  # recorded in the checkpoint's "extra" as "made_by": a folder
 
 def check_demo_folder(value) -> Path:
     """``demo --train``'s ``--out``, refused if it holds a run that `train` made (the demo replaces only its own)."""
-    out = Path(value)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder; give a folder (it is created if missing)")
+    out = folder_path(value, "--out")
     ckpt = out / "model.npz"
     if ckpt.exists():
         try:
