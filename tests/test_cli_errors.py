@@ -130,18 +130,24 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint(tmp_path, sig, code, said):
     out = tmp_path / "c"
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "minitransformer", "train", *TOY, "--steps", "100000",
-                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    for line in proc.stdout:  # the model's summary is printed just before training starts
-        if line.startswith("GPT("):
-            break
-    time.sleep(1.0)  # into the training loop
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
+                             "--checkpoint-every", "5", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        t0 = time.monotonic()
+        while not (out / "model.npz").exists():  # the first checkpoint: the run is in its training loop
+            assert time.monotonic() - t0 < 60 and proc.poll() is None, "no checkpoint was written"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == code, stderr
     assert "Traceback" not in stderr and f"the checkpoint {out / 'model.npz'} holds it" in stderr
     assert f"minitransformer train --out {out} --resume" in stderr
     step = read_metadata(out / "model.npz")["state"]["step"]
-    assert 0 < step < 100000 and f"interrupted{said} at step {step};" in stderr
+    assert 5 < step < 100000 and f"interrupted{said} at step {step};" in stderr
 
 
 @pytest.mark.parametrize("option, value", [

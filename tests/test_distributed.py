@@ -134,20 +134,24 @@ def test_two_ranks_balance_a_mixture_of_experts_as_one_process_does(tmp_path):
 
 
 # --------------------------------------------------------------------------- faults
-@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
-def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
-    pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
+def _two_ranks(args):
+    """Two ranks started by hand (no torchrun), so that a test can signal one of them alone."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    return [subprocess.Popen([sys.executable, "-m", "minitransformer", "train", *args], text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                                      MASTER_PORT=str(port)))
+            for r in range(2)]
+
+
+@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
+def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
+    pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
     out = tmp_path / "run"
-    args = [*RUN[:6], "--steps", "100000", "--batch-size", "8", "--checkpoint-every", "5", "--dist-timeout", "20",
-            "--out", str(out)]
-    procs = [subprocess.Popen([sys.executable, "-m", "minitransformer", "train", *args], text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                                       MASTER_PORT=str(port)))
-             for r in range(2)]
+    procs = _two_ranks([*RUN[:6], "--steps", "100000", "--batch-size", "8", "--checkpoint-every", "5",
+                        "--dist-timeout", "20", "--out", str(out)])
     try:
         t0 = time.monotonic()
         while not (out / "model.npz").exists():
@@ -172,22 +176,50 @@ def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
+@pytest.mark.parametrize("zero1", [False, True])
+def test_ctrl_c_seen_by_one_rank_alone_stops_every_rank_after_the_same_step(tmp_path, zero1):
+    # each rank sees Ctrl-C at its own moment; a rank that stopped alone would leave its peer waiting in
+    # the next all-reduce, and rank 0 would never save. Here the other rank never sees a signal at all.
+    pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
+    out = tmp_path / "run"
+    args = [*RUN[:6], "--steps", "100000", "--batch-size", "8", "--checkpoint-every", "5", "--dist-timeout", "20",
+            "--out", str(out)] + (["--zero1"] if zero1 else [])
+    procs = _two_ranks(args)
+    try:
+        t0 = time.monotonic()
+        while not (out / "model.npz").exists():  # the first checkpoint: both ranks are in the loop
+            assert time.monotonic() - t0 < 60 and procs[0].poll() is None, "no checkpoint was written"
+            time.sleep(0.1)
+        procs[1].send_signal(signal.SIGINT)
+        results = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    errs = [err for _, err in results]
+    assert [p.returncode for p in procs] == [130, 130], errs[0][-1500:] + errs[1][-1500:]
+    step = read_metadata(out / "model.npz")["state"]["step"]
+    assert step > 5 and f"interrupted at step {step}; the checkpoint {out / 'model.npz'} holds it" in errs[0]
+    assert "PeerLost" not in errs[0] + errs[1] and "failed at step" not in errs[0] + errs[1]
+
+
+@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_to_the_launcher_alone_stops_every_rank_with_a_checkpoint(tmp_path, sig, code):
     pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "minitransformer", "train", *RUN[:6], "--steps", "100000", "--batch-size", "8",
-           "--nproc", "2", "--out", str(out)]
+           "--checkpoint-every", "5", "--nproc", "2", "--out", str(out)]
     log, errors = tmp_path / "out.txt", tmp_path / "err.txt"  # files, not pipes: a full pipe would stall the ranks
     with open(log, "w") as stdout, open(errors, "w") as stderr:
         proc = subprocess.Popen(cmd, env=_env(PYTHONUNBUFFERED="1"), stdout=stdout, stderr=stderr,
                                 start_new_session=True)  # its own group: the signal reaches the launcher alone
     try:
         t0 = time.monotonic()
-        while "GPT(" not in log.read_text():  # rank 0 prints the model's summary just before training starts
+        while not (out / "model.npz").exists():  # the first checkpoint: every rank is in the training loop
             assert time.monotonic() - t0 < 60 and proc.poll() is None, errors.read_text()[-2000:]
             time.sleep(0.1)
-        time.sleep(1.5)  # into the training loop
         proc.send_signal(sig)
         proc.wait(timeout=90)
         ranks = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
@@ -199,7 +231,7 @@ def test_a_signal_to_the_launcher_alone_stops_every_rank_with_a_checkpoint(tmp_p
     assert proc.returncode == code, err[-2000:]
     assert ranks == [], "ranks were left running"
     step = read_metadata(out / "model.npz")["state"]["step"]
-    assert step > 0 and f"interrupted at step {step}; the checkpoint {out / 'model.npz'} holds it" in err
+    assert step > 5 and f"interrupted at step {step}; the checkpoint {out / 'model.npz'} holds it" in err
     assert err.count("interrupted at step") == 1 and "nothing was saved" not in err  # rank 0 alone says it
 
 

@@ -36,7 +36,9 @@ file a single process writes, so it resumes with any number of ranks.
 Faults: every collective has the process group's timeout. If a peer dies, the
 collective fails (gloo sees the closed connection at once, a hung peer at the
 timeout) and `PeerLostError` says which rank, where, and how to resume. The last
-checkpoint is intact, because checkpoints are written atomically.
+checkpoint is intact, because checkpoints are written atomically. Ctrl-C reaches
+the ranks at different moments; each sends its stop flag with the step's loss, so
+every rank stops after the same step and rank 0 saves (`DistributedTrainer.stop_agreed`).
 
 Left out: overlapping ZeRO-1's reduce-scatter with backward, tensor and pipeline
 parallelism, and elastic restarts (torchrun's ``--max-restarts`` can add those).
@@ -207,6 +209,18 @@ class DistributedTrainer(Trainer):
     # then finished its step would wait in an all-reduce for a peer that is gone
     stop_signals = ("SIGINT",)
 
+    def stop_agreed(self, ctrl_c) -> bool:
+        """Stop after the step in which any rank had a signal, on every rank alike.
+
+        torchrun hands Ctrl-C to the ranks one by one, and each sees it at its own moment: a rank
+        that stopped alone would leave its peers waiting in the next step's all-reduce (and with
+        ZeRO-1 the save is itself a collective). So each rank sends its flag with the step's loss
+        (`train_step`) and stops only when the summed flags say one of them had a signal.
+        """
+        if ctrl_c is not self._signals:  # a new `run`: no agreement to stop yet
+            self._signals, self._stop_all = ctrl_c, False
+        return self._stop_all
+
     def __init__(self, model, train_tokens, val_tokens=None, config=None, log=print, *, ctx: DistContext,
                  bucket_mb: float = 25.0, zero1: bool = False, overlap: bool = True):
         super().__init__(model, train_tokens, val_tokens, config, log=log if ctx.rank == 0 else None)
@@ -230,6 +244,7 @@ class DistributedTrainer(Trainer):
                                        1.0 / (N * c.accum_steps))
         self.comm_bytes = []  # bytes of gradient reduced, per step (the model's gradient, padded for ZeRO-1)
         self.comm_seconds = []  # seconds this rank waited for collectives, per step
+        self._signals, self._stop_all = None, False  # this rank's stop request, and the ranks' agreement
         self._collective("broadcast of the initial parameters",
                          lambda: self.dist.broadcast(_tensor(self.opt.buffer), src=0))
 
@@ -278,9 +293,11 @@ class DistributedTrainer(Trainer):
         else:
             self._collective("all-reduce of the gradient", lambda: self.buckets.finish(self._grad))
             sent = self.buckets.bytes_sent
-        loss = np.array([total / c.accum_steps], np.float64)
+        # the loss travels with this rank's stop flag: the summed flags tell every rank to stop after this step
+        loss = np.array([total / c.accum_steps, float(self._signals is not None and self._signals.requested)])
         self._collective("all-reduce of the loss", lambda: self.dist.all_reduce(_tensor(loss)))
         waited += time.perf_counter() - t0
+        self._stop_all = self._stop_all or loss[1] > 0
         loss = float(loss[0]) / N
         if not math.isfinite(loss):
             raise FloatingPointError(

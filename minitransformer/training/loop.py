@@ -280,18 +280,22 @@ class Trainer:
             finally:
                 if bar is not None:
                     bar.close()
-        if ctrl_c.requested:
-            if checkpoint_path:
+            stopped = self.stop_agreed(ctrl_c)
+            if checkpoint_path:  # still inside: a first signal arriving now does not cut the save short
                 self.save(checkpoint_path)
+        if stopped:
             raise TrainingInterrupted(self.state.step, checkpoint_path or None, ctrl_c.signal_name)
-        if checkpoint_path:
-            self.save(checkpoint_path)
         return self.state
+
+    def stop_agreed(self, ctrl_c: StopOnSignal) -> bool:
+        """Whether to stop after the step just taken: a signal came (`StopOnSignal`). One process decides
+        alone; a data-parallel rank overrides this, so that every rank stops after the same step."""
+        return ctrl_c.requested
 
     def _loop(self, checkpoint_path, bar, on_eval, t0, tokens0, ctrl_c, stop_at=None) -> None:
         c = self.config
         end = c.steps if stop_at is None else min(stop_at, c.steps)
-        while self.state.step < end and not ctrl_c.requested:
+        while self.state.step < end and not self.stop_agreed(ctrl_c):
             loss = self.train_step()
             self.state.losses.append((self.state.step, loss))
             s = self.state.step
