@@ -212,10 +212,9 @@ class DistributedTrainer(Trainer):
     def stop_agreed(self, ctrl_c) -> bool:
         """Stop after the step in which any rank had a signal, on every rank alike.
 
-        torchrun hands Ctrl-C to the ranks one by one, and each sees it at its own moment: a rank
-        that stopped alone would leave its peers waiting in the next step's all-reduce (and with
-        ZeRO-1 the save is itself a collective). So each rank sends its flag with the step's loss
-        (`train_step`) and stops only when the summed flags say one of them had a signal.
+        Each rank sees Ctrl-C at its own moment; one that stopped alone would leave its peers waiting
+        in the next all-reduce (with ZeRO-1 the save is a collective too). So each rank sends its flag
+        with the step's loss (`train_step`) and stops when the summed flags say one of them had a signal.
         """
         if ctrl_c is not self._signals:  # a new `run`: no agreement to stop yet
             self._signals, self._stop_all = ctrl_c, False
