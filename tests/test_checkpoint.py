@@ -200,8 +200,9 @@ def test_the_tokenizer_fingerprint_tells_tokenizers_apart(tmp_path):
 # --------------------------------------------------------------------------- kills while saving
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="kills a forked child that is saving (POSIX)")
 def test_a_kill_at_any_instant_leaves_a_whole_checkpoint(tmp_path):
-    """SIGKILL a process that saves in a loop, at 20 random instants; each time, what is on disk must
-    be one whole checkpoint (its arrays match its metadata and its step), never a mix."""
+    """SIGKILL a process that saves in a loop, at random instants (20, or more until 3 of them landed
+    during a write); each time, what is on disk must be one whole checkpoint (its arrays match its
+    metadata and its step), never a mix."""
     t = Trainer(GPT("tiny", seed=0), np.arange(1000) % 1024, config=TrainConfig(steps=1, eval_every=0), log=None)
     path = tmp_path / "c.npz"
     W_E = t.model.params["embed"]["W_E"]
@@ -212,8 +213,9 @@ def test_a_kill_at_any_instant_leaves_a_whole_checkpoint(tmp_path):
         save_checkpoint(path, t)
 
     save(0)
-    rng, last, mid_write = random.Random(0), 0, 0
-    for round_ in range(20):
+    rng, last, mid_write, rounds = random.Random(0), 0, 0, 0
+    while rounds < 20 or (mid_write < 3 and rounds < 300):  # how often a kill lands mid-write varies by disk
+        rounds += 1
         pid = os.fork()
         if pid == 0:  # the child: save, save, save, until killed
             try:
@@ -231,7 +233,7 @@ def test_a_kill_at_any_instant_leaves_a_whole_checkpoint(tmp_path):
         step = meta["state"]["step"]
         assert step >= last and arrays["params.embed.W_E"][0, 0] == step
         last = step
-    print(f"{mid_write} of 20 kills landed during a write; {last} saves completed in all")
-    assert last >= 5 and mid_write >= 1  # the kills landed during writes, and saving went on between them
+    print(f"{mid_write} of {rounds} kills landed during a write; {last} saves completed in all")
+    assert last >= 5 and mid_write >= 3  # the kills landed during writes, and saving went on between them
     save(last + 1)  # the next save removes what killed writers left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]

@@ -366,7 +366,7 @@ def test_browser_narrow_screen_keeps_every_control_reachable(browser, course_pag
     path = course_page[0]
     page, log = open_page(browser, path, width=width, height=800)
     for step in range(1, 6):
-        page.click(f'#stagebar [data-go="{step}"]', timeout=5000)
+        page.click(f'#stagebar [data-go="{step}"]', timeout=15000)
         assert page.get_attribute("#view", "data-step") == str(step)
         assert page.evaluate("document.documentElement.scrollWidth") <= width, f"the page scrolls sideways on stage {step}"
         for sel in ("#stagebar", "#prev", "#next", "#view"):
@@ -378,7 +378,7 @@ def test_browser_narrow_screen_keeps_every_control_reachable(browser, course_pag
         else:
             assert concept["right"] <= view["left"] + 1 and concept["top"] == view["top"]  # side by side
     for button, want in [("#prev", "4"), ("#prev", "3"), ("#next", "4"), ("#next", "5")]:
-        page.click(button, timeout=5000)
+        page.click(button, timeout=15000)
         assert page.get_attribute("#view", "data-step") == want
     assert log["errors"] == []
     page.close()
