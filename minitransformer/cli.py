@@ -32,6 +32,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import __version__
+from .cli_launch import tell_launcher
 from .cli_train import (RunFailed, check_demo_folder, count, input_file, output_dir, positive_float, train,
                         train_for_demo)
 from .concepts import STAGES
@@ -344,6 +345,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run a command; return its exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)  # usage errors: argparse prints them and exits 2
     args.argv = list(sys.argv[1:] if argv is None else argv)  # a data-parallel `train` relaunches itself
+    code = _run(args)
+    tell_launcher(code)  # rank 0 of `train --nproc`: the launcher exits with this code
+    return code
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - every error is one line; --debug shows the traceback

@@ -22,12 +22,12 @@ import functools
 import io
 import os
 import shlex
-import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .cli_launch import launch_ranks
 from .core.config import ModelConfig
 from .core.fileio import atomic_write, remove_stale_temporaries
 from .core.tree import to_float64
@@ -193,35 +193,6 @@ def _resumed_run(args, out: Path, tok_path: Path, ckpt: Path, make_trainer=Train
     return trainer, tokens, opt
 
 
-def launch_ranks(nproc: int, argv: list[str]) -> int:
-    """Run ``python -m minitransformer <argv>`` as ``nproc`` ranks under torchrun; its exit code.
-
-    Ctrl-C or SIGTERM sent to this launcher alone is passed on to torchrun as SIGINT, which hands it
-    to every rank: they finish their step, rank 0 saves and says where, and the launcher waits for
-    them (exit 130, or 143 for SIGTERM) instead of leaving the ranks running without it.
-    """
-    import subprocess
-
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "minitransformer", *argv]
-    print("launching: torchrun " + " ".join(cmd[3:]), flush=True)
-    stopped = []
-
-    def pass_on(signum, frame):
-        stopped.append(signum)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # torchrun gives it to the ranks: a step finishes, rank 0 saves
-
-    proc = subprocess.Popen(cmd)
-    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = proc.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 128 + stopped[0] if stopped else code
-
-
 def _check_ranks(args) -> None:
     """Before launching ``--nproc`` ranks: PyTorch is there, and the batch splits over them."""
     import importlib.util
@@ -306,6 +277,8 @@ def _train(args, make_trainer, is_writer: bool) -> int:
                   f"{_resume_command(out)}", file=sys.stderr)
         return exc.exit_code  # 130 for Ctrl-C, 143 for SIGTERM
     except TrainingDiverged as exc:
+        if not is_writer:  # every rank diverged at the same step; rank 0 says it, once
+            return 1
         lr = trainer.config.lr / 10
         hint = (f"continue from it with a lower learning rate:\n  {_resume_command(out)} --lr {lr:g}" if exc.checkpoint
                 else f"start again with a lower learning rate (--lr {lr:g}) in a new --out")

@@ -205,8 +205,9 @@ def test_ctrl_c_seen_by_one_rank_alone_stops_every_rank_after_the_same_step(tmp_
 
 
 @pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
+@pytest.mark.parametrize("to", ["launcher", "group"])  # group: a terminal's Ctrl-C reaches every process in it
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_to_the_launcher_alone_stops_every_rank_with_a_checkpoint(tmp_path, sig, code):
+def test_a_signal_to_the_launcher_stops_every_rank_with_a_checkpoint(tmp_path, sig, code, to):
     pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "minitransformer", "train", *RUN[:6], "--steps", "100000", "--batch-size", "8",
@@ -214,13 +215,13 @@ def test_a_signal_to_the_launcher_alone_stops_every_rank_with_a_checkpoint(tmp_p
     log, errors = tmp_path / "out.txt", tmp_path / "err.txt"  # files, not pipes: a full pipe would stall the ranks
     with open(log, "w") as stdout, open(errors, "w") as stderr:
         proc = subprocess.Popen(cmd, env=_env(PYTHONUNBUFFERED="1"), stdout=stdout, stderr=stderr,
-                                start_new_session=True)  # its own group: the signal reaches the launcher alone
+                                start_new_session=True)  # a group of its own, as a terminal gives a command
     try:
         t0 = time.monotonic()
         while not (out / "model.npz").exists():  # the first checkpoint: every rank is in the training loop
             assert time.monotonic() - t0 < 60 and proc.poll() is None, errors.read_text()[-2000:]
             time.sleep(0.1)
-        proc.send_signal(sig)
+        proc.send_signal(sig) if to == "launcher" else os.killpg(proc.pid, sig)
         proc.wait(timeout=90)
         ranks = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
     finally:
@@ -233,6 +234,22 @@ def test_a_signal_to_the_launcher_alone_stops_every_rank_with_a_checkpoint(tmp_p
     step = read_metadata(out / "model.npz")["state"]["step"]
     assert step > 5 and f"interrupted at step {step}; the checkpoint {out / 'model.npz'} holds it" in err
     assert err.count("interrupted at step") == 1 and "nothing was saved" not in err  # rank 0 alone says it
+
+
+@pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_divergence_under_two_ranks_says_where_the_good_checkpoint_is_once(tmp_path):
+    pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
+    out = tmp_path / "d"
+    done = subprocess.run([sys.executable, "-m", "minitransformer", "train", *RUN[:6], "--steps", "60",
+                           "--batch-size", "8", "--lr", "1e4", "--checkpoint-every", "1", "--nproc", "2",
+                           "--out", str(out)], env=_env(), capture_output=True, text=True, timeout=180)
+    err = done.stderr
+    assert done.returncode == 1, err[-2000:]
+    assert err.count("training diverged at step") == 1 and f"the last good checkpoint is {out / 'model.npz'}" in err
+    assert f"minitransformer train --out {out} --resume --lr 1000" in err and "FloatingPointError" not in err
+    meta = read_metadata(out / "model.npz")  # whole, and what training can go on from
+    assert 0 < meta["state"]["step"] < 60 and all(np.isfinite(l) for _, l in meta["state"]["losses"])
 
 
 def test_a_batch_that_does_not_split_is_refused_before_launching(tmp_path, capsys):

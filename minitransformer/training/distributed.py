@@ -36,9 +36,8 @@ file a single process writes, so it resumes with any number of ranks.
 Faults: every collective has the process group's timeout. If a peer dies, the
 collective fails (gloo sees the closed connection at once, a hung peer at the
 timeout) and `PeerLostError` says which rank, where, and how to resume. The last
-checkpoint is intact, because checkpoints are written atomically. Ctrl-C reaches
-the ranks at different moments; each sends its stop flag with the step's loss, so
-every rank stops after the same step and rank 0 saves (`DistributedTrainer.stop_agreed`).
+checkpoint is intact, because checkpoints are written atomically. A stop flag travels
+with each step's loss, so on Ctrl-C all ranks stop after the same step (`stop_agreed`).
 
 Left out: overlapping ZeRO-1's reduce-scatter with backward, tensor and pipeline
 parallelism, and elastic restarts (torchrun's ``--max-restarts`` can add those).
@@ -298,16 +297,16 @@ class DistributedTrainer(Trainer):
         waited += time.perf_counter() - t0
         self._stop_all = self._stop_all or loss[1] > 0
         loss = float(loss[0]) / N
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss became {loss} at step {self.state.step}: training diverged. Lower the learning "
-                f"rate (now {c.lr}), keep grad_clip on, or resume from the last checkpoint")
+        if not math.isfinite(loss):  # every rank holds the same summed loss: all of them stop here
+            self._diverged(f"the loss became {loss}")
         lr = lr_at(self.state.step, c.lr, c.warmup, c.steps, c.min_lr)
         if self.zero1:
             waited += self._zero1_update(lr)
         else:
             clip_to_norm(self._grad, float(np.sqrt(np.dot(self._grad, self._grad))), c.grad_clip)
             self.opt.step(self._grad, lr=lr)
+        if not np.isfinite(self.opt.buffer).all():  # the same weights on every rank: all of them agree
+            self._diverged("the weights stopped being finite after the update")
         waited += self._balance_routers(loads)
         self.comm_bytes.append(sent)
         self.comm_seconds.append(waited)
@@ -349,7 +348,8 @@ class DistributedTrainer(Trainer):
 
     # ---------------------------------------------------------------- checkpoints and memory
     def save(self, path) -> None:
-        """Rank 0 writes the checkpoint a single process would; with ZeRO-1 the moments are gathered first.
+        """Rank 0 writes the checkpoint a single process would; with ZeRO-1 the moments are gathered first,
+        so every rank calls this (`run` does), not rank 0 alone.
 
         As a single process does, it first checks that the weights are finite and give a finite loss
         (`Trainer.check_savable`): a diverged run never overwrites its last good checkpoint.
