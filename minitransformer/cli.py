@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--zero1", action="store_true", help="with several processes: shard the optimizer state")
     tr.add_argument("--bucket-mb", type=positive_float, default=25.0, help="all-reduce bucket size in MB (default 25)")
     tr.add_argument("--dist-timeout", type=positive_float, default=60.0,
-                    help="seconds a rank waits for the others before it fails (default 60)")
+                    help="seconds a rank waits for the others before it fails (default 60; keep it above the "
+                         "time rank 0 takes to save a checkpoint, which the others wait for)")
     tr.set_defaults(func=train)
 
     g = sub.add_parser("generate", parents=[common], help="continue a prompt with a trained model")

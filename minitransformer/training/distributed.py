@@ -209,9 +209,8 @@ class DistributedTrainer(Trainer):
     stop_signals = ("SIGINT",)
 
     def stop_agreed(self, ctrl_c) -> bool:
-        """Stop after the step in which any rank had a signal, on every rank alike.
-
-        Each rank sees Ctrl-C at its own moment; one that stopped alone would leave its peers waiting
+        """Stop after the step in which any rank had a signal, on every rank alike. Each rank sees
+        Ctrl-C at its own moment; one that stopped alone would leave its peers waiting
         in the next all-reduce (with ZeRO-1 the save is a collective too). So each rank sends its flag
         with the step's loss (`train_step`) and stops when the summed flags say one of them had a signal.
         """
@@ -254,8 +253,9 @@ class DistributedTrainer(Trainer):
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise PeerLostError(
                 f"rank {self.ctx.rank} of {self.ctx.world_size}: {what} failed at step {self.state.step} "
-                f"({first}). Another rank has died or stopped answering (timeout {self.ctx.timeout:.0f} s). "
-                "The last checkpoint is intact: relaunch every rank with --resume") from exc
+                f"({first}). Another rank has died or stopped answering (timeout {self.ctx.timeout:.0f} s; rank 0 "
+                "saving a checkpoint for longer looks the same: raise --dist-timeout). The last checkpoint is "
+                "intact: relaunch every rank with --resume") from exc
 
     def _dropout_rng(self) -> np.random.Generator:
         """Rank 0 uses the saved dropout stream; rank r > 0 one derived from (seed, rank, step), so resumes agree."""
