@@ -64,6 +64,11 @@ def test_two_ranks_train_the_parameters_one_process_trains(tmp_path, capsys, dty
         assert read_metadata(tmp_path / "two" / "model.npz")["state"]["step"] == 3
         log = _torchrun(RUN + two + ["--resume"])
         assert "resumed at step 3" in log and "ZeRO-1 saves" in log
+    elif dtype == "float64":  # many small buckets; stop under 2 ranks and continue in one process
+        _torchrun(RUN + two + ["--bucket-mb", "0.01", "--stop-at", "3"])
+        assert main(["train", "--out", str(tmp_path / "two"), "--resume"]) == 0
+        log = capsys.readouterr().out
+        assert "resumed at step 3" in log
     else:
         log = _torchrun(RUN + two)
     assert log.count("validation loss") == 1  # only rank 0 speaks
