@@ -35,11 +35,13 @@ def launch_ranks(nproc: int, argv: list[str]) -> int:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "minitransformer", *argv]
     print("launching: torchrun " + " ".join(cmd[3:]), flush=True)
-    stopped, proc = [], None
+    stopped, pending, proc = [], [], None
 
     def pass_on(signum, frame):
         stopped.append(signum)
-        if proc is not None and proc.poll() is None:
+        if proc is None:  # torchrun is starting: passed on as soon as it runs
+            pending.append(signum)
+        elif proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # torchrun gives it to the ranks: a step finishes, rank 0 saves
 
     with tempfile.TemporaryDirectory(prefix="minitransformer-") as tmp:
@@ -47,17 +49,18 @@ def launch_ranks(nproc: int, argv: list[str]) -> int:
         previous = {sig: signal.signal(sig, pass_on) for sig in FORWARDED}
         try:
             proc = subprocess.Popen(cmd, start_new_session=True, env={**os.environ, RANK0_EXIT_ENV: str(told)})
-            if stopped:  # a signal came while torchrun was starting
+            if pending:
                 proc.send_signal(signal.SIGINT)
             code = proc.wait()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         rank0 = _exit_code_in(told)
-    if rank0 is None:  # rank 0 never finished: killed, or torchrun failed before it started
-        if stopped:
-            print("error: the ranks were ended before rank 0 could save; the last checkpoint written, if any, is "
-                  "intact", file=sys.stderr)
+    if rank0 is None and not stopped:  # torchrun failed before rank 0 ran: torchrun's code and message
+        return code
+    if rank0 is None:  # stopped, and rank 0 never finished: killed before it could save
+        print("error: the ranks were ended before rank 0 could save; the last checkpoint written, if any, is "
+              "intact", file=sys.stderr)
         return code or 1
     if stopped and rank0 == 128 + signal.SIGINT:
         return 128 + stopped[0]  # the signal the launcher was sent: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
