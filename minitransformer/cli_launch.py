@@ -19,6 +19,17 @@ from pathlib import Path
 RANK0_EXIT_ENV = "MINITRANSFORMER_RANK0_EXIT"
 FORWARDED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
+# torchrun itself, as `python -m torch.distributed.run` runs it, except that a stop it was asked for ends
+# with the signal's exit code instead of a traceback printed below rank 0's "interrupted at step ..."
+TORCHRUN = """import sys
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.run import main
+try:
+    main()
+except SignalException as exc:  # the ranks were handed the signal; rank 0 has said what it saved
+    sys.exit(128 + int(exc.sigval))
+"""
+
 
 def launch_ranks(nproc: int, argv: list[str]) -> int:
     """Run ``python -m minitransformer <argv>`` as ``nproc`` ranks under torchrun; rank 0's exit code.
@@ -32,8 +43,8 @@ def launch_ranks(nproc: int, argv: list[str]) -> int:
     import subprocess
     import tempfile
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "minitransformer", *argv]
+    cmd = [sys.executable, "-c", TORCHRUN, "--standalone", f"--nproc-per-node={nproc}", "-m", "minitransformer",
+           *argv]
     print("launching: torchrun " + " ".join(cmd[3:]), flush=True)
     stopped, pending, proc = [], [], None
 
