@@ -230,7 +230,13 @@ def train(args) -> int:
         return _train(args, Trainer, is_writer=True)
     from .training import distributed
 
-    ctx = distributed.init_from_env(args.dist_timeout)
+    try:
+        ctx = distributed.init_from_env(args.dist_timeout)
+    except RuntimeError as exc:  # torch's DistNetworkError: rank 0 cannot listen on MASTER_PORT
+        if "address already in use" not in str(exc).lower():
+            raise
+        raise ValueError(f"port {os.environ.get('MASTER_PORT')} is already in use on this machine: give torchrun "
+                         "another --master-port, or --standalone to pick a free one") from None
     make = functools.partial(distributed.DistributedTrainer, ctx=ctx, zero1=args.zero1, bucket_mb=args.bucket_mb)
     quiet = ctx.rank != 0
     try:

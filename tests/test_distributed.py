@@ -139,16 +139,32 @@ def test_two_ranks_balance_a_mixture_of_experts_as_one_process_does(tmp_path):
 
 
 # --------------------------------------------------------------------------- faults
-def _two_ranks(args):
-    """Two ranks started by hand (no torchrun), so that a test can signal one of them alone."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return [subprocess.Popen([sys.executable, "-m", "minitransformer", "train", *args], text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                                      MASTER_PORT=str(port)))
-            for r in range(2)]
+def _two_ranks(args, out):
+    """Two ranks started by hand (no torchrun), so that a test can signal or kill one of them alone;
+    returned once rank 0 wrote its first checkpoint in ``out`` (both are in the training loop). A free
+    port that another process takes before rank 0 binds it is chosen again."""
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        procs = [subprocess.Popen([sys.executable, "-m", "minitransformer", "train", *args], text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
+                                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)))
+                 for r in range(2)]
+        t0 = time.monotonic()
+        while not (out / "model.npz").exists():
+            if time.monotonic() - t0 > 60 or any(p.poll() is not None for p in procs):
+                break
+            time.sleep(0.1)
+        else:
+            return procs
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        errs = [p.communicate()[1] for p in procs]
+        assert "already in use" in "".join(errs), "no checkpoint: " + errs[0][-1500:] + errs[1][-1500:]
+    raise AssertionError("three free ports were taken before rank 0 could bind them")
 
 
 @pytest.mark.slow  # processes and seconds of training: the full suite runs it, the fast path not
@@ -156,12 +172,8 @@ def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
     pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
     out = tmp_path / "run"
     procs = _two_ranks([*RUN[:6], "--steps", "100000", "--batch-size", "8", "--checkpoint-every", "5",
-                        "--dist-timeout", "20", "--out", str(out)])
+                        "--dist-timeout", "20", "--out", str(out)], out)
     try:
-        t0 = time.monotonic()
-        while not (out / "model.npz").exists():
-            assert time.monotonic() - t0 < 60 and procs[0].poll() is None, "no checkpoint was written"
-            time.sleep(0.1)
         time.sleep(0.3)  # mid-run, between checkpoints
         procs[1].send_signal(signal.SIGKILL)
         killed = time.monotonic()
@@ -189,12 +201,8 @@ def test_ctrl_c_seen_by_one_rank_alone_stops_every_rank_after_the_same_step(tmp_
     out = tmp_path / "run"
     args = [*RUN[:6], "--steps", "100000", "--batch-size", "8", "--checkpoint-every", "5", "--dist-timeout", "20",
             "--out", str(out)] + (["--zero1"] if zero1 else [])
-    procs = _two_ranks(args)
+    procs = _two_ranks(args, out)  # after the first checkpoint: both ranks are in the loop
     try:
-        t0 = time.monotonic()
-        while not (out / "model.npz").exists():  # the first checkpoint: both ranks are in the loop
-            assert time.monotonic() - t0 < 60 and procs[0].poll() is None, "no checkpoint was written"
-            time.sleep(0.1)
         procs[1].send_signal(signal.SIGINT)
         results = [p.communicate(timeout=60) for p in procs]
     finally:
@@ -256,6 +264,22 @@ def test_divergence_under_two_ranks_says_where_the_good_checkpoint_is_once(tmp_p
     assert f"minitransformer train --out {out} --resume --lr 1000" in err and "FloatingPointError" not in err
     meta = read_metadata(out / "model.npz")  # whole, and what training can go on from
     assert 0 < meta["state"]["step"] < 60 and all(np.isfinite(l) for _, l in meta["state"]["losses"])
+
+
+@pytest.mark.slow  # a process that imports torch
+def test_a_port_in_use_is_named_with_the_fix(tmp_path):
+    pytest.importorskip("torch", reason="data-parallel training communicates through torch.distributed")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "minitransformer", "train", *RUN, "--dist-timeout", "10",
+                               "--out", str(tmp_path / "p")], capture_output=True, text=True, timeout=120,
+                              env=_env(RANK="0", LOCAL_RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                                       MASTER_PORT=str(port)))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"error: port {port} is already in use on this machine: give torchrun another --master-port" in done.stderr
+    assert "unexpected" not in done.stderr and not (tmp_path / "p").exists()  # refused before anything is written
 
 
 def test_a_batch_that_does_not_split_is_refused_before_launching(tmp_path, capsys):
