@@ -180,6 +180,32 @@ def test_ctrl_c_or_sigterm_in_a_training_loop_saves_and_raises(tmp_path, name):
     assert signal.getsignal(sig) == before  # the handler is removed again
 
 
+def test_a_stop_a_peer_asked_for_takes_this_process_own_signal_after_it_without_effect(tmp_path):
+    # data parallel: rank 1 may stop because rank 0 saw Ctrl-C, and torchrun's SIGINT for rank 1 come
+    # after rank 1 left the loop; it must not raise KeyboardInterrupt there. A second one acts as usual.
+    import os
+    import signal
+
+    class PeerStops(Trainer):  # as a DistributedTrainer whose peer sent its stop flag with step 3's loss
+        def stop_agreed(self, ctrl_c):
+            return self.state.step >= 3
+
+    before = signal.getsignal(signal.SIGINT)
+    t = PeerStops(GPT("toy", seed=0), periodic_tokens(), config=TrainConfig(steps=50, batch_size=2, eval_every=0),
+                  log=None)
+    try:
+        with pytest.raises(TrainingInterrupted) as err:
+            t.run(checkpoint_path=tmp_path / "c.npz")
+        assert err.value.step == 3 and err.value.signal_name == "SIGINT"
+        assert read_metadata(tmp_path / "c.npz")["state"]["step"] == 3
+        os.kill(os.getpid(), signal.SIGINT)  # this process's own signal, late: taken without effect
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # a second one: as without the handler
+        assert signal.getsignal(signal.SIGINT) == before
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_a_checkpoint_with_damaged_training_settings_is_named(tmp_path, monkeypatch):
     from minitransformer.training import loop
 

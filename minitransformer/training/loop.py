@@ -281,6 +281,8 @@ class Trainer:
                 if bar is not None:
                     bar.close()
             stopped = self.stop_agreed(ctrl_c)
+            if stopped:  # a peer's signal (data parallel): this process's own may still be on its way
+                ctrl_c.expect_own_signal()
             if checkpoint_path:  # still inside: a first signal arriving now does not cut the save short
                 self.save(checkpoint_path)
         if stopped:

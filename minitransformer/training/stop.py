@@ -24,7 +24,7 @@ class StopOnSignal:
                 "SIGTERM": "SIGTERM: stopping after this step to save a checkpoint (a second SIGTERM stops at once)"}
 
     def __init__(self, names=("SIGINT",)):
-        self.requested, self.signal_name, self._previous = False, None, {}
+        self.requested, self.signal_name, self._previous, self._expect_own = False, None, {}, False
         self._signals = [getattr(signal, n) for n in names if hasattr(signal, n)]
 
     def __enter__(self):
@@ -46,7 +46,19 @@ class StopOnSignal:
             previous = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
         signal.signal(sig, previous)
 
+    def expect_own_signal(self) -> None:
+        """The run stops. If a peer's signal stopped it (a data-parallel rank) before this process's own
+        came, the first signal after `__exit__` is taken without effect: torchrun sends every rank one,
+        and it would be a `KeyboardInterrupt` in whatever runs next. Later signals act as usual."""
+        self._expect_own = True
+
+    def _take_own(self, signum, frame):
+        self._restore(signum)
+
     def __exit__(self, *exc):
         for sig in self._previous:
-            self._restore(sig)
+            if self._expect_own and not self.requested:  # its own has not come yet
+                signal.signal(sig, self._take_own)
+            else:
+                self._restore(sig)
         return False
