@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from ..core import nn
+from ..core.values import is_int, is_number
 
 
 # --------------------------------------------------------------------------- the output head
@@ -140,11 +141,11 @@ def sample(logits: np.ndarray, rng: Optional[np.random.Generator], temperature: 
 
 def _check_sampling_args(V: int, temperature, top_k, top_p) -> None:
     def number(v) -> bool:
-        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+        return is_number(v) and math.isfinite(v)
 
     if not number(temperature) or temperature < 0:
         raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (0 means greedy)")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= V):
+    if top_k is not None and (not is_int(top_k) or not 1 <= top_k <= V):
         raise ValueError(f"top_k={top_k!r} must be an int in 1..{V} (the vocabulary size), or None to keep all")
     if top_p is not None and (not number(top_p) or not 0 < top_p <= 1):
         raise ValueError(f"top_p={top_p!r} must be a number in (0, 1], or None to keep all")

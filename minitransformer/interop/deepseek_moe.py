@@ -29,6 +29,9 @@ import re
 
 import numpy as np
 
+from ..core.values import is_int
+from .hf_checkpoint import number
+
 EXPERT_KEYS = ("W_gate", "W_in", "W_out")  # stacked (E, ...) in our parameters
 SHARED_KEYS = ("W_gate_shared", "W_in_shared", "W_out_shared")
 DEFAULTS = dict(n_routed_experts=256, n_shared_experts=1, num_experts_per_tok=8, n_group=8, topk_group=4,
@@ -131,7 +134,7 @@ def config_to_hf(config) -> dict:
 def config_from_hf(hf: dict, n_layers, source: str) -> dict:
     """Our `ModelConfig` keywords for the mixture of experts of a ``config.json`` (``{"ffn": "swiglu"}`` if none)."""
     first = hf.get("first_k_dense_replace", 3)
-    if first is not None and (isinstance(first, bool) or not isinstance(first, int) or first < 0):
+    if first is not None and (not is_int(first) or first < 0):
         raise ValueError(f"{source}: first_k_dense_replace={first!r} must be a non-negative int (the number of "
                          "dense layers before the mixture-of-experts ones) or null")
     if not isinstance(n_layers, int) or first is None or first >= n_layers:
@@ -139,11 +142,9 @@ def config_from_hf(hf: dict, n_layers, source: str) -> dict:
     get = {**DEFAULTS, **hf}.get
     if get("n_group") is None or get("topk_group") is None:
         raise ValueError(f"{source}: n_group and topk_group must be set for mixture-of-experts layers")
-    scaling = get("routed_scaling_factor")
-    if isinstance(scaling, bool) or not isinstance(scaling, (int, float)):
-        raise ValueError(f"{source}: routed_scaling_factor={scaling!r} must be a number, not {type(scaling).__name__}")
+    scaling = number(hf, "routed_scaling_factor", DEFAULTS["routed_scaling_factor"], source)
     return dict(ffn="moe", first_dense_layers=first, dense_ffn="swiglu", expert_ffn="swiglu",
                 n_experts=get("n_routed_experts"), n_shared_experts=get("n_shared_experts"),
                 experts_per_token=get("num_experts_per_tok"), n_expert_groups=get("n_group"),
                 groups_per_token=get("topk_group"), d_expert=get("moe_intermediate_size"),
-                routed_scaling=float(scaling), normalize_gates=get("norm_topk_prob"))
+                routed_scaling=scaling, normalize_gates=get("norm_topk_prob"))

@@ -45,6 +45,7 @@ from typing import Callable
 import numpy as np
 
 from ..core.fileio import PathLike, atomic_write, current_umask
+from ..core.values import is_number
 from . import hf_tokenizer
 from . import safetensors as safetensors_io
 
@@ -122,7 +123,7 @@ def check_keys(hf_config: dict, required: tuple, source: str) -> None:
 def number(hf: dict, key: str, default: float, source: str) -> float:
     """``hf[key]`` (``default`` when absent) as a float, or a ValueError if it is not a number."""
     value = hf.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise ValueError(f"{source}: {key}={value!r} must be a number, not {type(value).__name__}")
     return float(value)
 
@@ -151,7 +152,7 @@ def rope_base_of(hf: dict, source: str) -> float:
             raise ValueError(f"{source}: {key} has rope_type {kind!r}, which is not supported; only the plain "
                              "rotation ('default', no scaling) has an equivalent here")
         theta = params.get("rope_theta", theta)
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+    if not is_number(theta) or not theta > 0:
         raise ValueError(f"{source}: rope_theta={theta!r} must be a positive number")
     return float(theta)
 

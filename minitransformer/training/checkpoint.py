@@ -36,6 +36,7 @@ import numpy as np
 from ..core.config import ModelConfig
 from ..core.fileio import atomic_write, remove_stale_temporaries
 from ..core.tree import set_path
+from ..core.values import is_int
 from ..model import GPT
 
 CHECKPOINT_FORMAT = "minitransformer-checkpoint"
@@ -197,7 +198,7 @@ def _parse_metadata(path: Path, arrays: dict) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise _bad(path, f'its metadata does not say "format": {CHECKPOINT_FORMAT!r}')
     version = meta.get("version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > CHECKPOINT_VERSION:
+    if is_int(version) and version > CHECKPOINT_VERSION:
         raise _bad(path, f"it has checkpoint version {version}, written by a newer minitransformer; this one reads "
                          f"version {CHECKPOINT_VERSION}: upgrade minitransformer to load it")
     if version != CHECKPOINT_VERSION:

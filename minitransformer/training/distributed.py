@@ -214,8 +214,8 @@ class DistributedTrainer(Trainer):
         in the next all-reduce (with ZeRO-1 the save is a collective too). So each rank sends its flag
         with the step's loss (`train_step`) and stops when the summed flags say one of them had a signal.
         """
-        if ctrl_c is not self._signals:  # a new `run`: no agreement to stop yet
-            self._signals, self._stop_all = ctrl_c, False
+        if ctrl_c is not self._stop_request:  # a new `run`: no agreement to stop yet
+            self._stop_request, self._stop_all = ctrl_c, False
         return self._stop_all
 
     def __init__(self, model, train_tokens, val_tokens=None, config=None, log=print, *, ctx: DistContext,
@@ -241,7 +241,7 @@ class DistributedTrainer(Trainer):
                                        1.0 / (N * c.accum_steps))
         self.comm_bytes = []  # bytes of gradient reduced, per step (the model's gradient, padded for ZeRO-1)
         self.comm_seconds = []  # seconds this rank waited for collectives, per step
-        self._signals, self._stop_all = None, False  # this rank's stop request, and the ranks' agreement
+        self._stop_request, self._stop_all = None, False  # this rank's StopOnSignal, and the ranks' agreement
         self._collective("broadcast of the initial parameters",
                          lambda: self.dist.broadcast(_tensor(self.opt.buffer), src=0))
 
@@ -292,7 +292,7 @@ class DistributedTrainer(Trainer):
             self._collective("all-reduce of the gradient", lambda: self.buckets.finish(self._grad))
             sent = self.buckets.bytes_sent
         # the loss travels with this rank's stop flag: the summed flags tell every rank to stop after this step
-        loss = np.array([total / c.accum_steps, float(self._signals is not None and self._signals.requested)])
+        loss = np.array([total / c.accum_steps, float(getattr(self._stop_request, "requested", False))])
         self._collective("all-reduce of the loss", lambda: self.dist.all_reduce(_tensor(loss)))
         waited += time.perf_counter() - t0
         self._stop_all = self._stop_all or loss[1] > 0
